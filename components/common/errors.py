@@ -1,0 +1,45 @@
+"""The suite's errors. Every stage raises these, with a message that says what to fix."""
+
+from __future__ import annotations
+
+
+class MlstagesError(Exception):
+    """Base class: an error the user can act on, as opposed to a bug in the suite."""
+
+
+class InputDataError(MlstagesError, ValueError):
+    """The data given to a stage is unusable (empty, unreadable, wrong column, wrong type)."""
+
+
+class ParameterError(MlstagesError, ValueError):
+    """A stage parameter has a value the stage cannot use."""
+
+
+class ValidationFailed(MlstagesError):
+    """Data validation found anomalies and the policy says to fail."""
+
+    def __init__(self, message: str, anomalies: list | None = None) -> None:
+        super().__init__(message)
+        self.anomalies = list(anomalies or [])
+
+
+class StorageError(MlstagesError, OSError):
+    """Object storage refused or could not complete a request (missing object or bucket, digest
+    mismatch, exhausted retries)."""
+
+
+class StorageNotFound(StorageError, FileNotFoundError):
+    """The object, prefix or bucket does not exist."""
+
+
+class DigestMismatch(StorageError):
+    """The bytes read do not have the sha256 digest recorded for them."""
+
+
+def require_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
+    """Return ``value`` if it is one of ``choices``; otherwise raise a ParameterError naming it."""
+    if value not in choices:
+        raise ParameterError(
+            f"parameter {name}={value!r} is not one of: {', '.join(repr(c) for c in choices)}"
+        )
+    return value

@@ -1,0 +1,310 @@
+"""Ingestion: read a source into one typed DataFrame, ready to be written as a Parquet dataset.
+
+Sources are looked up by URI scheme in ``SOURCES``; each one turns a URI into local files (or reads
+directly, for SQL), and the format readers turn files into a DataFrame. A new source is one
+function registered with ``register_source``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
+
+FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz", ".zip")
+HTTP_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How to read a source.
+
+    source_uri: a local path, ``file://``, ``http(s)://``, ``gs://bucket/object-or-prefix`` or an
+        SQLAlchemy database URL (``sqlite:///path.db``, ``postgresql+psycopg://...``).
+    source_format: csv, tsv, parquet, jsonl, or auto (from the file extension).
+    delimiter: the CSV field separator; empty means ``,`` for csv and a tab for tsv.
+    encoding: the text encoding of CSV / JSON Lines files.
+    sql_query: the query to run when source_uri is a database URL.
+    """
+
+    source_uri: str
+    source_format: str = "auto"
+    delimiter: str = ""
+    encoding: str = "utf-8"
+    sql_query: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source_uri.strip():
+            raise ParameterError("parameter source_uri is empty: give a path or URI to read")
+        require_choice("source_format", self.source_format, FORMATS)
+        if len(self.delimiter) > 1 and self.delimiter != "\\t":
+            raise ParameterError(f"parameter delimiter={self.delimiter!r} must be one character")
+
+
+SourceReader = Callable[[IngestConfig], pd.DataFrame]
+SOURCES: dict[str, SourceReader] = {}
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "mssql", "oracle")
+
+
+def register_source(scheme: str, reader: SourceReader) -> None:
+    """Make ``reader`` handle URIs whose scheme is ``scheme``."""
+    SOURCES[scheme] = reader
+
+
+def source_scheme(uri: str) -> str:
+    """The scheme that picks the source reader: file, http, https, gs, or a database dialect."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", uri)
+    if not match:
+        return "file"
+    scheme = match.group(1).lower()
+    # SQLAlchemy URLs carry the driver after a plus sign: postgresql+psycopg://
+    return scheme.split("+", 1)[0]
+
+
+def read_source(config: IngestConfig) -> pd.DataFrame:
+    """Read the source named by ``config.source_uri`` into a DataFrame with at least one row."""
+    scheme = source_scheme(config.source_uri)
+    reader = SOURCES.get(scheme)
+    if reader is None:
+        raise ParameterError(
+            f"source_uri {config.source_uri!r}: unsupported scheme {scheme!r}; "
+            f"supported: {', '.join(sorted(SOURCES))}"
+        )
+    df = reader(config)
+    df.columns = [str(c) for c in df.columns]
+    if len(df) == 0:
+        raise InputDataError(f"{display_uri(config.source_uri)} has a header but no data rows")
+    return df
+
+
+def display_uri(uri: str) -> str:
+    """The URI with any password removed, for messages and metadata."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+# --- formats -----------------------------------------------------------------------------------
+
+
+def detect_format(name: str, declared: str = "auto") -> str:
+    """The format of a file from its name, unless one is declared."""
+    if declared != "auto":
+        return declared
+    stem = name.lower()
+    for suffix in _COMPRESSION_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    ext = os.path.splitext(stem)[1]
+    if ext not in _EXTENSIONS:
+        raise ParameterError(
+            f"cannot tell the format of {name!r} from its extension; set source_format to one of "
+            f"{', '.join(f for f in FORMATS if f != 'auto')}"
+        )
+    return _EXTENSIONS[ext]
+
+
+def read_file(path: Path, config: IngestConfig, display: str | None = None) -> pd.DataFrame:
+    """Read one local file in the configured (or detected) format."""
+    shown = display or str(path)
+    fmt = detect_format(shown, config.source_format)
+    if not path.exists():
+        raise InputDataError(f"{shown}: no such file")
+    if path.stat().st_size == 0:
+        raise InputDataError(f"{shown} is empty (0 bytes)")
+    if fmt in ("csv", "tsv"):
+        return _read_delimited(path, fmt, config, shown)
+    if fmt == "jsonl":
+        return _read_json_lines(path, config, shown)
+    return _read_parquet(path, shown)
+
+
+def _read_delimited(path: Path, fmt: str, config: IngestConfig, shown: str) -> pd.DataFrame:
+    sep = config.delimiter.replace("\\t", "\t") or ("\t" if fmt == "tsv" else ",")
+    try:
+        df = pd.read_csv(path, sep=sep, encoding=config.encoding, low_memory=False)
+    except UnicodeDecodeError as exc:
+        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc)) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise InputDataError(f"{shown} has no columns (is it empty?)") from exc
+    except pd.errors.ParserError as exc:
+        raise InputDataError(f"{shown} is not valid {fmt.upper()} with delimiter {sep!r}: {exc}") from exc
+    if df.shape[1] == 1:
+        header = str(df.columns[0])
+        for candidate in (";", "\t", "|", ","):
+            if candidate != sep and candidate in header:
+                raise InputDataError(
+                    f"{shown} parsed as a single column {header[:60]!r} with delimiter {sep!r}; "
+                    f"the header contains {candidate!r}: set delimiter={candidate!r}"
+                )
+    return df
+
+
+def _read_json_lines(path: Path, config: IngestConfig, shown: str) -> pd.DataFrame:
+    try:
+        with open(path, encoding=config.encoding) as handle:
+            return pd.read_json(handle, lines=True)
+    except UnicodeDecodeError as exc:
+        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc)) from exc
+    except ValueError as exc:
+        raise InputDataError(f"{shown} is not valid JSON Lines (one JSON object per line): {exc}") from exc
+
+
+def _read_parquet(path: Path, shown: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise InputDataError(f"{shown} is not a readable Parquet file: {exc}") from exc
+
+
+def _decode_error_message(path: Path, shown: str, encoding: str, exc: UnicodeDecodeError) -> str:
+    # UnicodeDecodeError positions are relative to the chunk pandas decoded, so find the first
+    # bad byte in the file ourselves to name the line.
+    line, offset = _first_undecodable(path, encoding)
+    where = f" at line {line} (byte offset {offset})" if line else ""
+    return (
+        f"{shown} is not valid {encoding} text{where}: {exc.reason}; "
+        "set the encoding parameter (for example latin-1) or fix the file"
+    )
+
+
+def _first_undecodable(path: Path, encoding: str) -> tuple[int | None, int | None]:
+    offset = 0
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return number, offset + exc.start
+            offset += len(raw)
+    return None, None
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+
+def _read_local(config: IngestConfig) -> pd.DataFrame:
+    uri = config.source_uri
+    path = Path(urllib.parse.urlsplit(uri).path if uri.startswith("file://") else uri)
+    if path.is_dir():
+        return _read_many(
+            sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")), config, uri
+        )
+    return read_file(path, config, display=uri)
+
+
+def _read_many(paths: list[Path], config: IngestConfig, shown: str) -> pd.DataFrame:
+    """Read several shards of one dataset; they must share their columns."""
+    if not paths:
+        raise InputDataError(f"{shown} holds no files to read")
+    frames = [read_file(p, config) for p in paths]
+    first = list(frames[0].columns)
+    for path, frame in zip(paths[1:], frames[1:], strict=True):
+        if list(frame.columns) != first:
+            raise InputDataError(
+                f"shard {path.name} of {shown} has columns {list(frame.columns)}, "
+                f"but {paths[0].name} has {first}"
+            )
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+@contextmanager
+def _scratch_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="mlstages-ingest-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_http(config: IngestConfig) -> pd.DataFrame:
+    import requests
+
+    uri = config.source_uri
+    name = os.path.basename(urllib.parse.urlsplit(uri).path) or "download"
+    with _scratch_dir() as scratch:
+        target = scratch / name
+        try:
+            with requests.get(uri, stream=True, timeout=HTTP_TIMEOUT_SECONDS) as response:
+                if response.status_code >= 400:
+                    raise InputDataError(f"{display_uri(uri)}: HTTP {response.status_code} {response.reason}")
+                with open(target, "wb") as handle:
+                    handle.writelines(response.iter_content(chunk_size=1 << 20))
+        except requests.RequestException as exc:
+            raise InputDataError(f"{display_uri(uri)}: could not download: {exc}") from exc
+        return read_file(target, config, display=display_uri(uri))
+
+
+def _read_gcs(config: IngestConfig) -> pd.DataFrame:
+    from mlstages.components.common import storage
+
+    uri = config.source_uri
+    with _scratch_dir() as scratch:
+        if uri.endswith("/") or not storage.exists(uri):
+            objects = [u for u in storage.list_uris(uri) if not u.endswith("/")]
+            if not objects:
+                raise InputDataError(f"{uri}: no object and no objects under this prefix")
+            paths = []
+            for index, object_uri in enumerate(objects):
+                local = scratch / f"{index:06d}-{os.path.basename(object_uri)}"
+                storage.download_file(object_uri, local)
+                paths.append(local)
+            return _read_many(paths, config, uri)
+        local = scratch / os.path.basename(uri)
+        storage.download_file(uri, local)
+        return read_file(local, config, display=uri)
+
+
+def _read_sql(config: IngestConfig) -> pd.DataFrame:
+    import sqlalchemy
+
+    shown = display_uri(config.source_uri)
+    if not config.sql_query.strip():
+        raise ParameterError(f"source_uri {shown} is a database: set sql_query to the query to run")
+    try:
+        engine = sqlalchemy.create_engine(config.source_uri)
+    except Exception as exc:  # unknown dialect or missing driver
+        raise ParameterError(f"source_uri {shown}: cannot connect: {exc}") from exc
+    try:
+        with engine.connect() as connection:
+            # Chunks keep the driver's buffers small on large results.
+            chunks = list(pd.read_sql_query(sqlalchemy.text(config.sql_query), connection, chunksize=100_000))
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise InputDataError(
+            f"{shown}: the query failed: {exc.__class__.__name__}: {exc.orig or exc}"
+        ) from exc
+    finally:
+        engine.dispose()
+    if not chunks:
+        raise InputDataError(f"{shown}: the query returned no rows")
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+register_source("file", _read_local)
+register_source("http", _read_http)
+register_source("https", _read_http)
+register_source("gs", _read_gcs)
+for _dialect in SQL_SCHEMES:
+    register_source(_dialect, _read_sql)
