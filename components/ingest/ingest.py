@@ -308,3 +308,22 @@ register_source("https", _read_http)
 register_source("gs", _read_gcs)
 for _dialect in SQL_SCHEMES:
     register_source(_dialect, _read_sql)
+
+
+def ingest_summary(metadata: dict) -> str:
+    """The Markdown summary shown in the Kubeflow UI for an ingested dataset."""
+    from mlstages.components.common.reports import markdown_table, markdown_text
+
+    rows = [{"column": name, "type": kind} for name, kind in metadata["column_types"].items()]
+    lines = [
+        "# Ingest",
+        "",
+        f"Read **{metadata['rows']:,}** rows and **{metadata['columns']}** columns from "
+        f"`{markdown_text(metadata.get('source', ''))}`.",
+        "",
+        f"Content hash (sha256): `{metadata['content_hash']}`",
+    ]
+    if metadata.get("snapshot"):
+        lines += ["", f"Snapshot: `{markdown_text(metadata['snapshot'])}`"]
+    lines += ["", markdown_table(rows, ["column", "type"]), ""]
+    return "\n".join(lines)

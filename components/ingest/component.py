@@ -1,0 +1,59 @@
+"""KFP component for the ingestion stage. The logic lives in ingest.py."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Markdown, Output
+
+from mlstages.components.common.images import image
+
+
+@dsl.component(base_image=image("ingest"), install_kfp_package=False)
+def ingest(
+    source_uri: str,
+    dataset: Output[Dataset],
+    summary: Output[Markdown],
+    source_format: str = "auto",
+    delimiter: str = "",
+    encoding: str = "utf-8",
+    sql_query: str = "",
+    snapshot: str = "",
+):
+    """Reads CSV, TSV, Parquet or JSON Lines from a local path, http(s):// URL, gs:// object or
+    prefix of shards, or an SQL query on an SQLAlchemy database URL, into one Parquet dataset.
+
+    The dataset's metadata records the row count, the column types, a content hash and the source
+    (with any password removed). Sources that change under the same URI (HTTP, databases, a moving
+    gs:// prefix) should run with caching off, or with ``snapshot`` set to a value that changes
+    when the data does, such as a date.
+
+    Args:
+        source_uri: Path or URI to read: a local path, file://, http(s)://, gs://bucket/object,
+            gs://bucket/prefix/ (every object under it, read as shards of one dataset), or a
+            database URL such as sqlite:///data.db.
+        source_format: csv, tsv, parquet, jsonl, or auto to tell from the file extension.
+        delimiter: CSV field separator; empty for the format's default.
+        encoding: Text encoding of CSV and JSON Lines files.
+        sql_query: Query to run when source_uri is a database URL.
+        snapshot: Free text that only changes the cache key, so a new snapshot of a moving source
+            is read again while the same snapshot is served from the cache.
+
+    Returns:
+        dataset: The data as one Parquet file.
+        summary: What was read: rows, columns and their types, source and content hash.
+    """
+    from mlstages.components.common.datasets import write_dataset
+    from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
+
+    config = IngestConfig(
+        source_uri=source_uri,
+        source_format=source_format,
+        delimiter=delimiter,
+        encoding=encoding,
+        sql_query=sql_query,
+    )
+    frame = read_source(config)
+    metadata = write_dataset(frame, dataset.path, source=display_uri(source_uri))
+    if snapshot:
+        metadata["snapshot"] = snapshot
+    dataset.metadata.update(metadata)
+    with open(summary.path, "w", encoding="utf-8") as handle:
+        handle.write(ingest_summary(metadata))
