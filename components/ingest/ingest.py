@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
@@ -93,9 +94,19 @@ def read_source(config: IngestConfig) -> pd.DataFrame:
         )
     df = reader(config)
     df.columns = [str(c) for c in df.columns]
+    _normalize_missing(df)
     if len(df) == 0:
         raise InputDataError(f"{display_uri(config.source_uri)} has a header but no data rows")
     return df
+
+
+def _normalize_missing(df: pd.DataFrame) -> None:
+    """One missing value in text columns whatever the format: CSV gives NaN where Parquet, JSON
+    and SQL give None, and the content hash and statistics must not depend on that."""
+    for name in df.select_dtypes(include="object").columns:
+        column = df[name]
+        if column.isna().any():
+            df[name] = column.where(column.notna(), np.nan)
 
 
 def display_uri(uri: str) -> str:
@@ -297,7 +308,7 @@ def _read_sql(config: IngestConfig) -> pd.DataFrame:
         ) from exc
     finally:
         engine.dispose()
-    if not chunks:
+    if sum(len(chunk) for chunk in chunks) == 0:
         raise InputDataError(f"{shown}: the query returned no rows")
     return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
