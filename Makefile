@@ -1,0 +1,48 @@
+# The two commands of the README: `make run` and `make test`. Both create the virtual environment
+# and install the suite into it when needed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+WORKDIR ?= .mlstages
+ARGS ?=
+
+.PHONY: help install run test lint compile compile-check bench clean
+
+help:
+	@echo "make run      run the training pipeline locally (kfp.local + embedded object store)"
+	@echo "make test     lint and run the test suite"
+	@echo "make compile  regenerate every component/pipeline YAML and component README"
+	@echo "make bench    run the benchmarks and write benchmarks/results/"
+	@echo "make clean    remove local runs and the embedded store's data ($(WORKDIR))"
+
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED)
+
+run: $(INSTALLED)
+	$(VENV)/bin/mlstages run training --workdir $(WORKDIR) $(ARGS)
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest $(ARGS)
+
+compile: $(INSTALLED)
+	$(VENV)/bin/mlstages compile
+
+compile-check: $(INSTALLED)
+	$(VENV)/bin/mlstages compile --check
+
+bench: $(INSTALLED)
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(WORKDIR)

@@ -1,0 +1,56 @@
+"""Every component and pipeline of the suite, by name: what `mlstages compile` writes and the
+docs list."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS_DIR = REPO_ROOT / "components"
+PIPELINES_DIR = REPO_ROOT / "pipelines"
+
+# stage name → "module:attribute" of its KFP component, in pipeline order.
+COMPONENTS: dict[str, str] = {
+    "ingest": "mlstages.components.ingest.component:ingest",
+    "validate_data": "mlstages.components.validate_data.component:validate_data",
+    "preprocess": "mlstages.components.preprocess.component:preprocess",
+    "engineer_features": "mlstages.components.engineer_features.component:engineer_features",
+    "train": "mlstages.components.train.component:train",
+    "evaluate": "mlstages.components.evaluate.component:evaluate",
+}
+
+# pipeline name → ("module:attribute", parameter file)
+PIPELINES: dict[str, tuple[str, str]] = {
+    "training": ("mlstages.pipelines.training:training_pipeline", "params/training.yaml"),
+}
+
+
+def load(reference: str) -> Any:
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def component(stage: str) -> Any:
+    return load(COMPONENTS[stage])
+
+
+def pipeline(name: str) -> Any:
+    return load(PIPELINES[name][0])
+
+
+def component_yaml_path(stage: str) -> Path:
+    return COMPONENTS_DIR / stage / "component.yaml"
+
+
+def component_readme_path(stage: str) -> Path:
+    return COMPONENTS_DIR / stage / "README.md"
+
+
+def pipeline_yaml_path(name: str) -> Path:
+    return PIPELINES_DIR / f"{name}_pipeline.yaml"
+
+
+def pipeline_params_path(name: str) -> Path:
+    return PIPELINES_DIR / PIPELINES[name][1]
