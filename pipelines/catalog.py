@@ -21,9 +21,9 @@ COMPONENTS: dict[str, str] = {
     "evaluate": "mlstages.components.evaluate.component:evaluate",
 }
 
-# pipeline name → ("module:attribute", parameter file)
+# pipeline name → ("module:factory", parameter file); the factory takes PlatformSettings.
 PIPELINES: dict[str, tuple[str, str]] = {
-    "training": ("mlstages.pipelines.training:training_pipeline", "params/training.yaml"),
+    "training": ("mlstages.pipelines.training:build_training_pipeline", "params/training.yaml"),
 }
 
 
@@ -36,8 +36,9 @@ def component(stage: str) -> Any:
     return load(COMPONENTS[stage])
 
 
-def pipeline(name: str) -> Any:
-    return load(PIPELINES[name][0])
+def pipeline(name: str, settings: Any = None) -> Any:
+    """The pipeline ``name`` built with platform settings (none: no cluster configuration)."""
+    return load(PIPELINES[name][0])(settings)
 
 
 def component_yaml_path(stage: str) -> Path:

@@ -33,6 +33,10 @@ def _compile(args: argparse.Namespace) -> int:
             return 1
         print("All compiled YAML and generated READMEs are up to date.")
         return 0
+    if args.settings:
+        for path in compiling.compile_for_cluster(args.settings, args.output_dir, registry=args.registry):
+            print(f"wrote {path}")
+        return 0
     changed = compiling.write_all(registry=args.registry)
     for path in changed:
         print(f"wrote {path.relative_to(catalog.REPO_ROOT)}")
@@ -72,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--registry", help="image registry prefix to compile into the YAML")
     comp.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
+    comp.add_argument(
+        "--settings",
+        type=Path,
+        help="platform settings YAML (resources, secrets, caching): compile the pipelines for a "
+        "cluster into --output-dir instead of regenerating the committed files",
+    )
+    comp.add_argument("--output-dir", type=Path, default=Path("build"), help="where --settings output goes")
     comp.set_defaults(handler=_compile)
     return parser
 

@@ -109,6 +109,25 @@ def write_all(registry: str | None = None) -> list[Path]:
     return changed
 
 
+def compile_for_cluster(settings_path: Path, output_dir: Path, registry: str | None = None) -> list[Path]:
+    """Compile every pipeline with a platform settings file into ``output_dir`` (not committed:
+    the result is specific to one cluster)."""
+    from mlstages.pipelines.platform import load_settings
+
+    if registry:
+        from mlstages.components.common.images import REGISTRY_ENV
+
+        os.environ[REGISTRY_ENV] = registry
+    settings = load_settings(settings_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in catalog.PIPELINES:
+        path = output_dir / catalog.pipeline_yaml_path(name).name
+        path.write_text(_compile_to_text(catalog.pipeline(name, settings)), encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def stale_files() -> list[Path]:
     """Generated files that differ from what the code generates now (or are missing)."""
     return [

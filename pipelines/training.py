@@ -1,5 +1,7 @@
 """The training pipeline: ingest → validate_data → preprocess → engineer_features → train → evaluate."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 
 from mlstages.components.engineer_features.component import engineer_features
@@ -8,103 +10,129 @@ from mlstages.components.ingest.component import ingest
 from mlstages.components.preprocess.component import preprocess
 from mlstages.components.train.component import train
 from mlstages.components.validate_data.component import validate_data
+from mlstages.pipelines.platform import PlatformSettings, configure_task
 
 PIPELINE_NAME = "mlstages-training"
 DEFAULT_MODEL_FAMILIES = ["logistic_regression", "random_forest", "gradient_boosting"]
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Ingest, validate, preprocess, engineer features, train with hyperparameter search "
-    "and evaluate a scikit-learn model; exports one Pipeline that takes raw rows.",
-)
-def training_pipeline(
-    data_uri: str,
-    label_column: str,
-    task: str = "auto",
-    source_format: str = "auto",
-    snapshot: str = "",
-    validation_policy: str = "fail",
-    max_missing_share: float = 0.5,
-    test_size: float = 0.2,
-    validation_size: float = 0.1,
-    split: str = "stratified",
-    time_column: str = "",
-    drop_columns: list = [],
-    scaling: str = "standard",
-    encoding: str = "onehot",
-    outliers: str = "iqr",
-    derived_features: list = [],
-    selection: str = "none",
-    max_features: int = 0,
-    model_families: list = DEFAULT_MODEL_FAMILIES,
-    search: str = "grid",
-    n_iter: int = 10,
-    cv_folds: int = 5,
-    scoring: str = "",
-    search_space: dict = {},
-    max_search_rows: int = 0,
-    slice_columns: list = [],
-    seed: int = 42,
-) -> dsl.Model:
-    ingest_task = ingest(source_uri=data_uri, source_format=source_format, snapshot=snapshot)
-    # Moving sources (HTTP, databases, a gs:// prefix) must not be served from the cache unless a
-    # snapshot value says the data is the same; the caller turns caching on with a snapshot.
-    ingest_task.set_caching_options(False)
+class TrainingOutputs(NamedTuple):
+    model: dsl.Model
+    model_uri: str
 
-    validate_task = validate_data(
-        dataset=ingest_task.outputs["dataset"],
-        label_column=label_column,
-        policy=validation_policy,
-        max_missing_share=max_missing_share,
+
+def build_training_pipeline(settings: PlatformSettings | None = None):
+    """The training pipeline with the platform ``settings`` (resources, secrets, caching) applied
+    to its tasks; without settings it carries no cluster-specific configuration."""
+    settings = settings or PlatformSettings()
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Ingest, validate, preprocess, engineer features, train with hyperparameter search "
+        "and evaluate a scikit-learn model; exports one Pipeline that takes raw rows.",
     )
+    def training_pipeline(
+        data_uri: str,
+        label_column: str,
+        task: str = "auto",
+        source_format: str = "auto",
+        snapshot: str = "",
+        validation_policy: str = "fail",
+        max_missing_share: float = 0.5,
+        test_size: float = 0.2,
+        validation_size: float = 0.1,
+        split: str = "stratified",
+        time_column: str = "",
+        drop_columns: list = [],
+        scaling: str = "standard",
+        encoding: str = "onehot",
+        outliers: str = "iqr",
+        derived_features: list = [],
+        selection: str = "none",
+        max_features: int = 0,
+        model_families: list = DEFAULT_MODEL_FAMILIES,
+        search: str = "grid",
+        n_iter: int = 10,
+        cv_folds: int = 5,
+        scoring: str = "",
+        search_space: dict = {},
+        max_search_rows: int = 0,
+        slice_columns: list = [],
+        seed: int = 42,
+        model_registry: str = "",
+        model_name: str = "model",
+    ) -> TrainingOutputs:
+        ingest_task = ingest(source_uri=data_uri, source_format=source_format, snapshot=snapshot)
+        # Moving sources (HTTP, databases, a gs:// prefix) must not be served from the cache unless a
+        # snapshot value says the data is the same; the caller turns caching on with a snapshot.
+        ingest_task.set_caching_options(False)
+        configure_task(ingest_task, "ingest", settings)
 
-    preprocess_task = preprocess(
-        dataset=ingest_task.outputs["dataset"],
-        label_column=label_column,
-        task=task,
-        test_size=test_size,
-        validation_size=validation_size,
-        seed=seed,
-        split=split,
-        time_column=time_column,
-        drop_columns=drop_columns,
-        scaling=scaling,
-        encoding=encoding,
-        outliers=outliers,
-    ).after(validate_task)
+        validate_task = validate_data(
+            dataset=ingest_task.outputs["dataset"],
+            label_column=label_column,
+            policy=validation_policy,
+            max_missing_share=max_missing_share,
+        )
+        configure_task(validate_task, "validate_data", settings)
 
-    features_task = engineer_features(
-        train=preprocess_task.outputs["train"],
-        transformer=preprocess_task.outputs["transformer"],
-        label_column=label_column,
-        task=preprocess_task.outputs["task"],
-        derived_features=derived_features,
-        selection=selection,
-        max_features=max_features,
-        seed=seed,
-    )
+        preprocess_task = preprocess(
+            dataset=ingest_task.outputs["dataset"],
+            label_column=label_column,
+            task=task,
+            test_size=test_size,
+            validation_size=validation_size,
+            seed=seed,
+            split=split,
+            time_column=time_column,
+            drop_columns=drop_columns,
+            scaling=scaling,
+            encoding=encoding,
+            outliers=outliers,
+        ).after(validate_task)
+        configure_task(preprocess_task, "preprocess", settings)
 
-    train_task = train(
-        train=preprocess_task.outputs["train"],
-        features=features_task.outputs["features"],
-        label_column=label_column,
-        task=preprocess_task.outputs["task"],
-        model_families=model_families,
-        search=search,
-        n_iter=n_iter,
-        cv_folds=cv_folds,
-        scoring=scoring,
-        search_space=search_space,
-        seed=seed,
-        max_search_rows=max_search_rows,
-    )
+        features_task = engineer_features(
+            train=preprocess_task.outputs["train"],
+            transformer=preprocess_task.outputs["transformer"],
+            label_column=label_column,
+            task=preprocess_task.outputs["task"],
+            derived_features=derived_features,
+            selection=selection,
+            max_features=max_features,
+            seed=seed,
+        )
+        configure_task(features_task, "engineer_features", settings)
 
-    evaluate(
-        test=preprocess_task.outputs["test"],
-        model=train_task.outputs["model"],
-        label_column=label_column,
-        task=preprocess_task.outputs["task"],
-        slice_columns=slice_columns,
-    )
-    return train_task.outputs["model"]
+        train_task = train(
+            train=preprocess_task.outputs["train"],
+            features=features_task.outputs["features"],
+            label_column=label_column,
+            task=preprocess_task.outputs["task"],
+            model_families=model_families,
+            search=search,
+            n_iter=n_iter,
+            cv_folds=cv_folds,
+            scoring=scoring,
+            search_space=search_space,
+            seed=seed,
+            max_search_rows=max_search_rows,
+            model_registry=model_registry,
+            model_name=model_name,
+        )
+        configure_task(train_task, "train", settings)
+
+        evaluate_task = evaluate(
+            test=preprocess_task.outputs["test"],
+            model=train_task.outputs["model"],
+            label_column=label_column,
+            task=preprocess_task.outputs["task"],
+            slice_columns=slice_columns,
+        )
+        configure_task(evaluate_task, "evaluate", settings)
+        return TrainingOutputs(model=train_task.outputs["model"], model_uri=train_task.outputs["model_uri"])
+
+    return training_pipeline
+
+
+training_pipeline = build_training_pipeline()

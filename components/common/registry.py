@@ -1,0 +1,65 @@
+"""A small model registry in object storage.
+
+Layout under a registry root (``gs://bucket/models`` or a local folder)::
+
+    <root>/<model name>/<version>/model.joblib      the whole fitted Pipeline (KServe's layout)
+    <root>/<model name>/<version>/metadata.json     versions, feature schema, sha256
+
+A version is ``<UTC time>-<first 8 hex digits of the model's sha256>``: versions sort by time, and
+one is never overwritten (every object is created with an if-absent precondition).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from mlstages.components.common.errors import ParameterError
+
+_MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_model_name(name: str) -> str:
+    """Model names become path segments and KServe InferenceService names: DNS-1123 labels."""
+    if not _MODEL_NAME.match(name):
+        raise ParameterError(
+            f"parameter model_name={name!r} must be lowercase letters, digits and '-', "
+            "start and end with a letter or digit, at most 63 characters (a Kubernetes name)"
+        )
+    return name
+
+
+def new_version(sha256: str, now: dt.datetime | None = None) -> str:
+    moment = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{sha256[:8]}"
+
+
+def version_uri(registry_uri: str, model_name: str, version: str) -> str:
+    return f"{registry_uri.rstrip('/')}/{check_model_name(model_name)}/{version}"
+
+
+def publish_model(model_dir: str | Path, registry_uri: str, model_name: str) -> str:
+    """Copy a model directory (model.joblib + metadata.json) to a new version; return its URI."""
+    from mlstages.components.common import storage
+    from mlstages.components.common.artifacts import read_metadata
+
+    if not registry_uri.strip():
+        raise ParameterError("parameter model_registry is empty: give a gs:// prefix or a folder")
+    metadata = read_metadata(model_dir)
+    target = version_uri(registry_uri, model_name, new_version(metadata["sha256"]))
+    storage.upload_dir(str(model_dir), target, if_absent=True)
+    return target
+
+
+def list_versions(registry_uri: str, model_name: str) -> list[str]:
+    """Published versions of a model, oldest first."""
+    from mlstages.components.common import storage
+
+    prefix = f"{registry_uri.rstrip('/')}/{check_model_name(model_name)}/"
+    versions = set()
+    for uri in storage.list_uris(prefix):
+        rest = uri[len(prefix) :]
+        if "/" in rest:
+            versions.add(rest.split("/", 1)[0])
+    return sorted(versions)
