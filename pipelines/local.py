@@ -88,6 +88,10 @@ def check_params(pipeline_name: str, params: dict[str, Any]) -> None:
         raise ParameterError(f"pipeline {pipeline_name} needs parameter(s): {', '.join(missing)}")
 
 
+def _declared(pipeline_name: str) -> set[str]:
+    return set(catalog.pipeline(pipeline_name).component_spec.inputs or {})
+
+
 def builtin_dataset_csv() -> bytes:
     """The Palmer penguins data, shipped inside the palmerpenguins package (no download)."""
     import palmerpenguins
@@ -140,6 +144,8 @@ def run_pipeline(
             storage.write_bytes(data_uri, builtin_dataset_csv())
             progress(f"Uploaded the built-in dataset (Palmer penguins) to {data_uri}")
             params["data_uri"] = data_uri
+        if "model_registry" in _declared(pipeline_name) and not params.get("model_registry"):
+            params["model_registry"] = f"gs://{bucket}/models"
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
         before = {p.name for p in pipeline_root.iterdir()}
         progress(f"Running pipeline {pipeline_name} with kfp.local (SubprocessRunner) ...")
@@ -194,6 +200,9 @@ def format_report(report: RunReport) -> str:
             lines.append(f"   {marker} {name:<24} {artifact['uri']}")
         for name, value in task.parameters.items():
             lines.append(f"     {name:<24} = {value}")
+    model_uris = [t.parameters["model_uri"] for t in report.tasks if t.parameters.get("model_uri")]
+    if model_uris:
+        lines += ["", f"Model: {model_uris[-1]}"]
     metrics = {}
     for task in report.tasks:
         if task.name.endswith("evaluate") and "metrics" in task.artifacts:

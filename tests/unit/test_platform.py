@@ -1,0 +1,57 @@
+"""Platform settings: parsed strictly, applied to the compiled pipeline, no credential values."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mlstages.components.common.errors import ParameterError
+from mlstages.pipelines import catalog
+from mlstages.pipelines.compile import compile_for_cluster
+from mlstages.pipelines.platform import TaskSettings, load_settings, parse_settings
+
+EXAMPLE = catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml"
+
+
+def test_stage_settings_override_defaults():
+    settings = parse_settings(
+        {"defaults": {"cpu_request": "1", "retries": 2}, "stages": {"train": {"cpu_request": "4"}}}
+    )
+    assert settings.for_stage("train") == TaskSettings(cpu_request="4", retries=2)
+    assert settings.for_stage("ingest") == TaskSettings(cpu_request="1", retries=2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"default": {}}, "unknown key\\(s\\) default"),
+        ({"stages": {"train": {"cpu": "1"}}}, "stages.train: unknown key\\(s\\) cpu"),
+        ({"defaults": ["x"]}, "defaults: expected a mapping"),
+    ],
+)
+def test_bad_settings_are_named(raw, message):
+    with pytest.raises(ParameterError, match=message):
+        parse_settings(raw)
+
+
+def test_missing_settings_file_is_named(tmp_path):
+    with pytest.raises(ParameterError, match="nothere.yaml: no such file"):
+        load_settings(tmp_path / "nothere.yaml")
+
+
+def test_compiled_with_settings_mounts_the_secret_by_name_only(tmp_path):
+    (path,) = compile_for_cluster(EXAMPLE, tmp_path)
+    documents = list(yaml.safe_load_all(path.read_text()))
+    spec, platform = documents[0], documents[1]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    train = next(v for k, v in executors.items() if k.endswith("-train"))
+    assert train["secretAsVolume"][0]["secretName"] == "mlstages-gcs-key"
+    assert train["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "highmem"}
+    assert train["imagePullSecret"][0]["secretName"] == "mlstages-registry"
+    containers = spec["deploymentSpec"]["executors"]
+    train_container = next(v for k, v in containers.items() if k.endswith("-train"))["container"]
+    assert train_container["resources"]["cpuLimit"] == 4.0
+    env = {e["name"]: e["value"] for e in train_container["env"]}
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/google/key.json"
+    text = path.read_text()
+    assert "private_key" not in text and "BEGIN" not in text
