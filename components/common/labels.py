@@ -1,0 +1,105 @@
+"""The label column: is it usable, and is the task classification or regression?
+
+Shared by the stages that fit or score a model (preprocess, engineer_features, train, evaluate), so
+that every stage reads the same label column the same way.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mlstages.components.common.errors import InputDataError, require_choice
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+TASKS = ("auto", CLASSIFICATION, REGRESSION)
+
+# A numeric label is read as class codes when all its values are whole numbers, it has at most
+# this many distinct values, and there are at least two rows per distinct value on average
+# (an integer target with nearly one row per value is a count or an amount, not a class).
+MAX_CLASSES_FOR_NUMERIC_LABEL = 20
+_MIN_ROWS_PER_CLASS_ON_AVERAGE = 2
+_MAX_ROWS_LISTED = 5
+
+
+def detect_task(y: pd.Series) -> str:
+    """``"classification"`` or ``"regression"``, from the label's values.
+
+    The rule: a label is a classification target when it is boolean, or not numeric (strings,
+    categories, dates), or numeric with whole-number values only, at most
+    ``MAX_CLASSES_FOR_NUMERIC_LABEL`` (20) distinct values and at least two rows per distinct
+    value on average. Every other numeric label is a regression target. Missing values are ignored.
+    Pass the task explicitly when the rule guesses wrong (say, a rating from 1 to 5 to be regressed).
+    """
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return CLASSIFICATION
+    values = y.dropna()
+    if values.empty:
+        return REGRESSION
+    as_float = values.astype("float64")
+    whole = bool((as_float == as_float.round()).all())
+    distinct = values.nunique()
+    if (
+        whole
+        and distinct <= MAX_CLASSES_FOR_NUMERIC_LABEL
+        and len(values) >= _MIN_ROWS_PER_CLASS_ON_AVERAGE * distinct
+    ):
+        return CLASSIFICATION
+    return REGRESSION
+
+
+def resolve_task(y: pd.Series, task: str) -> str:
+    """The task to run: ``task`` itself, or the detected one when ``task`` is ``"auto"``.
+
+    Raises ParameterError for a task other than auto / classification / regression, and
+    InputDataError when regression is asked for a label that is not numeric.
+    """
+    require_choice("task", task, TASKS)
+    if task == "auto":
+        return detect_task(y)
+    if task == REGRESSION and (pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y)):
+        examples = ", ".join(repr(v) for v in y.dropna().unique()[:3])
+        raise InputDataError(
+            f"task='regression' needs a numeric label, but label column {y.name!r} has dtype "
+            f"{y.dtype} (values such as {examples}); use task='classification' or 'auto', or "
+            "convert the column to numbers"
+        )
+    return task
+
+
+def check_label(df: pd.DataFrame, label_column: str, *, what: str, task: str | None = None) -> pd.Series:
+    """Return ``df[label_column]`` after checking that it can be learned from.
+
+    Raises InputDataError when the column is missing (listing the columns that exist), when it has
+    missing values (their count and first row positions, 0-based), and, when ``task`` resolves to
+    classification, when it holds a single class. ``what`` names the data in messages, e.g.
+    ``"train split"``. ``task=None`` skips the class check.
+    """
+    if label_column not in df.columns:
+        raise InputDataError(
+            f"label_column {label_column!r} is not a column of the {what}; "
+            f"its columns are: {', '.join(map(str, df.columns))}"
+        )
+    y = df[label_column]
+    missing = y.isna().to_numpy()
+    if missing.any():
+        positions = missing.nonzero()[0][:_MAX_ROWS_LISTED].tolist()
+        raise InputDataError(
+            f"label column {label_column!r} of the {what} has {int(missing.sum())} missing value(s), "
+            f"first at row(s) {', '.join(map(str, positions))} (0-based); drop or fill those rows "
+            "before training"
+        )
+    if task is not None and resolve_task(y, task) == CLASSIFICATION:
+        classes = y.unique()
+        if len(classes) < 2:
+            raise InputDataError(
+                f"label column {label_column!r} of the {what} has a single class ({classes[0]!r}) in "
+                f"all {len(y)} rows; classification needs at least two classes"
+            )
+    return y
+
+
+def class_counts(y: pd.Series) -> dict[str, int]:
+    """Rows per class, most frequent first, with class names as strings (JSON-able)."""
+    counts = y.value_counts(sort=True)
+    return {str(label): int(n) for label, n in counts.items()}

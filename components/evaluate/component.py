@@ -1,0 +1,107 @@
+"""KFP component for the evaluation stage. The logic lives in evaluate.py."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from mlstages.components.common.images import image
+
+
+@dsl.component(base_image=image("evaluate"), install_kfp_package=False)
+def evaluate(
+    test: Input[Dataset],
+    model: Input[Model],
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    evaluation: Output[Artifact],
+    report: Output[HTML],
+    summary: Output[Markdown],
+    label_column: str,
+    task: str,
+    slice_columns: list = [],
+) -> NamedTuple("Outputs", [("primary_metric", str), ("primary_value", float), ("test_rows", int)]):
+    """Evaluates the exported model on the held-out test split, overall and per slice, predicting
+    from the raw test rows as the served model will.
+
+    Classification: accuracy, precision / recall / F1 (macro, weighted, and for two classes the
+    positive class, the second in sorted order), ROC-AUC (one-vs-rest macro for several classes),
+    log loss, confusion matrix and ROC curve. Regression: mse, rmse, mae, r2, median absolute error.
+    Each slice column gives one row per value; numeric columns with more than 10 distinct values
+    are cut into 4 quantile bins; missing values form a "(missing)" slice. A metric undefined on a
+    slice (ROC-AUC on one class) is null in the JSON and "n/a" in the reports.
+
+    Args:
+        test: The test split (Parquet) with the label column and the raw feature columns.
+        model: The exported model directory (model.joblib + metadata.json) from train.
+        label_column: The column the model predicts; must match the model's.
+        task: classification or regression; must match the model's.
+        slice_columns: Columns of the test split to compute per-slice metrics for.
+
+    Returns:
+        metrics: Every overall metric under its flat name (accuracy, f1_macro, roc_auc, rmse, ...);
+            undefined metrics are left out.
+        classification_metrics: ROC curve and confusion matrix for the KFP UI (empty for regression).
+        evaluation: JSON with task, metrics, slices, confusion matrix and ROC curve, read by
+            validate_model.
+        report: HTML report: metrics, slice table, confusion matrix, ROC curve.
+        summary: Markdown summary of the same.
+        primary_metric: f1_macro for classification, rmse for regression.
+        primary_value: Its value on the test split.
+        test_rows: Rows evaluated.
+    """
+    import json
+    from collections import namedtuple
+
+    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.evaluate.evaluate import (
+        PRIMARY_METRIC,
+        model_inputs,
+        render_html,
+        render_markdown,
+    )
+    from mlstages.components.evaluate.evaluate import evaluate as evaluate_model
+
+    classes, input_columns = model_inputs(read_metadata(model.path), label_column, task)
+    test_df = read_dataset(test.path, what="test split")
+    fitted = load_estimator(model.path, "model")
+    result = evaluate_model(
+        fitted,
+        test_df,
+        label_column,
+        task,
+        slice_columns=tuple(slice_columns),
+        classes=classes,
+        input_columns=input_columns,
+    )
+    document = json.dumps(result.to_dict(), indent=2, allow_nan=False)
+    html_report = render_html(result)
+    markdown_report = render_markdown(result)
+    if result.task == "regression":
+        markdown_report += (
+            "\nThe ClassificationMetrics output is empty: a regression model has no ROC curve or "
+            "confusion matrix.\n"
+        )
+
+    with open(evaluation.path, "w", encoding="utf-8") as handle:
+        handle.write(document)
+    evaluation.metadata.update({"task": result.task, "rows": result.rows, "format": "json"})
+    with open(report.path, "w", encoding="utf-8") as handle:
+        handle.write(html_report)
+    with open(summary.path, "w", encoding="utf-8") as handle:
+        handle.write(markdown_report)
+    for name, value in result.metrics.items():
+        if value is not None:
+            metrics.log_metric(name, value)
+    if result.confusion_matrix is not None:
+        classification_metrics.log_confusion_matrix(
+            [str(label) for label in result.confusion_matrix["labels"]], result.confusion_matrix["matrix"]
+        )
+    if result.roc_curve is not None:
+        curve = result.roc_curve
+        classification_metrics.log_roc_curve(curve["fpr"], curve["tpr"], curve["thresholds"])
+
+    primary = PRIMARY_METRIC[result.task]
+    outputs = namedtuple("Outputs", ["primary_metric", "primary_value", "test_rows"])
+    return outputs(primary, float(result.metrics[primary]), result.rows)

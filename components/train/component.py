@@ -1,0 +1,148 @@
+"""KFP component for the training stage. The logic lives in train.py."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+from mlstages.components.common.images import image
+
+
+@dsl.component(base_image=image("train"), install_kfp_package=False)
+def train(
+    train: Input[Dataset],
+    features: Input[Model],
+    model: Output[Model],
+    search_results: Output[HTML],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
+    label_column: str,
+    task: str,
+    model_families: list = [],
+    search: str = "grid",
+    n_iter: int = 10,
+    cv_folds: int = 5,
+    scoring: str = "",
+    search_space: dict = {},
+    seed: int = 42,
+    max_search_rows: int = 0,
+    model_registry: str = "",
+    model_name: str = "model",
+) -> NamedTuple("Outputs", [("best_family", str), ("cv_score", float), ("model_uri", str)]):
+    """Searches model families with cross-validation and exports the best as one scikit-learn
+    Pipeline (fitted feature pipeline + estimator) that predicts from raw rows.
+
+    The fitted feature pipeline transforms the training rows once; each family's candidates are
+    scored by k-fold cross-validation (stratified for classification) on that matrix; the candidate
+    with the best mean score (ties go to the family listed first) is refit on every training row.
+    Everything is seeded, so the same inputs give the same model. The model directory holds
+    model.joblib and metadata.json (task, label, classes, input columns and types, chosen family
+    and parameters, CV score, library versions, sha256): the layout KServe's sklearn runtime loads.
+
+    Args:
+        train: The training split (Parquet) with the label column and the raw feature columns.
+        features: The fitted feature pipeline (features.joblib + metadata.json) from
+            engineer_features; it is not refit.
+        label_column: The column to predict.
+        task: classification or regression.
+        model_families: Families to search, in order of preference; empty for every family of the
+            task. Classification: logistic_regression, random_forest, gradient_boosting; regression:
+            linear_regression (Ridge), random_forest, gradient_boosting (histogram-based boosting).
+        search: grid (every candidate) or random (n_iter seeded candidates per family).
+        n_iter: Candidates per family for random search.
+        cv_folds: Cross-validation folds, at least 2.
+        scoring: A scikit-learn scorer name; empty for f1_macro (classification) or
+            neg_root_mean_squared_error (regression).
+        search_space: Family to {parameter: [values]}, replacing that family's default space,
+            for example {"random_forest": {"n_estimators": [200], "max_depth": [null, 8]}}.
+        seed: Seeds estimators, folds, random search and the search sample.
+        max_search_rows: 0 to search on every row; otherwise the search uses a seeded (stratified)
+            sample of this many rows and the winner is refit on all rows, for large datasets.
+        model_registry: Optional registry root (gs://bucket/prefix or a folder): the model is also
+            published there as <model_name>/<UTC time>-<sha256 prefix>/, never overwriting a version.
+        model_name: The model's name in the registry (a Kubernetes name: lowercase, digits, '-').
+
+    Returns:
+        model: The exported Pipeline (model.joblib) with metadata.json.
+        search_results: Every candidate's cross-validated score, ranked, with the chosen one.
+        summary: The chosen model, why, and the best candidate of each family.
+        metrics: cv_<scoring> of the chosen model, train_rows, search_rows, candidates.
+        best_family: The chosen model family.
+        cv_score: Its mean cross-validated score (scikit-learn's sign: higher is better).
+        model_uri: Where the model directory is: its registry version when model_registry is set,
+            else the model artifact's URI.
+    """
+    import shutil
+    from collections import namedtuple
+
+    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.datasets import column_types, read_dataset
+    from mlstages.components.common.registry import check_model_name, publish_model
+    from mlstages.components.common.reports import markdown_text
+    from mlstages.components.train.train import TrainConfig, export_model, render_html, render_markdown
+    from mlstages.components.train.train import train as run_training
+
+    check_model_name(model_name)
+    config = TrainConfig(
+        label_column=label_column,
+        task=task,
+        model_families=tuple(model_families),
+        search=search,
+        n_iter=n_iter,
+        cv_folds=cv_folds,
+        scoring=scoring,
+        search_space=search_space,
+        seed=seed,
+        max_search_rows=max_search_rows,
+    )
+    train_df = read_dataset(train.path, what="training split")
+    feature_pipeline = load_estimator(features.path, "features")
+    declared = read_metadata(features.path).get("input_columns") or {}
+    # The served model takes the columns the feature pipeline was fitted on, in that order; a
+    # pipeline that does not record them is trusted to its metadata (in training-data order).
+    input_columns = None
+    if declared and not hasattr(feature_pipeline, "feature_names_in_"):
+        input_columns = [c for c in train_df.columns if c in declared]
+    result = run_training(train_df, feature_pipeline, config, input_columns=input_columns)
+    # Types from the feature pipeline's record of its inputs, else from the training data.
+    input_types = column_types(train_df[result.input_columns])
+    input_types.update({c: t for c, t in declared.items() if c in input_types})
+    html_report = render_html(result)
+    markdown_report = render_markdown(result)
+
+    written = export_model(result, model.path, input_types)
+    model_uri = model.uri
+    if model_registry:
+        try:
+            model_uri = publish_model(model.path, model_registry, model_name)
+        except BaseException:
+            # A model that could not be published must not look like this task's output.
+            shutil.rmtree(model.path, ignore_errors=True)
+            raise
+        markdown_report += f"\nPublished to the model registry as {markdown_text(model_uri)}\n"
+    model.metadata.update(
+        {
+            "framework": "sklearn",
+            "task": result.task,
+            "label_column": result.label_column,
+            "classes": result.classes,
+            "best_family": result.best_family,
+            "best_params": result.best_params,
+            "cv_score": result.best_score,
+            "scoring": result.scoring,
+            "train_rows": result.train_rows,
+            "sha256": written["sha256"],
+            "versions": written["versions"],
+            "model_uri": model_uri,
+        }
+    )
+    with open(search_results.path, "w", encoding="utf-8") as handle:
+        handle.write(html_report)
+    with open(summary.path, "w", encoding="utf-8") as handle:
+        handle.write(markdown_report)
+    metrics.log_metric(f"cv_{result.scoring}", result.best_score)
+    metrics.log_metric("train_rows", result.train_rows)
+    metrics.log_metric("search_rows", result.search_rows)
+    metrics.log_metric("candidates", len(result.search_results))
+    outputs = namedtuple("Outputs", ["best_family", "cv_score", "model_uri"])
+    return outputs(result.best_family, result.best_score, model_uri)

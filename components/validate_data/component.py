@@ -1,0 +1,114 @@
+"""KFP component for the data validation stage. The logic lives in validate_data.py."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
+
+from mlstages.components.common.images import image
+
+
+@dsl.component(base_image=image("validate_data"), install_kfp_package=False)
+def validate_data(
+    dataset: Input[Dataset],
+    statistics: Output[Artifact],
+    schema: Output[Artifact],
+    report: Output[HTML],
+    summary: Output[Markdown],
+    label_column: str = "",
+    policy: str = "fail",
+    max_missing_share: float = 0.5,
+    max_duplicate_share: float = 0.05,
+    range_tolerance: float = 0.1,
+    check_outliers: bool = True,
+    max_outlier_share: float = 0.05,
+    max_domain_size: int = 100,
+    input_schema: Input[Artifact] = None,
+) -> NamedTuple("Outputs", [("passed", bool), ("anomaly_count", int)]):
+    """Computes statistics of a dataset, infers a schema or checks the data against a given one,
+    and fails or warns on anomalies: missing or unexpected columns, wrong types, values outside a
+    numeric range or a category domain, too many missing values, entirely missing or constant
+    columns, duplicate rows, IQR outliers, and a label that is absent, has missing values or has a
+    single class.
+
+    With policy "fail", any error-severity anomaly fails the task with every error listed in the
+    message, and no output is written. With policy "warn", the outputs are written, ``passed`` is
+    False and the anomalies are in the report, the summary and the statistics' metadata.
+
+    Args:
+        dataset: The data to validate (Parquet, as written by ingest).
+        label_column: The label column; empty for unlabeled data, in which case the label column
+            of a given schema may be absent.
+        policy: "fail" to fail the task on any error, "warn" to report errors and continue.
+        max_missing_share: A column with a larger share of missing values is an error.
+        max_duplicate_share: A larger share of rows that repeat an earlier row is an error.
+        range_tolerance: Numeric values may lie outside the schema's range by this fraction of the
+            range (0.1 = 10%).
+        check_outliers: Warn about numeric columns with many IQR-rule outliers.
+        max_outlier_share: The share of outliers above which check_outliers warns.
+        max_domain_size: An inferred schema lists the categories of columns with at most this many
+            distinct values; columns with more get no category check.
+        input_schema: A schema to check against (JSON, as written to the schema output of an
+            earlier run, possibly edited). Without it a schema is inferred from the data.
+
+    Returns:
+        statistics: Per-column statistics as JSON; its metadata holds the counts and anomalies.
+        schema: The schema the data was checked against (the given one, or the inferred one), as
+            JSON that can be edited and passed back as input_schema.
+        report: HTML report: decision, anomalies, column statistics and histograms.
+        summary: Markdown summary: decision, anomalies and a per-column table.
+        passed: False when any error-severity anomaly was found.
+        anomaly_count: The number of anomalies (errors and warnings).
+    """
+    import json
+    from collections import namedtuple
+
+    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.validate_data.validate_data import (
+        ValidationConfig,
+        load_schema,
+        raise_for_anomalies,
+        render_html,
+        render_markdown,
+        validate,
+    )
+
+    config = ValidationConfig(
+        label_column=label_column,
+        policy=policy,
+        max_missing_share=max_missing_share,
+        max_duplicate_share=max_duplicate_share,
+        range_tolerance=range_tolerance,
+        check_outliers=check_outliers,
+        max_outlier_share=max_outlier_share,
+        max_domain_size=max_domain_size,
+    )
+    given_schema = load_schema(input_schema.path) if input_schema is not None else None
+    frame = read_dataset(dataset.path, what="input dataset")
+    result = validate(frame, config, schema=given_schema)
+    # Fail before writing anything. KFP does not upload the outputs of a failed task, so a report
+    # written now would never reach the UI: the exception text lists every error instead, and
+    # policy="warn" gives the full report.
+    raise_for_anomalies(result)
+
+    # Render and serialize everything before the first write, so an error leaves no partial outputs.
+    documents = {
+        statistics.path: json.dumps(result.statistics, indent=2, allow_nan=False),
+        schema.path: json.dumps(result.schema, indent=2, allow_nan=False),
+        report.path: render_html(result, title="Data validation"),
+        summary.path: render_markdown(result),
+    }
+    for path, text in documents.items():
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    counts = result.summary_metadata()
+    anomalies = [a.to_dict() for a in result.anomalies]
+    statistics.metadata.update(counts)
+    statistics.metadata["anomalies"] = anomalies
+    schema.metadata.update(counts)
+    schema.metadata["version"] = result.schema["version"]
+    schema.metadata["label"] = result.schema.get("label") or {}
+
+    outputs = namedtuple("Outputs", ["passed", "anomaly_count"])
+    return outputs(result.passed, len(result.anomalies))
