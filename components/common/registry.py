@@ -63,3 +63,59 @@ def list_versions(registry_uri: str, model_name: str) -> list[str]:
         if "/" in rest:
             versions.add(rest.split("/", 1)[0])
     return sorted(versions)
+
+
+# --- the champion: the version currently served ----------------------------------------------
+#
+# <root>/<model name>/champion.json names the served version. Only a successful deploy moves it;
+# the blessing gate reads it to find its baseline. The previous champion is kept in the pointer so
+# a failed rollout can roll back to it.
+
+CHAMPION_FILE = "champion.json"
+
+
+def champion_uri(registry_uri: str, model_name: str) -> str:
+    return f"{registry_uri.rstrip('/')}/{check_model_name(model_name)}/{CHAMPION_FILE}"
+
+
+def read_champion(registry_uri: str, model_name: str) -> dict | None:
+    """The champion pointer ({"version", "model_uri", "updated_at", "previous"}), or None when no
+    model of that name has been deployed yet (the first run)."""
+    import json
+
+    from mlstages.components.common import storage
+
+    uri = champion_uri(registry_uri, model_name)
+    if not storage.exists(uri):
+        return None
+    try:
+        pointer = json.loads(storage.read_bytes(uri))
+    except ValueError as exc:
+        raise ParameterError(f"{uri} is not valid JSON: fix or delete it ({exc})") from exc
+    if not isinstance(pointer, dict) or "model_uri" not in pointer:
+        raise ParameterError(f"{uri} is not a champion pointer: it has no model_uri")
+    return pointer
+
+
+def set_champion(registry_uri: str, model_name: str, model_uri: str) -> dict:
+    """Make ``model_uri`` (a published version) the champion; return the new pointer."""
+    import json
+
+    from mlstages.components.common import storage
+
+    if not storage.exists(f"{model_uri.rstrip('/')}/model.joblib"):
+        raise ParameterError(f"cannot make {model_uri} the champion: it has no model.joblib")
+    previous = read_champion(registry_uri, model_name)
+    pointer = {
+        "model_name": model_name,
+        "version": model_uri.rstrip("/").rsplit("/", 1)[-1],
+        "model_uri": model_uri.rstrip("/"),
+        "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "previous": (
+            {k: previous[k] for k in ("version", "model_uri", "updated_at") if k in previous}
+            if previous
+            else None
+        ),
+    }
+    storage.write_bytes(champion_uri(registry_uri, model_name), json.dumps(pointer, indent=2).encode())
+    return pointer
