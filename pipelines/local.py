@@ -127,8 +127,13 @@ def run_pipeline(
 ) -> RunReport:
     """Run a pipeline locally and return what every task produced."""
     import time
+    import warnings
 
     from kfp import local
+
+    # kfp.local warns that each task's custom image is ignored; running the suite's own
+    # environment in place of the image is what SubprocessRunner(use_venv=False) is for here.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
 
     from mlstages.components.common import storage
 
