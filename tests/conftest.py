@@ -20,9 +20,20 @@ pytest_plugins = ["conftest_gcs"]
 
 @pytest.fixture
 def kfp_local(tmp_path):
-    """kfp.local with the subprocess runner in this environment; yields the run root."""
+    """kfp.local with the subprocess runner in this environment; runs go under tmp_path/root."""
     from kfp import local
 
-    root = tmp_path / "kfp-root"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    yield root
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    yield tmp_path
+
+
+@pytest.fixture
+def penguins_parquet(tmp_path) -> str:
+    """The built-in dataset as a Parquet file, the input of most component tests."""
+    import palmerpenguins
+
+    from mlstages.components.common.datasets import write_dataset
+
+    path = tmp_path / "penguins.parquet"
+    write_dataset(palmerpenguins.load_penguins(), path)
+    return str(path)

@@ -12,29 +12,13 @@ from typing import NamedTuple
 import numpy as np
 import palmerpenguins
 import pytest
-from kfp import dsl, local
+from kfp import dsl
 from kfp.dsl import Dataset, Markdown, Model
 
 from mlstages.components.common.artifacts import load_estimator, read_metadata
-from mlstages.components.common.datasets import read_dataset, write_dataset
+from mlstages.components.common.datasets import read_dataset
 from mlstages.components.ingest.component import ingest
 from mlstages.components.preprocess.component import preprocess
-
-# kfp warns that the component's image is not a Python image; the subprocess runner ignores images.
-pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")
-
-
-@pytest.fixture
-def kfp_local(tmp_path):
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-    yield tmp_path
-
-
-@pytest.fixture
-def penguins_parquet(tmp_path) -> str:
-    path = tmp_path / "penguins.parquet"
-    write_dataset(palmerpenguins.load_penguins(), path)
-    return str(path)
 
 
 class Outputs(NamedTuple):
