@@ -45,6 +45,7 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY, ConditionalRetryPolicy, is_generation_specified
 
+from mlstages.components.common.artifacts import file_sha256 as sha256_file
 from mlstages.components.common.errors import (
     DigestMismatch,
     MlstagesError,
@@ -312,15 +313,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.sink.flush()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a local file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(LOCAL_COPY_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_digest(uri: str, actual: str, expected: str, where: str) -> None:
