@@ -8,11 +8,12 @@ INSTALLED := $(VENV)/.installed
 WORKDIR ?= .mlstages
 ARGS ?=
 
-.PHONY: help install run test lint compile compile-check bench clean
+.PHONY: help install run serve test lint compile compile-check bench clean
 
 help:
 	@echo "make run      run the training pipeline locally (kfp.local + embedded object store)"
 	@echo "make test     lint and run the test suite"
+	@echo "make serve    serve a model locally: make serve MODEL=gs://... (default: the champion)"
 	@echo "make compile  regenerate every component/pipeline YAML and component README"
 	@echo "make bench    run the benchmarks and write benchmarks/results/"
 	@echo "make clean    remove local runs and the embedded store's data ($(WORKDIR))"
@@ -27,6 +28,9 @@ install: $(INSTALLED)
 
 run: $(INSTALLED)
 	$(VENV)/bin/mlstages run training --workdir $(WORKDIR) $(ARGS)
+
+serve: $(INSTALLED)
+	$(VENV)/bin/mlstages serve $(MODEL) --workdir $(WORKDIR) $(ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

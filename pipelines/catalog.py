@@ -19,6 +19,8 @@ COMPONENTS: dict[str, str] = {
     "engineer_features": "mlstages.components.engineer_features.component:engineer_features",
     "train": "mlstages.components.train.component:train",
     "evaluate": "mlstages.components.evaluate.component:evaluate",
+    "validate_model": "mlstages.components.validate_model.component:validate_model",
+    "deploy": "mlstages.components.deploy.component:deploy",
 }
 
 # pipeline name → ("module:factory", parameter file); the factory takes PlatformSettings.

@@ -21,6 +21,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from mlstages.components.common import registry
+    from mlstages.components.serving.server import serve
+    from mlstages.pipelines import local
+
+    with local.object_store(Path(args.workdir), print) as bucket:
+        model_uri = args.model
+        if not model_uri:
+            champion = registry.read_champion(f"gs://{bucket}/models", args.name)
+            if champion is None:
+                print(
+                    f"mlstages: error: no model given and no champion for {args.name!r} in "
+                    f"gs://{bucket}/models; run `make run` first or pass a model URI",
+                    file=sys.stderr,
+                )
+                return 2
+            model_uri = champion["model_uri"]
+        base = f"http://{args.host}:{args.port}"
+        print(f"Serving {model_uri} as {args.name!r} on {base} (Ctrl-C to stop)")
+        print(f"  V1: curl -s {base}/v1/models/{args.name}:predict -d @request-v1.json")
+        print(f"  V2: curl -s {base}/v2/models/{args.name}/infer -d @request-v2.json")
+        serve(model_uri, args.name, host=args.host, http_port=args.port)
+    return 0
+
+
 def _compile(args: argparse.Namespace) -> int:
     from mlstages.pipelines import compile as compiling
 
@@ -70,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workdir", default=".mlstages", help="folder for runs and the embedded store")
     run.set_defaults(handler=_run)
+
+    srv = commands.add_parser(
+        "serve",
+        help="serve a model with the suite's KServe model server on this machine",
+        description="Serve a model directory (model.joblib + metadata.json) with the KServe model "
+        "server the cluster runs: V1 and Open Inference Protocol V2 over HTTP. Without a model "
+        "URI, serves the current champion of --name from the local registry.",
+    )
+    srv.add_argument("model", nargs="?", help="gs://bucket/models/NAME/VERSION or a local folder")
+    srv.add_argument("--name", default="penguins", help="model name in the URL (and the registry)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    srv.add_argument("--port", type=int, default=8080, help="HTTP port")
+    srv.add_argument("--workdir", default=".mlstages", help="folder of the embedded store")
+    srv.set_defaults(handler=_serve)
 
     comp = commands.add_parser(
         "compile", help="compile every component and pipeline to KFP YAML and regenerate READMEs"

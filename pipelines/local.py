@@ -208,6 +208,25 @@ def format_report(report: RunReport) -> str:
     model_uris = [t.parameters["model_uri"] for t in report.tasks if t.parameters.get("model_uri")]
     if model_uris:
         lines += ["", f"Model: {model_uris[-1]}"]
+    gate = next((t for t in report.tasks if t.name.endswith("validate-model")), None)
+    if gate is not None:
+        lines += ["", f"Blessing gate: {gate.parameters.get('reason', '')}"]
+    deployed = next((t for t in report.tasks if t.name.endswith("deploy")), None)
+    if deployed is not None:
+        target = deployed.artifacts.get("inference_service", {}).get("metadata", {}).get("target")
+        where = "the local KServe model server" if target == "local" else "KServe"
+        state = "passed" if deployed.parameters.get("deployed") else "did NOT pass"
+        lines.append(
+            f"Deployed to {where} at {deployed.parameters.get('endpoint', '')}: the live endpoint check "
+            f"{state}; it is now the champion."
+            + (
+                " (That server stopped with the task; `make serve` serves the champion again.)"
+                if target == "local"
+                else ""
+            )
+        )
+    elif gate is not None:
+        lines.append("Not deployed: the blessing gate did not bless this model.")
     metrics = {}
     for task in report.tasks:
         if task.name.endswith("evaluate") and "metrics" in task.artifacts:

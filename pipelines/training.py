@@ -1,15 +1,18 @@
-"""The training pipeline: ingest → validate_data → preprocess → engineer_features → train → evaluate."""
+"""The training pipeline: ingest → validate_data → preprocess → engineer_features → train →
+evaluate → validate_model (the blessing gate) → deploy, only when blessed."""
 
 from typing import NamedTuple
 
 from kfp import dsl
 
+from mlstages.components.deploy.component import deploy
 from mlstages.components.engineer_features.component import engineer_features
 from mlstages.components.evaluate.component import evaluate
 from mlstages.components.ingest.component import ingest
 from mlstages.components.preprocess.component import preprocess
 from mlstages.components.train.component import train
 from mlstages.components.validate_data.component import validate_data
+from mlstages.components.validate_model.component import validate_model
 from mlstages.pipelines.platform import PlatformSettings, configure_task
 
 PIPELINE_NAME = "mlstages-training"
@@ -26,10 +29,51 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
     to its tasks; without settings it carries no cluster-specific configuration."""
     settings = settings or PlatformSettings()
 
+    # The condition lives in a nested pipeline that takes the decision as a parameter: kfp.local
+    # 2.17 resolves a dsl.If on a NamedTuple output of a task as a pipeline input and always
+    # skips the branch. A nested pipeline adds no pod on a cluster.
+    @dsl.pipeline(name="deploy-when-blessed")
+    def deploy_when_blessed(
+        blessed: bool,
+        model: dsl.Input[dsl.Model],
+        test: dsl.Input[dsl.Dataset],
+        model_uri: str,
+        model_name: str,
+        model_registry: str,
+        namespace: str,
+        runtime: str,
+        protocol_version: str,
+        deployment_mode: str,
+        min_replicas: int,
+        max_replicas: int,
+        canary_traffic_percent: int,
+        cluster: str,
+    ):
+        with dsl.If(blessed == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
+            deploy_task = deploy(
+                model=model,
+                test=test,
+                model_uri=model_uri,
+                model_name=model_name,
+                model_registry=model_registry,
+                namespace=namespace,
+                runtime=runtime,
+                protocol_version=protocol_version,
+                deployment_mode=deployment_mode,
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                canary_traffic_percent=canary_traffic_percent,
+                cluster=cluster,
+            )
+            # Deploying changes the world (a cluster, the champion pointer): never from the cache.
+            deploy_task.set_caching_options(False)
+            configure_task(deploy_task, "deploy", settings)
+
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="Ingest, validate, preprocess, engineer features, train with hyperparameter search "
-        "and evaluate a scikit-learn model; exports one Pipeline that takes raw rows.",
+        "and evaluate a scikit-learn model; exports one Pipeline that takes raw rows, blesses it "
+        "against thresholds and the current champion, and deploys it to KServe only when blessed.",
     )
     def training_pipeline(
         data_uri: str,
@@ -61,6 +105,17 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         seed: int = 42,
         model_registry: str = "",
         model_name: str = "model",
+        thresholds: dict = {},
+        min_slice_rows: int = 10,
+        infra_validation: bool = True,
+        cluster: str = "none",
+        namespace: str = "default",
+        runtime: str = "mlstages-sklearn",
+        protocol_version: str = "v2",
+        deployment_mode: str = "RawDeployment",
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        canary_traffic_percent: int = -1,
     ) -> TrainingOutputs:
         ingest_task = ingest(source_uri=data_uri, source_format=source_format, snapshot=snapshot)
         # Moving sources (HTTP, databases, a gs:// prefix) must not be served from the cache unless a
@@ -130,6 +185,41 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             slice_columns=slice_columns,
         )
         configure_task(evaluate_task, "evaluate", settings)
+
+        gate_task = validate_model(
+            model=train_task.outputs["model"],
+            test=preprocess_task.outputs["test"],
+            evaluation=evaluate_task.outputs["evaluation"],
+            label_column=label_column,
+            task=preprocess_task.outputs["task"],
+            thresholds=thresholds,
+            slice_columns=slice_columns,
+            min_slice_rows=min_slice_rows,
+            model_registry=model_registry,
+            model_name=model_name,
+            candidate_uri=train_task.outputs["model_uri"],
+            infra_validation=infra_validation,
+        )
+        # The gate reads the champion from the registry, which a deploy may have moved since.
+        gate_task.set_caching_options(False)
+        configure_task(gate_task, "validate_model", settings)
+
+        deploy_when_blessed(
+            blessed=gate_task.outputs["blessed"],
+            model=train_task.outputs["model"],
+            test=preprocess_task.outputs["test"],
+            model_uri=train_task.outputs["model_uri"],
+            model_name=model_name,
+            model_registry=model_registry,
+            namespace=namespace,
+            runtime=runtime,
+            protocol_version=protocol_version,
+            deployment_mode=deployment_mode,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            canary_traffic_percent=canary_traffic_percent,
+            cluster=cluster,
+        )
         return TrainingOutputs(model=train_task.outputs["model"], model_uri=train_task.outputs["model_uri"])
 
     return training_pipeline

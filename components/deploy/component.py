@@ -1,0 +1,168 @@
+"""KFP component for the deployment stage. The logic lives in deploy.py."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
+
+from mlstages.components.common.images import image
+
+
+@dsl.component(base_image=image("deploy"), install_kfp_package=False)
+def deploy(
+    model: Input[Model],
+    test: Input[Dataset],
+    inference_service: Output[Artifact],
+    summary: Output[Markdown],
+    model_uri: str,
+    model_name: str,
+    model_registry: str = "",
+    namespace: str = "default",
+    runtime: str = "mlstages-sklearn",
+    protocol_version: str = "v2",
+    service_account: str = "mlstages-model-reader",
+    deployment_mode: str = "RawDeployment",
+    min_replicas: int = 1,
+    max_replicas: int = 1,
+    cpu_request: str = "100m",
+    cpu_limit: str = "1",
+    memory_request: str = "512Mi",
+    memory_limit: str = "1Gi",
+    canary_traffic_percent: int = -1,
+    cluster: str = "none",
+    kubeconfig: str = "",
+    ready_timeout_seconds: int = 600,
+    smoke_test_rows: int = 5,
+) -> NamedTuple("Outputs", [("endpoint", str), ("deployed", bool)]):
+    """Deploys the model as a KServe InferenceService, or serves it locally when there is no
+    cluster, checks the endpoint with a real request, and moves the champion pointer.
+
+    The InferenceService (serving.kserve.io/v1beta1) names modelFormat sklearn, the runtime, the
+    protocol, the storageUri, the service account, resources and replicas explicitly. First the
+    runtime is checked against the model: the stock kserve-sklearnserver (scikit-learn ~=1.5.1, no
+    mlstages classes) refuses models it cannot load, saying why. With a cluster the manifest is
+    created, or merge-patched when it exists; the step waits for Ready=True, sends sample rows of
+    the test split to the endpoint in the declared protocol and compares the answers with the
+    model's own predictions. If any of that fails it rolls back to the previous champion (or
+    deletes an InferenceService it created) and fails with the status conditions; on success it
+    moves the champion pointer in the registry. Without a cluster (cluster=none, the default) it
+    says so, serves the model on mlstages' model server on 127.0.0.1, runs the same smoke test,
+    stops the server and moves the champion pointer. The step changes the outside world: run it
+    with caching off.
+
+    Args:
+        model: The exported model directory (model.joblib + metadata.json) from train.
+        test: The test split; its first rows (complete rows first) are the smoke test's requests.
+        model_uri: The model's registry version URI from train (gs://...): the storageUri.
+        model_name: The InferenceService name and the model's name in the registry (lowercase
+            letters, digits and '-', starting with a letter).
+        model_registry: The registry root holding the champion pointer; empty to track none (a
+            failed rollout then rolls back to the InferenceService's previous storageUri).
+        namespace: The InferenceService's namespace.
+        runtime: mlstages-sklearn (the ServingRuntime in manifests/) or kserve-sklearnserver.
+        protocol_version: v1 or v2 (Open Inference Protocol).
+        service_account: serviceAccountName of the predictor pods, the account that reads the
+            model from the bucket (not the deploy step's own account).
+        deployment_mode: RawDeployment or Serverless (KServe 0.15+ also: Standard, Knative).
+        min_replicas: Minimum predictor replicas (0 only with Serverless).
+        max_replicas: Maximum predictor replicas.
+        cpu_request: CPU request of the predictor, a Kubernetes quantity.
+        cpu_limit: CPU limit of the predictor.
+        memory_request: Memory request of the predictor.
+        memory_limit: Memory limit of the predictor.
+        canary_traffic_percent: -1 for a full rollout; 0-100 for a canary (Serverless only),
+            which is smoke-tested but not promoted to champion.
+        cluster: none (local model server), in-cluster (the pod's service account) or kubeconfig.
+        kubeconfig: The kubeconfig file for cluster=kubeconfig; empty for the default.
+        ready_timeout_seconds: How long to wait for Ready before rolling back.
+        smoke_test_rows: Rows of the test split sent in the smoke test.
+
+    Returns:
+        inference_service: The InferenceService manifest (YAML) that was applied, or that would be.
+        summary: Where the model is served, the smoke test, the champion before and after.
+        endpoint: The endpoint the smoke test used: the InferenceService URL, or without a cluster
+            the local model server's URL (that server stops with the step).
+        deployed: True when the model passed the smoke test and is now the champion (False for a
+            canary short of 100%).
+    """
+    from collections import namedtuple
+
+    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.deploy.deploy import (
+        NO_CLUSTER,
+        DeployConfig,
+        build_inference_service,
+        check_runtime_compatibility,
+        cluster_api,
+        deploy_locally,
+        deploy_to_cluster,
+        input_columns_of,
+        manifest_yaml,
+        render_markdown,
+        sample_rows,
+    )
+
+    config = DeployConfig(
+        model_name=model_name,
+        namespace=namespace,
+        runtime=runtime,
+        protocol_version=protocol_version,
+        service_account=service_account,
+        deployment_mode=deployment_mode,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        cpu_request=cpu_request,
+        cpu_limit=cpu_limit,
+        memory_request=memory_request,
+        memory_limit=memory_limit,
+        canary_traffic_percent=None if canary_traffic_percent == -1 else canary_traffic_percent,
+        ready_timeout_seconds=ready_timeout_seconds,
+        smoke_test_rows=smoke_test_rows,
+        cluster=cluster,
+        kubeconfig=kubeconfig,
+    )
+    metadata = read_metadata(model.path)
+    checks = check_runtime_compatibility(model.path, runtime)
+    manifest = build_inference_service(config, model_uri)
+    rows = sample_rows(
+        read_dataset(test.path, what="test split"), input_columns_of(metadata), smoke_test_rows
+    )
+    # The endpoint must answer what the model itself predicts for the same rows.
+    expected = load_estimator(model.path, "model").predict(rows).tolist()
+    task = metadata.get("task", "classification")
+
+    if cluster == NO_CLUSTER:
+        result = deploy_locally(
+            config, model_uri, rows, expected=expected, task=task, model_registry=model_registry
+        )
+    else:
+        result = deploy_to_cluster(
+            cluster_api(cluster, kubeconfig),
+            manifest,
+            config,
+            model_uri,
+            rows,
+            expected=expected,
+            task=task,
+            model_registry=model_registry,
+        )
+
+    header = f"InferenceService for {model_uri}, written by mlstages deploy ({result.target})."
+    with open(inference_service.path, "w", encoding="utf-8") as handle:
+        handle.write(manifest_yaml(manifest, header))
+    inference_service.metadata.update(
+        {
+            "apiVersion": manifest["apiVersion"],
+            "kind": manifest["kind"],
+            "name": model_name,
+            "namespace": namespace,
+            "storageUri": model_uri,
+            "target": result.target,
+            "endpoint": result.endpoint,
+        }
+    )
+    with open(summary.path, "w", encoding="utf-8") as handle:
+        handle.write(render_markdown(result, manifest, checks))
+    outputs = namedtuple("Outputs", ["endpoint", "deployed"])
+    return outputs(result.endpoint, result.deployed)

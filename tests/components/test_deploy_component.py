@@ -1,0 +1,165 @@
+"""The deploy component run through kfp.local after a small training step.
+
+Without a cluster it serves the model on mlstages' real model server on 127.0.0.1. The cluster
+path runs the component with cluster=kubeconfig against the Kubernetes API STAND-IN
+(tests/k8s_standin.py), not a cluster: its controller starts the real model server for the
+InferenceService's storageUri (downloaded from the embedded GCS emulator) and reports Ready at
+its URL. KServe's controller, webhooks, storage initializer, networking and RBAC do not run.
+"""
+
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import yaml
+from k8s_standin import KubernetesStandIn, serving_controller
+from kfp import dsl, local
+from kfp.dsl import Artifact, Dataset, Markdown, Model, Output
+
+from mlstages.components.common.registry import read_champion
+from mlstages.components.deploy.component import deploy
+from mlstages.components.deploy.deploy import NO_CLUSTER_NOTE, DeployConfig, build_inference_service
+
+pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
+
+NAME = "penguins"
+
+
+@pytest.fixture
+def kfp_local(tmp_path):
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    yield tmp_path
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def train_penguins(model_registry: str, model: Output[Model], test_split: Output[Dataset]) -> str:
+    """Stands in for the training pipeline: the suite's preprocess and train on the penguins
+    (one small logistic regression), the model published to the registry."""
+    from palmerpenguins import load_penguins
+
+    from mlstages.components.common.datasets import write_dataset
+    from mlstages.components.common.registry import publish_model
+    from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+    from mlstages.components.train.train import TrainConfig, export_model, train
+
+    penguins = load_penguins()
+    prepared = preprocess(penguins, PreprocessConfig(label_column="species"))
+    config = TrainConfig(
+        label_column="species",
+        task="classification",
+        model_families=("logistic_regression",),
+        cv_folds=2,
+        search_space={"logistic_regression": {"C": [1.0]}},
+    )
+    result = train(prepared.train, prepared.preprocessor, config)
+    types = {c: "categorical" if penguins[c].dtype == object else "numeric" for c in result.input_columns}
+    export_model(result, model.path, types)
+    test_split.metadata.update(write_dataset(prepared.test, test_split.path))
+    return publish_model(model.path, model_registry, "penguins")
+
+
+class DeployOutputs(NamedTuple):
+    inference_service: Artifact
+    summary: Markdown
+    endpoint: str
+    deployed: bool
+    model_uri: str
+
+
+@dsl.pipeline
+def train_and_deploy(model_registry: str, runtime: str, cluster: str, kubeconfig: str) -> DeployOutputs:
+    trained = train_penguins(model_registry=model_registry)
+    deployed = deploy(
+        model=trained.outputs["model"],
+        test=trained.outputs["test_split"],
+        model_uri=trained.outputs["Output"],
+        model_name="penguins",
+        model_registry=model_registry,
+        runtime=runtime,
+        cluster=cluster,
+        kubeconfig=kubeconfig,
+        ready_timeout_seconds=60,
+    )
+    return DeployOutputs(
+        inference_service=deployed.outputs["inference_service"],
+        summary=deployed.outputs["summary"],
+        endpoint=deployed.outputs["endpoint"],
+        deployed=deployed.outputs["deployed"],
+        model_uri=trained.outputs["Output"],
+    )
+
+
+def test_without_a_cluster_deploy_serves_locally_checks_the_endpoint_and_moves_the_champion(
+    kfp_local, gcs_bucket
+):
+    registry = f"{gcs_bucket}/models"
+    run = train_and_deploy(model_registry=registry, runtime="mlstages-sklearn", cluster="none", kubeconfig="")
+    model_uri = run.outputs["model_uri"]
+    assert model_uri.startswith(f"{registry}/{NAME}/")
+    assert run.outputs["deployed"] is True
+    assert run.outputs["endpoint"].startswith("http://127.0.0.1:")
+
+    manifest = yaml.safe_load(Path(run.outputs["inference_service"].path).read_text())
+    assert manifest == build_inference_service(DeployConfig(model_name=NAME), model_uri)
+    assert run.outputs["inference_service"].metadata["target"] == "local"
+    summary = Path(run.outputs["summary"].path).read_text()
+    assert summary.startswith("# Deploy")
+    assert f"{NO_CLUSTER_NOTE.capitalize()}." in summary
+    assert "/v2/models/penguins/infer (v2) with 5 row(s) of the test split: HTTP 200" in summary
+    assert "the same predictions as the model" in summary
+    assert read_champion(registry, NAME)["model_uri"] == model_uri
+
+
+def test_the_stock_runtime_is_refused_before_anything_is_written(kfp_local, gcs_bucket, capfd):
+    registry = f"{gcs_bucket}/models"
+    with pytest.raises(RuntimeError, match="Inner task failed"):
+        train_and_deploy(
+            model_registry=registry, runtime="kserve-sklearnserver", cluster="none", kubeconfig=""
+        )
+    output = capfd.readouterr()
+    logs = output.out + output.err
+    assert "parameter runtime='kserve-sklearnserver' cannot serve this model" in logs
+    assert "the stock runtime loads scikit-learn ~=1.5.1" in logs
+    assert "mlstages.components.preprocess.preprocess.OutlierClipper" in logs
+    root = kfp_local / "root"
+    assert list(root.rglob("model.joblib"))  # the training step wrote its model
+    assert not [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[1] == "deploy"]
+    assert read_champion(registry, NAME) is None
+
+
+def test_on_the_kubernetes_stand_in_deploy_applies_waits_smoke_tests_and_promotes(
+    kfp_local, gcs_bucket, tmp_path
+):
+    registry = f"{gcs_bucket}/models"
+    with KubernetesStandIn() as standin:
+        standin.controller = serving_controller(standin)
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "standin", "cluster": {"server": standin.host}}],
+                    "users": [{"name": "deployer", "user": {"token": "not-checked"}}],
+                    "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "deployer"}}],
+                    "current-context": "standin",
+                }
+            )
+        )
+        run = train_and_deploy(
+            model_registry=registry,
+            runtime="mlstages-sklearn",
+            cluster="kubeconfig",
+            kubeconfig=str(kubeconfig),
+        )
+        stored = standin.get(NAME)
+        methods = [method for method, *_ in standin.requests]
+    model_uri = run.outputs["model_uri"]
+    assert run.outputs["deployed"] is True
+    assert stored["spec"]["predictor"]["model"]["storageUri"] == model_uri
+    assert run.outputs["endpoint"] == stored["status"]["url"]
+    assert methods[:2] == ["GET", "POST"]  # read the rollback target, then create
+    assert read_champion(registry, NAME)["model_uri"] == model_uri
+    summary = Path(run.outputs["summary"].path).read_text()
+    assert "promoted to champion on InferenceService default/penguins" in summary
+    assert run.outputs["inference_service"].metadata["target"] == "cluster"

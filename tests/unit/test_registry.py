@@ -1,0 +1,99 @@
+"""The model registry's champion pointer, on a local folder and on the GCS emulator: what the
+blessing gate reads to find its baseline and what deploy moves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlstages.components.common import registry, storage
+from mlstages.components.common.artifacts import save_estimator
+from mlstages.components.common.errors import ParameterError
+
+pytestmark = pytest.mark.usefixtures("no_external_network")
+
+
+@pytest.fixture(params=["local", "gcs"])
+def registry_root(request, tmp_path):
+    """A registry root: a local folder, or a prefix in a fresh emulator bucket."""
+    if request.param == "local":
+        return str(tmp_path / "registry")
+    bucket = request.getfixturevalue("gcs_bucket")
+    return f"{bucket}/models"
+
+
+def model_dir(tmp_path, payload: object, name: str = "model"):
+    """A model directory as train exports it (model.joblib + metadata.json with its sha256)."""
+    directory = tmp_path / name
+    save_estimator(payload, directory, "model", {"task": "classification"})
+    return directory
+
+
+def test_no_champion_before_the_first_deploy(registry_root):
+    assert registry.read_champion(registry_root, "penguins") is None
+
+
+def test_set_champion_points_at_a_published_version(registry_root, tmp_path):
+    version_uri = registry.publish_model(model_dir(tmp_path, {"weights": [1, 2]}), registry_root, "penguins")
+
+    pointer = registry.set_champion(registry_root, "penguins", version_uri)
+
+    assert pointer["model_uri"] == version_uri
+    assert pointer["version"] == version_uri.rsplit("/", 1)[-1]
+    assert pointer["version"] in registry.list_versions(registry_root, "penguins")
+    assert pointer["previous"] is None
+    assert registry.read_champion(registry_root, "penguins") == pointer
+    stored = json.loads(storage.read_bytes(registry.champion_uri(registry_root, "penguins")))
+    assert stored == pointer
+    # The pointer lives beside the versions but is not one of them.
+    assert registry.list_versions(registry_root, "penguins") == [pointer["version"]]
+
+
+def test_a_new_champion_keeps_the_previous_one_for_rollback(registry_root, tmp_path):
+    first = registry.publish_model(model_dir(tmp_path, {"weights": [1]}, "a"), registry_root, "penguins")
+    second = registry.publish_model(model_dir(tmp_path, {"weights": [2]}, "b"), registry_root, "penguins")
+    assert first != second
+    registry.set_champion(registry_root, "penguins", first)
+
+    pointer = registry.set_champion(registry_root, "penguins", second)
+
+    assert pointer["model_uri"] == second
+    assert pointer["previous"]["model_uri"] == first
+    assert pointer["previous"]["version"] == first.rsplit("/", 1)[-1]
+    assert registry.read_champion(registry_root, "penguins")["model_uri"] == second
+
+
+def test_champions_are_per_model_name(registry_root, tmp_path):
+    version_uri = registry.publish_model(model_dir(tmp_path, {"weights": [1]}), registry_root, "penguins")
+    registry.set_champion(registry_root, "penguins", version_uri)
+
+    assert registry.read_champion(registry_root, "penguins-v2") is None
+
+
+def test_set_champion_refuses_a_uri_without_a_model(registry_root):
+    empty = f"{registry_root.rstrip('/')}/penguins/20240101T000000Z-deadbeef"
+    with pytest.raises(ParameterError, match=r"cannot make .*deadbeef the champion: it has no model.joblib"):
+        registry.set_champion(registry_root, "penguins", empty)
+    assert registry.read_champion(registry_root, "penguins") is None
+
+
+def test_a_pointer_that_is_not_json_names_the_file(registry_root):
+    uri = registry.champion_uri(registry_root, "penguins")
+    storage.write_bytes(uri, b"{not json")
+    with pytest.raises(ParameterError, match=r"champion.json is not valid JSON: fix or delete it"):
+        registry.read_champion(registry_root, "penguins")
+
+
+def test_a_pointer_without_model_uri_is_refused(registry_root):
+    uri = registry.champion_uri(registry_root, "penguins")
+    storage.write_bytes(uri, json.dumps({"version": "x"}).encode())
+    with pytest.raises(ParameterError, match=r"champion.json is not a champion pointer: it has no model_uri"):
+        registry.read_champion(registry_root, "penguins")
+
+
+def test_model_names_must_be_kubernetes_names(tmp_path):
+    with pytest.raises(ParameterError, match=r"parameter model_name='Penguins_1' must be lowercase"):
+        registry.read_champion(str(tmp_path), "Penguins_1")
+    with pytest.raises(ParameterError, match=r"parameter model_name='-x' must be lowercase"):
+        registry.champion_uri(str(tmp_path), "-x")
