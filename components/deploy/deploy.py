@@ -619,7 +619,7 @@ def check_runtime_compatibility(model: str | os.PathLike | Mapping[str, Any], ru
         raise ParameterError(
             f"parameter runtime={runtime!r} cannot serve this model: "
             + "; and ".join(problems)
-            + f". Deploy with runtime={MLSTAGES_RUNTIME!r} (manifests/serving-runtime.yaml), which "
+            + f". Deploy with runtime={MLSTAGES_RUNTIME!r} (manifests/base/serving-runtime.yaml), which "
             "serves it with the libraries it was trained with."
         )
     notes.append(f"scikit-learn {trained_with} fits the stock runtime's {STOCK_RUNTIME_SKLEARN_TEXT}")
@@ -882,7 +882,7 @@ def _api_error(exc: Exception, action: str) -> DeployFailed:
         message = str(body)[:MAX_BODY_IN_MESSAGE]
     hint = ""
     if status in (401, 403):
-        hint = " (the deploy step's service account needs the Role in manifests/rbac.yaml in this namespace)"
+        hint = " (the deploy step's service account needs the Role in manifests/base/rbac.yaml in this namespace)"
     return DeployFailed(f"{action}: the Kubernetes API answered {status} {reason}: {message}{hint}")
 
 

@@ -476,7 +476,7 @@ def test_a_forbidden_create_names_the_rbac_role(standin, api):
     assert "creating InferenceService default/penguins: the Kubernetes API answered 403 Forbidden" in str(
         error.value
     )
-    assert "the Role in manifests/rbac.yaml" in str(error.value)
+    assert "the Role in manifests/base/rbac.yaml" in str(error.value)
 
 
 def test_wait_until_ready_polls_until_ready_for_the_current_generation(standin, api):
