@@ -40,8 +40,10 @@ def _serve(args: argparse.Namespace) -> int:
             model_uri = champion["model_uri"]
         base = f"http://{args.host}:{args.port}"
         print(f"Serving {model_uri} as {args.name!r} on {base} (Ctrl-C to stop)")
-        print(f"  V1: curl -s {base}/v1/models/{args.name}:predict -d @request-v1.json")
-        print(f"  V2: curl -s {base}/v2/models/{args.name}/infer -d @request-v2.json")
+        json_header = "-H 'Content-Type: application/json'"
+        print(f"  V1: curl -s {json_header} {base}/v1/models/{args.name}:predict -d @request-v1.json")
+        print(f"  V2: curl -s {json_header} {base}/v2/models/{args.name}/infer -d @request-v2.json")
+        print("  (request formats: README.md, 'The blessing gate and serving')")
         serve(model_uri, args.name, host=args.host, http_port=args.port)
     return 0
 
