@@ -38,6 +38,11 @@ CLASSIFICATION_METRICS = (
 )
 BINARY_METRICS = ("precision", "recall", "f1")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2", "median_absolute_error")
+# Direction of every metric: the blessing gate and drift monitoring compare metrics by it.
+LOWER_IS_BETTER = frozenset({"log_loss", "mse", "rmse", "mae", "median_absolute_error"})
+HIGHER_IS_BETTER = (
+    frozenset((*CLASSIFICATION_METRICS, *BINARY_METRICS, *REGRESSION_METRICS)) - LOWER_IS_BETTER
+)
 PRIMARY_METRIC = {CLASSIFICATION: "f1_macro", REGRESSION: "rmse"}
 
 MISSING_SLICE = "(missing)"

@@ -37,6 +37,7 @@ from mlstages.components.evaluate.evaluate import (
     BINARY_METRICS,
     CLASSIFICATION,
     CLASSIFICATION_METRICS,
+    HIGHER_IS_BETTER,
     REGRESSION,
     REGRESSION_METRICS,
     TASKS,
@@ -44,24 +45,6 @@ from mlstages.components.evaluate.evaluate import (
     SliceMetrics,
 )
 
-# Direction of every metric evaluate writes: a change threshold must fit it.
-HIGHER_IS_BETTER = frozenset(
-    {
-        "accuracy",
-        "precision_macro",
-        "recall_macro",
-        "f1_macro",
-        "precision_weighted",
-        "recall_weighted",
-        "f1_weighted",
-        "roc_auc",
-        "precision",
-        "recall",
-        "f1",
-        "r2",
-    }
-)
-LOWER_IS_BETTER = frozenset({"log_loss", "mse", "rmse", "mae", "median_absolute_error"})
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     CLASSIFICATION: (*CLASSIFICATION_METRICS, *BINARY_METRICS),
     REGRESSION: REGRESSION_METRICS,
@@ -1109,6 +1092,6 @@ def render_markdown(blessing: Blessing) -> str:
     if blessing.notes:
         lines += ["## Notes", ""] + [f"- {markdown_text(n)}" for n in blessing.notes] + [""]
     if blessing.infra_validation is not None:
-        # The serving code's own summary, with its heading ("## Infra validation").
-        lines += [str(blessing.infra_validation.get("summary", "")), ""]
+        # The serving code's own summary, which leaves the heading to its caller.
+        lines += ["## Infra validation", "", str(blessing.infra_validation.get("summary", "")), ""]
     return "\n".join(lines)
