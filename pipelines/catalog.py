@@ -21,6 +21,7 @@ COMPONENTS: dict[str, str] = {
     "evaluate": "mlstages.components.evaluate.component:evaluate",
     "validate_model": "mlstages.components.validate_model.component:validate_model",
     "deploy": "mlstages.components.deploy.component:deploy",
+    "monitor_drift": "mlstages.components.monitor_drift.component:monitor_drift",
 }
 
 # pipeline name → ("module:factory", parameter file); the factory takes PlatformSettings.

@@ -63,7 +63,8 @@ def train(
         model_name: The model's name in the registry (a Kubernetes name: lowercase, digits, '-').
 
     Returns:
-        model: The exported Pipeline (model.joblib) with metadata.json.
+        model: The exported Pipeline (model.joblib) with metadata.json and the training
+            reference for drift monitoring (reference.json).
         search_results: Every candidate's cross-validated score, ranked, with the chosen one.
         summary: The chosen model, why, and the best candidate of each family.
         metrics: cv_<scoring> of the chosen model, train_rows, search_rows, candidates.
@@ -75,8 +76,9 @@ def train(
     import shutil
     from collections import namedtuple
 
-    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata
     from mlstages.components.common.datasets import column_types, read_dataset
+    from mlstages.components.common.reference import build_reference, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model
     from mlstages.components.common.reports import markdown_text
     from mlstages.components.train.train import TrainConfig, export_model, render_html, render_markdown
@@ -110,7 +112,18 @@ def train(
     html_report = render_html(result)
     markdown_report = render_markdown(result)
 
-    written = export_model(result, model.path, input_types)
+    # The training reference travels with the model, so drift monitoring never rereads the
+    # training data.
+    ordered_types = {c: input_types[c] for c in result.input_columns}
+    reference_path = save_reference(
+        build_reference(train_df, result.label_column, ordered_types, seed=seed), model.path
+    )
+    written = export_model(
+        result,
+        model.path,
+        input_types,
+        extra_metadata={"reference": {"file": reference_path.name, "sha256": file_sha256(reference_path)}},
+    )
     model_uri = model.uri
     if model_registry:
         try:

@@ -66,7 +66,7 @@ def test_train_exports_a_pipeline_that_predicts_on_raw_penguins(kfp_local):
     model = run.outputs["model"]
     model_dir = Path(model.path)
 
-    assert sorted(p.name for p in model_dir.iterdir()) == ["metadata.json", "model.joblib"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["metadata.json", "model.joblib", "reference.json"]
     metadata = json.loads((model_dir / "metadata.json").read_text())
     assert metadata["sha256"] == file_sha256(model_dir / "model.joblib") == model.metadata["sha256"]
     assert [f["name"] for f in metadata["input_features"]] == PENGUIN_INPUTS
