@@ -220,9 +220,14 @@ def _read_local(config: IngestConfig) -> pd.DataFrame:
     uri = config.source_uri
     path = Path(urllib.parse.urlsplit(uri).path if uri.startswith("file://") else uri)
     if path.is_dir():
-        return _read_many(
-            sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")), config, uri
+        # Shards may sit in partition folders (date=2026-11-22/part-….parquet), as the model
+        # server's prediction log writes them; hidden files and folders are not data.
+        shards = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
+        return _read_many(shards, config, uri)
     return read_file(path, config, display=uri)
 
 

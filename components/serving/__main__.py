@@ -12,6 +12,10 @@ With neither ``--model_uri`` nor ``--model_dir``, the model is read from $STORAG
 without KServe's storage initializer) also reads $STORAGE_URI directly.
 
 The host defaults to $MLSTAGES_SERVING_HOST, else 127.0.0.1; the serving image sets 0.0.0.0.
+
+``--prediction_log gs://bucket/prefix`` (default: $MLSTAGES_PREDICTION_LOG, which the ServingRuntime
+can set; off when neither is given) logs every scored request there as Parquet shards, the
+"current" data that monitoring reads (see prediction_log.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ HOST_ENV = "MLSTAGES_SERVING_HOST"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from mlstages.components.serving.prediction_log import (
+        DEFAULT_MAX_ROWS,
+        DEFAULT_MAX_SECONDS,
+        PREDICTION_LOG_ENV,
+    )
     from mlstages.components.serving.server import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
 
     parser = argparse.ArgumentParser(
@@ -45,6 +54,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get(HOST_ENV, "127.0.0.1"), help="interface to bind")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument(
+        "--prediction_log",
+        default=os.environ.get(PREDICTION_LOG_ENV, "").strip() or None,
+        help=f"log scored requests as Parquet shards under this gs:// prefix or folder (${PREDICTION_LOG_ENV})",
+    )
+    parser.add_argument(
+        "--prediction_log_max_rows", type=int, default=DEFAULT_MAX_ROWS, help="rows per shard at most"
+    )
+    parser.add_argument(
+        "--prediction_log_max_seconds",
+        type=float,
+        default=DEFAULT_MAX_SECONDS,
+        help="a shard is written at least this often while requests arrive",
+    )
     return parser.parse_args(argv)
 
 
@@ -78,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             grpc_port=args.grpc_port,
             workers=args.workers,
             max_body_bytes=args.max_body_bytes,
+            prediction_log=args.prediction_log,
+            prediction_log_max_rows=args.prediction_log_max_rows,
+            prediction_log_max_seconds=args.prediction_log_max_seconds,
         )
     except MlstagesError as exc:
         print(f"mlstages serving: cannot serve {model_uri}: {exc}", file=sys.stderr, flush=True)

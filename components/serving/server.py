@@ -19,13 +19,15 @@ Requests. The input features and their logical types come from ``metadata.json``
   in ``input_features`` order; ``{"parameters": {"return_probabilities": true}}`` adds class
   probabilities (classifiers). Response: ``{"predictions": [...]}`` (class labels as in training,
   floats for regression), plus ``"probabilities"`` (one list per row) and ``"classes"`` (their
-  order) when asked.
+  order) when asked. ``"parameters": {"request_id": "..."}`` names the request in the prediction
+  log; with logging on, the response carries ``"request_id"`` (that one, or a generated one).
 - V2: one input tensor per feature (``name`` = feature, shape ``[n]`` or ``[n, 1]``; FP64, FP32 or
   an INT type for numeric features, BOOL for boolean ones, BYTES for categorical, text and datetime
   ones), or a single 2-D tensor of shape ``[n, number of features]`` holding each row's values in
   feature order. Response outputs: ``predict`` and, when requested (``outputs`` or the
   ``return_probabilities`` parameter), ``predict_proba`` (shape ``[n, classes]``; its
-  ``classes`` parameter is the JSON list of classes in column order).
+  ``classes`` parameter is the JSON list of classes in column order). The response ``id`` is the
+  request's ``id`` (generated when absent), which is also the request id in the prediction log.
 
 Values: numbers (JSON numbers, not strings) for numeric features, true/false for boolean ones,
 strings for categorical and text ones, ISO 8601 strings for datetime ones. A missing value is
@@ -88,6 +90,13 @@ from mlstages.components.common.datasets import (
 )
 from mlstages.components.common.errors import DigestMismatch, MlstagesError, ParameterError, StorageNotFound
 from mlstages.components.common.registry import check_model_name
+from mlstages.components.serving.prediction_log import (
+    DEFAULT_MAX_ROWS,
+    DEFAULT_MAX_SECONDS,
+    PredictionLogger,
+    check_request_id,
+    model_version_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +116,7 @@ LOG_TAIL_CHARS = 4000
 # Problems listed in one error message; the rest are counted.
 MAX_REPORTED_PROBLEMS = 5
 RETURN_PROBABILITIES = "return_probabilities"
+REQUEST_ID = "request_id"
 PREDICT_OUTPUT = "predict"
 PROBA_OUTPUT = "predict_proba"
 
@@ -657,12 +667,31 @@ class SklearnPipelineModel(kserve.Model):
 
     ``load()`` reads and verifies the model (see ``load_model_dir``) and marks it ready; until
     then the readiness routes answer not ready.
+
+    With ``prediction_log`` (a ``gs://`` prefix or a local folder), every scored request is also
+    handed to a ``PredictionLogger`` (prediction_log.py), which writes the rows, predictions and
+    request ids there as Parquet shards off the request path; the request id is returned to the
+    client (V1: ``"request_id"`` in the response, taken from ``parameters.request_id`` when given;
+    V2: the response ``id``, the request's ``id`` when given). ``stop()`` writes what is buffered.
     """
 
-    def __init__(self, name: str, model_uri: str, *, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_uri: str,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        prediction_log: str | None = None,
+        prediction_log_max_rows: int = DEFAULT_MAX_ROWS,
+        prediction_log_max_seconds: float = DEFAULT_MAX_SECONDS,
+    ) -> None:
         super().__init__(check_model_name(name))
         self.model_uri = model_uri
         self.cache_dir = cache_dir
+        self.prediction_log = prediction_log or None
+        self.prediction_log_max_rows = prediction_log_max_rows
+        self.prediction_log_max_seconds = prediction_log_max_seconds
+        self.prediction_logger: PredictionLogger | None = None
         self.model: Any = None
         self.metadata: dict[str, Any] = {}
         self.features: tuple[InputFeature, ...] = ()
@@ -673,6 +702,18 @@ class SklearnPipelineModel(kserve.Model):
         self.features = input_features(self.metadata)
         classes = getattr(self.model, "classes_", None)
         self.classes = _as_output_array(classes).tolist() if classes is not None else None
+        if self.prediction_log and self.prediction_logger is None:
+            self.prediction_logger = PredictionLogger(
+                self.prediction_log,
+                model_name=self.name,
+                model_version=model_version_of(self.model_uri, self.metadata),
+                input_columns={f.name: f.logical_type for f in self.features},
+                classes=self.classes,
+                probabilities=self.has_probabilities,
+                max_rows=self.prediction_log_max_rows,
+                max_seconds=self.prediction_log_max_seconds,
+            )
+            logger.info("model %s: logging predictions under %s", self.name, self.prediction_log)
         self.ready = True
         logger.info(
             "model %s loaded from %s: %s, %d input features, scikit-learn %s",
@@ -683,6 +724,16 @@ class SklearnPipelineModel(kserve.Model):
             self.metadata["versions"]["scikit-learn"],
         )
         return self.ready
+
+    def stop(self) -> None:
+        """Unloading (server shutdown): write the buffered prediction log."""
+        if self.prediction_logger is not None:
+            self.prediction_logger.close()
+        super().stop()
+
+    def _log(self, frame: pd.DataFrame, predictions: Any, probabilities: Any, request_id: str) -> None:
+        if self.prediction_logger is not None:
+            self.prediction_logger.log(frame, predictions, probabilities, request_id)
 
     @property
     def has_probabilities(self) -> bool:
@@ -739,18 +790,29 @@ class SklearnPipelineModel(kserve.Model):
         parameters = payload.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise InvalidInput('"parameters" must be an object, e.g. {"return_probabilities": true}')
-        extra = sorted(set(parameters) - {RETURN_PROBABILITIES})
+        extra = sorted(set(parameters) - {RETURN_PROBABILITIES, REQUEST_ID})
         if extra:
             raise InvalidInput(
-                f"unknown parameter(s) {', '.join(map(repr, extra))}; known: {RETURN_PROBABILITIES}"
+                f"unknown parameter(s) {', '.join(map(repr, extra))}; known: {RETURN_PROBABILITIES}, "
+                f"{REQUEST_ID}"
             )
         with_probabilities = _flag(parameters, "parameter")
+        request_id = parameters.get(REQUEST_ID)
+        if request_id is not None:
+            try:
+                check_request_id(request_id, f"parameter {REQUEST_ID}")
+            except ParameterError as exc:
+                raise InvalidInput(str(exc)) from exc
         frame = rows_to_frame(payload["instances"], self.features, self.metadata.get("label_column"))
         predictions, probabilities = self._run(frame, with_probabilities)
         response: dict[str, Any] = {"predictions": predictions.tolist()}
         if probabilities is not None:
             response["probabilities"] = probabilities.tolist()
             response["classes"] = self.classes
+        if self.prediction_logger is not None:
+            request_id = request_id or uuid.uuid4().hex
+            self._log(frame, predictions, probabilities, request_id)
+            response[REQUEST_ID] = request_id
         return response
 
     def _predict_v2(self, request: InferRequest) -> InferResponse:
@@ -784,8 +846,10 @@ class SklearnPipelineModel(kserve.Model):
                     parameters={"classes": json.dumps(self.classes)},
                 )
             )
+        response_id = request.id or uuid.uuid4().hex
+        self._log(frame, predictions, probabilities, response_id)
         return InferResponse(
-            response_id=request.id or uuid.uuid4().hex,
+            response_id=response_id,
             model_name=self.name,
             infer_outputs=outputs,
             use_binary_outputs=request.use_binary_outputs,
@@ -933,12 +997,18 @@ def serve(
     workers: int = 1,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     cache_dir: str | os.PathLike | None = None,
+    prediction_log: str | None = None,
+    prediction_log_max_rows: int = DEFAULT_MAX_ROWS,
+    prediction_log_max_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> None:
     """Load the model and serve it with kserve.ModelServer until the process is stopped.
 
     The model is loaded first: a model that does not load raises before anything is bound.
     ``grpc_port`` enables KServe's V2 gRPC server, which always listens on every interface, so it
     is refused unless ``host`` is a wildcard (0.0.0.0 or ::), as in a cluster.
+    ``prediction_log`` (a ``gs://`` prefix or a local folder; off when None) logs every scored
+    request there as Parquet shards of at most ``prediction_log_max_rows`` rows, written at least
+    every ``prediction_log_max_seconds`` and on shutdown (see prediction_log.py).
     """
     check_model_name(name)
     _check_port("http_port", http_port)
@@ -954,7 +1024,14 @@ def serve(
         raise ParameterError(f"parameter workers={workers!r} must be an integer >= 1")
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
         raise ParameterError(f"parameter max_body_bytes={max_body_bytes!r} must be an integer >= 1024")
-    model = SklearnPipelineModel(name, model_uri, cache_dir=cache_dir)
+    model = SklearnPipelineModel(
+        name,
+        model_uri,
+        cache_dir=cache_dir,
+        prediction_log=prediction_log,
+        prediction_log_max_rows=prediction_log_max_rows,
+        prediction_log_max_seconds=prediction_log_max_seconds,
+    )
     model.load()
     _install_body_limit(max_body_bytes)
     # KServe 0.21 answers with FastAPI's ORJSONResponse, which FastAPI now marks deprecated; the
@@ -1043,12 +1120,16 @@ def serve_in_background(
     start_timeout_seconds: float = START_TIMEOUT_SECONDS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     log_dir: str | os.PathLike | None = None,
+    prediction_log: str | None = None,
+    prediction_log_max_rows: int = DEFAULT_MAX_ROWS,
+    prediction_log_max_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> Iterator[ServerHandle]:
     """Run ``python -m mlstages.components.serving`` on a free port until the block ends.
 
     Yields once ``/v2/health/ready`` answers ready. On exit the server is stopped (SIGTERM, then
     SIGKILL after a few seconds), with every process it started. The log is removed with it unless
-    ``log_dir`` is given.
+    ``log_dir`` is given. ``prediction_log`` and its two limits are passed on to ``serve``; the
+    buffered prediction log is written when the server stops.
 
     Raises:
         ServerStartError: the server exited or was not ready within ``start_timeout_seconds``;
@@ -1061,7 +1142,16 @@ def serve_in_background(
     folder = Path(tempfile.mkdtemp(prefix="mlstages-serving-")) if own_dir else Path(log_dir)
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        process, handle = _start(model_uri, name, host, start_timeout_seconds, max_body_bytes, folder)
+        options = []
+        if prediction_log:
+            options = [
+                f"--prediction_log={prediction_log}",
+                f"--prediction_log_max_rows={prediction_log_max_rows}",
+                f"--prediction_log_max_seconds={prediction_log_max_seconds}",
+            ]
+        process, handle = _start(
+            model_uri, name, host, start_timeout_seconds, max_body_bytes, folder, options
+        )
         try:
             yield handle
         finally:
@@ -1072,7 +1162,13 @@ def serve_in_background(
 
 
 def _start(
-    model_uri: str, name: str, host: str, timeout: float, max_body_bytes: int, folder: Path
+    model_uri: str,
+    name: str,
+    host: str,
+    timeout: float,
+    max_body_bytes: int,
+    folder: Path,
+    options: Sequence[str] = (),
 ) -> tuple[subprocess.Popen, ServerHandle]:
     """Start the server on a free port and wait until it is ready. A port found free can be taken
     by another process before the server binds it; then it starts again on another port."""
@@ -1090,6 +1186,7 @@ def _start(
             f"--host={host}",
             f"--http_port={port}",
             f"--max_body_bytes={max_body_bytes}",
+            *options,
         ]
         with open(log_path, "wb") as log:
             # Its own session (process group), so that stopping it stops every worker it forked.

@@ -194,3 +194,13 @@ def test_summary_lists_columns_and_hash():
     metadata = dataset_metadata(FRAME, source="x.csv")
     text = ingest_summary(metadata)
     assert "**3** rows" in text and metadata["content_hash"] in text and "| a | numeric |" in text
+
+
+def test_shards_in_partition_folders_read_as_one_dataset(tmp_path):
+    for day, part in (("2026-11-21", FRAME.iloc[:2]), ("2026-11-22", FRAME.iloc[2:])):
+        folder = tmp_path / "log" / f"date={day}"
+        folder.mkdir(parents=True)
+        part.to_parquet(folder / "part-0.parquet", index=False)
+    (tmp_path / "log" / ".partial").mkdir()
+    (tmp_path / "log" / ".partial" / "junk.parquet").write_bytes(b"not data")
+    pd.testing.assert_frame_equal(read(tmp_path / "log"), FRAME, check_dtype=False)
