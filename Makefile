@@ -8,10 +8,11 @@ INSTALLED := $(VENV)/.installed
 WORKDIR ?= .mlstages
 ARGS ?=
 
-.PHONY: help install run serve test lint compile compile-check bench clean
+.PHONY: help install run monitor serve test lint compile compile-check bench clean
 
 help:
 	@echo "make run      run the training pipeline locally (kfp.local + embedded object store)"
+	@echo "make monitor  drift monitoring locally: simulate a drifted window, detect it, retrain (ARGS=--no-drift: stable)"
 	@echo "make test     lint and run the test suite"
 	@echo "make serve    serve a model locally: make serve MODEL=gs://... (default: the champion)"
 	@echo "make compile  regenerate every component/pipeline YAML and component README"
@@ -28,6 +29,9 @@ install: $(INSTALLED)
 
 run: $(INSTALLED)
 	$(VENV)/bin/mlstages run training --workdir $(WORKDIR) $(ARGS)
+
+monitor: $(INSTALLED)
+	$(VENV)/bin/mlstages monitor --workdir $(WORKDIR) $(ARGS)
 
 serve: $(INSTALLED)
 	$(VENV)/bin/mlstages serve $(MODEL) --workdir $(WORKDIR) $(ARGS)

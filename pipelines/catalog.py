@@ -27,6 +27,7 @@ COMPONENTS: dict[str, str] = {
 # pipeline name → ("module:factory", parameter file); the factory takes PlatformSettings.
 PIPELINES: dict[str, tuple[str, str]] = {
     "training": ("mlstages.pipelines.training:build_training_pipeline", "params/training.yaml"),
+    "monitoring": ("mlstages.pipelines.monitoring:build_monitoring_pipeline", "params/monitoring.yaml"),
 }
 
 

@@ -21,6 +21,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from mlstages.pipelines import local
+
+    params = local.load_params(args.params or catalog.pipeline_params_path("monitoring"), args.set or [])
+    report = local.monitor(
+        params,
+        data=args.data,
+        drift=not args.no_drift,
+        seed=args.seed,
+        workdir=Path(args.workdir),
+    )
+    print(local.format_monitor_report(report))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from mlstages.components.common import registry
     from mlstages.components.serving.server import serve
@@ -97,6 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workdir", default=".mlstages", help="folder for runs and the embedded store")
     run.set_defaults(handler=_run)
+
+    mon = commands.add_parser(
+        "monitor",
+        help="run the monitoring pipeline locally: drift check, retrain when needed",
+        description="Run the monitoring pipeline on this machine: compare a window of current data "
+        "with the champion's training reference, and retrain through the training pipeline (blessing "
+        "gate included) when it drifted. Without a champion, the training pipeline runs first. "
+        "Without --data, a drifted window is simulated from the built-in dataset (shifted bill, "
+        "flipper and body mass, a changed island mix); --no-drift simulates a stable one.",
+    )
+    mon.add_argument("--params", type=Path, help="YAML parameter file (default: params/monitoring.yaml)")
+    mon.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="override one parameter (repeatable)"
+    )
+    window = mon.add_mutually_exclusive_group()
+    window.add_argument("--data", metavar="URI", help="the window to monitor: a path, gs:// or http(s)://")
+    window.add_argument(
+        "--no-drift", action="store_true", help="simulate a window without drift (the stable case)"
+    )
+    mon.add_argument("--seed", type=int, default=7, help="seed of the simulated window")
+    mon.add_argument("--workdir", default=".mlstages", help="folder for runs and the embedded store")
+    mon.set_defaults(handler=_monitor)
 
     srv = commands.add_parser(
         "serve",

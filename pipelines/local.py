@@ -124,8 +124,10 @@ def run_pipeline(
     *,
     workdir: Path = DEFAULT_WORKDIR,
     progress: Callable[[str], None] = print,
+    bucket: str | None = None,
 ) -> RunReport:
-    """Run a pipeline locally and return what every task produced."""
+    """Run a pipeline locally and return what every task produced. With ``bucket``, the object
+    store is already running (the caller's); otherwise it is started for this run."""
     import time
     import warnings
 
@@ -143,7 +145,8 @@ def run_pipeline(
     pipeline_root = workdir / "runs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with object_store(workdir, progress) as bucket:
+    store = contextlib.nullcontext(bucket) if bucket else object_store(workdir, progress)
+    with store as bucket:
         if not params.get("data_uri"):
             data_uri = f"gs://{bucket}/{BUILTIN_DATASET_OBJECT}"
             storage.write_bytes(data_uri, builtin_dataset_csv())
@@ -237,4 +240,188 @@ def format_report(report: RunReport) -> str:
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             lines.append(f"  {name:<24} {shown}")
     lines += ["", "(* = a report to open in a browser or Markdown viewer; the Kubeflow UI shows the same.)"]
+    return "\n".join(lines)
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+MONITORING_PREFIX = "monitoring"
+# The simulated drift: these numeric features move by DRIFT_SHIFT_STD training standard deviations,
+# and the island mix moves towards the smaller islands (Biscoe is 49% of the penguins).
+DRIFT_SHIFT_COLUMNS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+DRIFT_SHIFT_STD = 1.5
+DRIFT_ISLAND_WEIGHTS = {"Biscoe": 0.2, "Dream": 1.0, "Torgersen": 3.0}
+WINDOW_ROWS = 200
+
+
+def simulate_window(*, drift: bool, seed: int = 7, rows: int = WINDOW_ROWS) -> Any:
+    """A window of "current" data from the built-in dataset, labels included.
+
+    Without drift: a seeded sample of the penguins rows (without replacement), the same population
+    the model was trained on. With drift: a seeded sample weighted towards Torgersen and Dream
+    (a changed island mix), with bill, flipper and body mass shifted by DRIFT_SHIFT_STD standard
+    deviations (as if an instrument were recalibrated).
+    """
+    import palmerpenguins
+
+    penguins = palmerpenguins.load_penguins()
+    if not drift:
+        return penguins.sample(n=min(rows, len(penguins)), random_state=seed).reset_index(drop=True)
+    weights = penguins["island"].map(DRIFT_ISLAND_WEIGHTS).fillna(1.0)
+    window = penguins.sample(n=rows, replace=True, weights=weights, random_state=seed).reset_index(drop=True)
+    for column in DRIFT_SHIFT_COLUMNS:
+        window[column] = window[column] + DRIFT_SHIFT_STD * penguins[column].std()
+    return window
+
+
+def upload_window(window: Any, bucket: str, now: dt.datetime | None = None) -> str:
+    """Write the window as Parquet to gs://<bucket>/monitoring/window-<UTC time>.parquet."""
+    from mlstages.components.common import storage
+
+    moment = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    uri = f"gs://{bucket}/{MONITORING_PREFIX}/window-{moment:%Y%m%dT%H%M%S%fZ}.parquet"
+    buffer = io.BytesIO()
+    window.to_parquet(buffer, index=False)
+    storage.write_bytes(uri, buffer.getvalue(), if_absent=True)
+    return uri
+
+
+@dataclass
+class MonitorReport:
+    window_uri: str
+    simulated: str  # "drifted", "stable" or "" (a window given with --data)
+    training: RunReport | None  # the first training run, when there was no champion yet
+    monitoring: RunReport
+
+    @property
+    def drift(self) -> TaskOutputs:
+        return next(t for t in self.monitoring.tasks if t.name.endswith("monitor-drift"))
+
+    @property
+    def retrained(self) -> bool:
+        return any(t.name.endswith("train") and "model_uri" in t.parameters for t in self.monitoring.tasks)
+
+
+def monitor(
+    params: dict[str, Any],
+    *,
+    data: str | None = None,
+    drift: bool = True,
+    seed: int = 7,
+    workdir: Path = DEFAULT_WORKDIR,
+    progress: Callable[[str], None] = print,
+) -> MonitorReport:
+    """What `mlstages monitor` does: make sure there is a champion (training first when there is
+    none), simulate a window from the built-in dataset unless ``data`` names one, and run the
+    monitoring pipeline on it.
+
+    ``params`` are the monitoring pipeline's; those the training pipeline also takes are used for
+    the first training run too.
+    """
+    from mlstages.components.common import registry
+
+    workdir = Path(workdir)
+    params = dict(params)
+    check_params("monitoring", {"current_uri": "", "data_uri": "", "model_registry": ""} | params)
+    model_name = params.get("model_name", "model")
+    with object_store(workdir, progress) as bucket:
+        registry_uri = params.get("model_registry") or f"gs://{bucket}/models"
+        params["model_registry"] = registry_uri
+        training = None
+        if registry.read_champion(registry_uri, model_name) is None:
+            progress(
+                f"No champion for {model_name!r} in {registry_uri}: running the training pipeline first, "
+                "so there is a deployed model to monitor."
+            )
+            training_params = load_params(catalog.pipeline_params_path("training"))
+            declared = _declared("training")
+            training_params.update({k: v for k, v in params.items() if k in declared})
+            training = run_pipeline(
+                "training", training_params, workdir=workdir, progress=progress, bucket=bucket
+            )
+            if registry.read_champion(registry_uri, model_name) is None:
+                from mlstages.components.common.errors import ValidationFailed
+
+                raise ValidationFailed(
+                    f"the training run did not deploy a champion for {model_name!r} (the blessing gate "
+                    f"said: {_gate_reason(training) or 'nothing'}); there is no model to monitor. "
+                    f"Run folder: {training.run_dir}"
+                )
+        simulated = ""
+        if data:
+            window_uri = data
+            progress(f"Monitoring the window {window_uri}")
+        else:
+            simulated = "drifted" if drift else "stable"
+            window = simulate_window(drift=drift, seed=seed)
+            window_uri = upload_window(window, bucket)
+            how = (
+                f"island mix moved towards Torgersen and Dream, {', '.join(DRIFT_SHIFT_COLUMNS)} shifted by "
+                f"+{DRIFT_SHIFT_STD} std"
+                if drift
+                else "a seeded sample of the same population, no shift"
+            )
+            progress(f"Simulated a {simulated} window of {len(window)} labelled rows ({how}): {window_uri}")
+        params["current_uri"] = window_uri
+        if not params.get("data_uri"):
+            params["data_uri"] = f"gs://{bucket}/{BUILTIN_DATASET_OBJECT}"
+            from mlstages.components.common import storage
+
+            storage.write_bytes(params["data_uri"], builtin_dataset_csv())
+        progress(f"If it retrains, the training pipeline trains on data_uri = {params['data_uri']}")
+        monitoring = run_pipeline("monitoring", params, workdir=workdir, progress=progress, bucket=bucket)
+    return MonitorReport(window_uri=window_uri, simulated=simulated, training=training, monitoring=monitoring)
+
+
+def _gate_reason(report: RunReport) -> str:
+    gate = next((t for t in report.tasks if t.name.endswith("validate-model")), None)
+    return "" if gate is None else str(gate.parameters.get("reason", ""))
+
+
+def format_monitor_report(report: MonitorReport) -> str:
+    """The text `mlstages monitor` prints: the monitoring run's artifacts (and, when it retrained,
+    the new model, the blessing and the deployment), then the decision."""
+    drift = report.drift
+    lines = [format_report(report.monitoring), "", "Drift monitoring"]
+    if report.training is not None:
+        first = report.training
+        model_uri = next((t.parameters["model_uri"] for t in first.tasks if "model_uri" in t.parameters), "")
+        lines.append(
+            f"  champion:     {model_uri} (trained and deployed first: there was none; run {first.run_dir})"
+        )
+    lines.append(
+        f"  window:       {report.window_uri}"
+        + (f" ({report.simulated}, simulated)" if report.simulated else "")
+    )
+    share = drift.parameters.get("drift_share")
+    lines.append(
+        f"  drift share:  {share:.2f}" if isinstance(share, (int, float)) else f"  drift share:  {share}"
+    )
+    retrain = bool(drift.parameters.get("retrain"))
+    lines.append(f"  retrain:      {'yes' if retrain else 'no'}")
+    reasons = str(drift.parameters.get("reasons", "")).strip()
+    if reasons:
+        lines.append("  reasons:")
+        lines += [f"    - {reason}" for reason in reasons.split("; ")]
+    else:
+        lines.append("  reasons:      none: no drift and no performance decay beyond the thresholds")
+    if "drift_report" in drift.artifacts:
+        lines.append(f"  report:       {drift.artifacts['drift_report']['uri']}")
+    if report.retrained:
+        train = next(
+            t for t in report.monitoring.tasks if t.name.endswith("train") and "model_uri" in t.parameters
+        )
+        deployed = any(
+            t.name.endswith("deploy") and t.parameters.get("deployed") for t in report.monitoring.tasks
+        )
+        lines.append(f"  retrained on: {report.monitoring.data_uri}")
+        lines.append(f"  new version:  {train.parameters['model_uri']}")
+        lines.append(f"  blessed:      {_gate_reason(report.monitoring)}")
+        lines.append(
+            f"  deployed:     {'yes, it is the champion now' if deployed else 'no, the champion is unchanged'}"
+        )
+    elif retrain:
+        lines.append("  retraining was called for but did not run: see the run folder")
+    else:
+        lines.append("  no retraining: the champion stays")
     return "\n".join(lines)

@@ -183,6 +183,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             label_column=label_column,
             task=preprocess_task.outputs["task"],
             slice_columns=slice_columns,
+            model_uri=train_task.outputs["model_uri"],
         )
         configure_task(evaluate_task, "evaluate", settings)
 

@@ -53,6 +53,8 @@ from mlstages.components.common.datasets import (
 from mlstages.components.common.errors import InputDataError, ParameterError
 
 REFERENCE_FILE = "reference.json"
+# Written by evaluate into the registry version it evaluated; its metrics are attached on load.
+EVALUATION_FILE = "evaluation.json"
 REFERENCE_FORMAT = "mlstages.reference/1"
 DEFAULT_MAX_SAMPLE = 5000
 # Deciles: the customary binning of the population stability index.
@@ -402,8 +404,20 @@ def reference_location(directory_or_uri: str | os.PathLike) -> str:
     return str(path if path.is_file() else path / REFERENCE_FILE)
 
 
+def evaluation_location(reference_file: str) -> str:
+    """Where the evaluation JSON of a published model version sits: beside its reference.json."""
+    if reference_file.startswith("gs://"):
+        return f"{reference_file.rsplit('/', 1)[0]}/{EVALUATION_FILE}"
+    return str(Path(reference_file.removeprefix("file://")).parent / EVALUATION_FILE)
+
+
 def load_reference(directory_or_uri: str | os.PathLike) -> dict[str, Any]:
-    """Read a reference written by ``save_reference`` from a local directory or file, or gs://."""
+    """Read a reference written by ``save_reference`` from a local directory or file, or gs://.
+
+    When an ``evaluation.json`` sits beside it (evaluate writes one into the registry version it
+    evaluated), the model's test-set metrics from it are attached, so monitoring can compare the
+    model's performance on labelled windows with its performance at training time.
+    """
     from mlstages.components.common import storage
     from mlstages.components.common.errors import StorageNotFound
 
@@ -427,4 +441,18 @@ def load_reference(directory_or_uri: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in ("rows", "features", "columns") if k not in reference]
     if missing or any(f not in reference["columns"] for f in reference["features"]):
         raise InputDataError(f"{location} is incomplete: it lacks {', '.join(missing) or 'column entries'}")
+    evaluation_file = evaluation_location(location)
+    if storage.exists(evaluation_file):
+        try:
+            evaluation = json.loads(storage.read_bytes(evaluation_file))
+        except ValueError as exc:
+            raise InputDataError(f"{evaluation_file} is not valid JSON: {exc}") from exc
+        if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
+            raise InputDataError(
+                f'{evaluation_file} is not an evaluation written by evaluate: it has no "metrics" mapping'
+            )
+        try:
+            reference = attach_metrics(reference, evaluation)
+        except ParameterError as exc:
+            raise InputDataError(f"{evaluation_file}: {exc}") from exc
     return reference

@@ -20,6 +20,7 @@ def evaluate(
     label_column: str,
     task: str,
     slice_columns: list = [],
+    model_uri: str = "",
 ) -> NamedTuple("Outputs", [("primary_metric", str), ("primary_value", float), ("test_rows", int)]):
     """Evaluates the exported model on the held-out test split, overall and per slice, predicting
     from the raw test rows as the served model will.
@@ -37,6 +38,10 @@ def evaluate(
         label_column: The column the model predicts; must match the model's.
         task: classification or regression; must match the model's.
         slice_columns: Columns of the test split to compute per-slice metrics for.
+        model_uri: The model's registry version (train's model_uri output). When it is a registry
+            location (gs:// or a folder) other than the model artifact itself, the evaluation JSON
+            is also written there as evaluation.json, a new file that never overwrites another, so
+            drift monitoring compares later windows with these test-set metrics.
 
     Returns:
         metrics: Every overall metric under its flat name (accuracy, f1_macro, roc_auc, rmse, ...);
@@ -63,6 +68,24 @@ def evaluate(
     )
     from mlstages.components.evaluate.evaluate import evaluate as evaluate_model
 
+    def publish_evaluation(version_uri: str, data: bytes) -> str:
+        # A version is never overwritten: the file is created if absent; a retry of this same
+        # task finds its own identical file and goes on, anything else is an error.
+        from mlstages.components.common import storage
+        from mlstages.components.common.errors import StorageError
+        from mlstages.components.common.reference import EVALUATION_FILE
+
+        target = f"{version_uri.rstrip('/')}/{EVALUATION_FILE}"
+        if storage.exists(target):
+            if storage.read_bytes(target) == data:
+                return target
+            raise StorageError(
+                f"{target} already exists with another evaluation: registry versions are never "
+                "overwritten; pass the model_uri of the version this task evaluated"
+            )
+        storage.write_bytes(target, data, if_absent=True)
+        return target
+
     classes, input_columns = model_inputs(read_metadata(model.path), label_column, task)
     test_df = read_dataset(test.path, what="test split")
     fitted = load_estimator(model.path, "model")
@@ -84,9 +107,15 @@ def evaluate(
             "confusion matrix.\n"
         )
 
+    published = ""
+    if model_uri.strip() and model_uri.rstrip("/") not in (model.uri.rstrip("/"), model.path.rstrip("/")):
+        published = publish_evaluation(model_uri, document.encode("utf-8"))
+
     with open(evaluation.path, "w", encoding="utf-8") as handle:
         handle.write(document)
     evaluation.metadata.update({"task": result.task, "rows": result.rows, "format": "json"})
+    if published:
+        evaluation.metadata["published"] = published
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(html_report)
     with open(summary.path, "w", encoding="utf-8") as handle:

@@ -984,6 +984,13 @@ def check_performance(
 # --- the whole window -----------------------------------------------------------------------------
 
 
+def is_prediction_log_column(name: str) -> bool:
+    """Columns the model server's prediction log adds beside the features: not new features."""
+    from mlstages.components.serving.prediction_log import LOG_COLUMNS, PREDICTION_COLUMN, PROBABILITY_PREFIX
+
+    return name == PREDICTION_COLUMN or name in LOG_COLUMNS or name.startswith(PROBABILITY_PREFIX)
+
+
 def detect_drift(
     reference: Mapping[str, Any],
     current: pd.DataFrame,
@@ -1017,7 +1024,9 @@ def detect_drift(
         for name in features
     ]
     known = set(features) | ({label_column} if label_column else set())
-    new_columns = [str(c) for c in current.columns if str(c) not in known]
+    new_columns = [
+        str(c) for c in current.columns if str(c) not in known and not is_prediction_log_column(str(c))
+    ]
 
     checked = [f for f in results if f.status != NOT_TESTED]
     drifted = [f for f in checked if f.drifted]
@@ -1139,8 +1148,8 @@ def _retrain_reasons(
     if performance is not None:
         for c in performance.decayed:
             decay_reasons.append(
-                f"performance decay: {c['metric']} {c['current']:.4g} against {c['reference']:.4g} in "
-                f"training ({100 * c['drop']:.1f}% worse > {100 * c['max_drop']:g}% allowed)"
+                f"performance decay: {c['metric']} {c['current']:.4g} against {c['reference']:.4g} on "
+                f"the test split at training time ({100 * c['drop']:.1f}% worse > {100 * c['max_drop']:g}% allowed)"
             )
     rule = config.retrain_on
     if rule == "drift":

@@ -366,9 +366,9 @@ def test_new_categories_count_in_the_tests_and_are_named(reference):
 
 
 def test_new_columns_are_listed_not_tested(reference):
-    window = population(np.random.default_rng(2), 300).assign(region="north", request_id=range(300))
+    window = population(np.random.default_rng(2), 300).assign(region="north", store_id=range(300))
     result = detect_drift(reference, window)
-    assert result.new_columns == ["region", "request_id"] and result.features_checked == 6
+    assert result.new_columns == ["region", "store_id"] and result.features_checked == 6
 
 
 def test_numbers_that_became_words_are_a_type_change(reference):
@@ -516,8 +516,8 @@ def test_wrong_labels_are_performance_decay_and_retrain_on_decides(penguin_model
     assert [c["metric"] for c in decayed] == ["f1_macro"] and decayed[0]["drop"] > 0.05
     assert result.retrain and not result.dataset_drift
     assert result.reasons == [
-        f"performance decay: f1_macro {decayed[0]['current']:.4g} against {decayed[0]['reference']:.4g} in "
-        f"training ({100 * decayed[0]['drop']:.1f}% worse > 5% allowed)"
+        f"performance decay: f1_macro {decayed[0]['current']:.4g} against {decayed[0]['reference']:.4g} on "
+        f"the test split at training time ({100 * decayed[0]['drop']:.1f}% worse > 5% allowed)"
     ]
     assert result.label.drifted  # the label distribution moved too
     only_drift = detect_drift(
@@ -609,3 +609,19 @@ def test_result_json_metrics_and_reports(reference):
 def test_distribution_svg_escapes_category_names():
     svg = distribution_svg({"labels": ['<img src=x onerror="1">'], "reference": [0.5], "current": [1.0]})
     assert svg.startswith("<svg") and "<img" not in svg and "&lt;img" in svg
+
+
+def test_the_prediction_logs_own_columns_are_not_new_features():
+    from mlstages.components.monitor_drift.monitor_drift import is_prediction_log_column
+
+    for name in (
+        "prediction",
+        "proba_Adelie",
+        "request_id",
+        "row_index",
+        "logged_at",
+        "model_name",
+        "model_version",
+    ):
+        assert is_prediction_log_column(name), name
+    assert not is_prediction_log_column("bill_length_mm")

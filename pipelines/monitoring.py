@@ -1,0 +1,283 @@
+"""The monitoring pipeline: ingest the current window → fetch the champion → monitor_drift →
+retrain (the whole training pipeline, nested, with its blessing gate) only when monitor_drift says
+so.
+
+On a cluster it runs as a recurring run (``kfp.Client().create_recurring_run`` with the compiled
+``monitoring_pipeline.yaml`` and a cron expression): every run reads the window at ``current_uri``
+(a moving ``gs://`` prefix or object is fine: ingest never serves it from the cache).
+"""
+
+from kfp import dsl
+from kfp.dsl import Model, Output
+
+from mlstages.components.common.images import image
+from mlstages.components.ingest.component import ingest
+from mlstages.components.monitor_drift.component import monitor_drift
+from mlstages.pipelines.platform import PlatformSettings, configure_task
+from mlstages.pipelines.training import DEFAULT_MODEL_FAMILIES, build_training_pipeline
+
+PIPELINE_NAME = "mlstages-monitoring"
+
+
+# The champion is found at run time (champion.json in the registry), so a dsl.importer with a
+# compile-time URI cannot name it, and kfp.local's importer does not download gs:// URIs (it hands
+# the task a local path that does not exist). A task that reads the pointer and downloads the
+# version directory works the same on kfp.local and on a cluster. It runs in monitor_drift's image,
+# which has the suite installed.
+@dsl.component(base_image=image("monitor_drift"), install_kfp_package=False)
+def fetch_champion(model_registry: str, model_name: str, model: Output[Model]) -> str:
+    """Downloads the current champion of ``model_name`` (the version deploy last made current)
+    from the model registry, with its reference.json and, when evaluate published one,
+    evaluation.json.
+
+    Args:
+        model_registry: The registry root: gs://bucket/models or a folder.
+        model_name: The model's name in the registry.
+
+    Returns:
+        model: The champion's model directory (model.joblib, metadata.json, reference.json).
+        Output: The champion's registry URI.
+    """
+    from mlstages.components.common import storage
+    from mlstages.components.common.errors import ParameterError
+    from mlstages.components.common.registry import champion_uri, read_champion
+
+    if not model_registry.strip():
+        raise ParameterError("parameter model_registry is empty: give the registry (gs:// or a folder)")
+    champion = read_champion(model_registry, model_name)
+    if champion is None:
+        raise ParameterError(
+            f"no champion for model_name={model_name!r}: {champion_uri(model_registry, model_name)} does "
+            "not exist. Monitoring compares new data with the deployed model's training data: run the "
+            "training pipeline (and let it deploy) first"
+        )
+    storage.download_dir(champion["model_uri"], model.path)
+    model.metadata.update({"model_uri": champion["model_uri"], "version": champion.get("version", "")})
+    return champion["model_uri"]
+
+
+def build_monitoring_pipeline(settings: PlatformSettings | None = None):
+    """The monitoring pipeline with the platform ``settings`` applied to its tasks and to the
+    nested training pipeline's."""
+    settings = settings or PlatformSettings()
+    training_pipeline = build_training_pipeline(settings)
+
+    # The same workaround as deploy_when_blessed in training.py: kfp.local 2.17 always skips a
+    # dsl.If on a task's NamedTuple output, so the condition lives in a nested pipeline that takes
+    # the decision as a parameter. A nested pipeline adds no pod on a cluster.
+    @dsl.pipeline(name="retrain-when-needed")
+    def retrain_when_needed(
+        retrain: bool,
+        data_uri: str,
+        label_column: str,
+        task: str,
+        source_format: str,
+        validation_policy: str,
+        max_missing_share: float,
+        test_size: float,
+        validation_size: float,
+        split: str,
+        time_column: str,
+        drop_columns: list,
+        scaling: str,
+        encoding: str,
+        outliers: str,
+        derived_features: list,
+        selection: str,
+        max_features: int,
+        model_families: list,
+        search: str,
+        n_iter: int,
+        cv_folds: int,
+        scoring: str,
+        search_space: dict,
+        max_search_rows: int,
+        slice_columns: list,
+        seed: int,
+        model_registry: str,
+        model_name: str,
+        thresholds: dict,
+        min_slice_rows: int,
+        infra_validation: bool,
+        cluster: str,
+        namespace: str,
+        runtime: str,
+        protocol_version: str,
+        deployment_mode: str,
+        min_replicas: int,
+        max_replicas: int,
+        canary_traffic_percent: int,
+    ):
+        with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition, not Python)
+            training_pipeline(
+                data_uri=data_uri,
+                label_column=label_column,
+                task=task,
+                source_format=source_format,
+                validation_policy=validation_policy,
+                max_missing_share=max_missing_share,
+                test_size=test_size,
+                validation_size=validation_size,
+                split=split,
+                time_column=time_column,
+                drop_columns=drop_columns,
+                scaling=scaling,
+                encoding=encoding,
+                outliers=outliers,
+                derived_features=derived_features,
+                selection=selection,
+                max_features=max_features,
+                model_families=model_families,
+                search=search,
+                n_iter=n_iter,
+                cv_folds=cv_folds,
+                scoring=scoring,
+                search_space=search_space,
+                max_search_rows=max_search_rows,
+                slice_columns=slice_columns,
+                seed=seed,
+                model_registry=model_registry,
+                model_name=model_name,
+                thresholds=thresholds,
+                min_slice_rows=min_slice_rows,
+                infra_validation=infra_validation,
+                cluster=cluster,
+                namespace=namespace,
+                runtime=runtime,
+                protocol_version=protocol_version,
+                deployment_mode=deployment_mode,
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                canary_traffic_percent=canary_traffic_percent,
+            )
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Ingest a window of current data, compare it feature by feature with the "
+        "champion model's training reference (and, with labels, the champion's performance with its "
+        "test-set metrics), and retrain through the full training pipeline, blessing gate included, "
+        "when drift or decay calls for it.",
+    )
+    def monitoring_pipeline(
+        current_uri: str,
+        data_uri: str,
+        label_column: str,
+        model_registry: str,
+        model_name: str = "model",
+        current_format: str = "auto",
+        snapshot: str = "",
+        drift_share: float = 0.5,
+        feature_thresholds: dict = {},
+        method: str = "auto",
+        retrain_on: str = "drift_or_decay",
+        max_metric_drop: float = 0.05,
+        metric_drops: dict = {},
+        max_missing_increase: float = 0.1,
+        task: str = "auto",
+        source_format: str = "auto",
+        validation_policy: str = "fail",
+        max_missing_share: float = 0.5,
+        test_size: float = 0.2,
+        validation_size: float = 0.1,
+        split: str = "stratified",
+        time_column: str = "",
+        drop_columns: list = [],
+        scaling: str = "standard",
+        encoding: str = "onehot",
+        outliers: str = "iqr",
+        derived_features: list = [],
+        selection: str = "none",
+        max_features: int = 0,
+        model_families: list = DEFAULT_MODEL_FAMILIES,
+        search: str = "grid",
+        n_iter: int = 10,
+        cv_folds: int = 5,
+        scoring: str = "",
+        search_space: dict = {},
+        max_search_rows: int = 0,
+        slice_columns: list = [],
+        seed: int = 42,
+        thresholds: dict = {},
+        min_slice_rows: int = 10,
+        infra_validation: bool = True,
+        cluster: str = "none",
+        namespace: str = "default",
+        runtime: str = "mlstages-sklearn",
+        protocol_version: str = "v2",
+        deployment_mode: str = "RawDeployment",
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        canary_traffic_percent: int = -1,
+    ):
+        window_task = ingest(source_uri=current_uri, source_format=current_format, snapshot=snapshot)
+        # The window moves between runs of a recurring run: never from the cache.
+        window_task.set_caching_options(False)
+        configure_task(window_task, "ingest", settings)
+
+        champion_task = fetch_champion(model_registry=model_registry, model_name=model_name)
+        # The champion pointer moves with every deploy.
+        champion_task.set_caching_options(False)
+        configure_task(champion_task, "monitor_drift", settings)
+
+        drift_task = monitor_drift(
+            current=window_task.outputs["dataset"],
+            reference=champion_task.outputs["model"],
+            model=champion_task.outputs["model"],
+            label_column=label_column,
+            drift_share=drift_share,
+            feature_thresholds=feature_thresholds,
+            method=method,
+            retrain_on=retrain_on,
+            max_metric_drop=max_metric_drop,
+            metric_drops=metric_drops,
+            max_missing_increase=max_missing_increase,
+        )
+        configure_task(drift_task, "monitor_drift", settings)
+
+        retrain_when_needed(
+            retrain=drift_task.outputs["retrain"],
+            data_uri=data_uri,
+            label_column=label_column,
+            task=task,
+            source_format=source_format,
+            validation_policy=validation_policy,
+            max_missing_share=max_missing_share,
+            test_size=test_size,
+            validation_size=validation_size,
+            split=split,
+            time_column=time_column,
+            drop_columns=drop_columns,
+            scaling=scaling,
+            encoding=encoding,
+            outliers=outliers,
+            derived_features=derived_features,
+            selection=selection,
+            max_features=max_features,
+            model_families=model_families,
+            search=search,
+            n_iter=n_iter,
+            cv_folds=cv_folds,
+            scoring=scoring,
+            search_space=search_space,
+            max_search_rows=max_search_rows,
+            slice_columns=slice_columns,
+            seed=seed,
+            model_registry=model_registry,
+            model_name=model_name,
+            thresholds=thresholds,
+            min_slice_rows=min_slice_rows,
+            infra_validation=infra_validation,
+            cluster=cluster,
+            namespace=namespace,
+            runtime=runtime,
+            protocol_version=protocol_version,
+            deployment_mode=deployment_mode,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            canary_traffic_percent=canary_traffic_percent,
+        )
+
+    return monitoring_pipeline
+
+
+monitoring_pipeline = build_monitoring_pipeline()
