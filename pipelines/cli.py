@@ -59,7 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  V1: curl -s {json_header} {base}/v1/models/{args.name}:predict -d @request-v1.json")
         print(f"  V2: curl -s {json_header} {base}/v2/models/{args.name}/infer -d @request-v2.json")
         print("  (request formats: README.md, 'The blessing gate and serving')")
-        serve(model_uri, args.name, host=args.host, http_port=args.port)
+        if args.prediction_log:
+            print(f"  logging scored rows to {args.prediction_log} (Parquet shards)")
+        serve(model_uri, args.name, host=args.host, http_port=args.port, prediction_log=args.prediction_log)
     return 0
 
 
@@ -147,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     srv.add_argument("--port", type=int, default=8080, help="HTTP port")
     srv.add_argument("--workdir", default=".mlstages", help="folder of the embedded store")
+    srv.add_argument(
+        "--prediction-log",
+        metavar="URI",
+        help="append scored rows and predictions as Parquet shards under this gs:// prefix or folder",
+    )
     srv.set_defaults(handler=_serve)
 
     comp = commands.add_parser(
