@@ -48,6 +48,8 @@ DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
 # The final pipeline's predictions are checked on at most this many training rows: enough to catch
 # a broken model, cheap on a million rows.
 _PREDICTION_CHECK_ROWS = 10_000
+# Rows on which the feature pipeline's array output is compared with its DataFrame output.
+_ARRAY_CHECK_ROWS = 100
 
 
 def base_estimator(task: str, family: str, seed: int) -> Any:
@@ -254,7 +256,11 @@ def _param_error(estimator: Any, param: str, value: Any) -> str | None:
 class TrainResult:
     """The trained model and how it was chosen.
 
-    model: Pipeline([("features", feature pipeline), ("model", fitted estimator)]) on raw rows.
+    model: Pipeline([("features", feature pipeline), ("model", fitted estimator)]) on raw rows. When
+        the feature pipeline can output arrays (scikit-learn's set_output), as engineer_features'
+        does, the model holds a copy of it set to do so, and the estimator is fitted on that
+        array rather than on the DataFrame: the same numbers, without the estimator's
+        column-by-column DataFrame checks on every call.
     search_results: one row per candidate: family, params (JSON), mean_cv_score, std_cv_score,
         rank (1 = the chosen one; over all families), fit_time_seconds (mean per fold).
     """
@@ -320,8 +326,16 @@ def train(
     best_score, best_family, best_params = best
 
     estimator = clone(base_estimator(config.task, best_family, config.seed)).set_params(**best_params)
-    estimator.fit(features, y)
-    model = Pipeline([("features", feature_pipeline), ("model", estimator)])
+    array_features = _array_output(feature_pipeline, raw, features)
+    if array_features is None:
+        estimator.fit(features, y)
+        model = Pipeline([("features", feature_pipeline), ("model", estimator)])
+    else:
+        # The estimator takes the features as an array: checking a DataFrame column by column
+        # costs it ~0.6 ms per call for 16 columns, ~1 ms for 110 (measured), more than the whole
+        # feature pipeline takes for one row.
+        estimator.fit(features.to_numpy(), y)
+        model = Pipeline([("features", array_features), ("model", estimator)])
     _check_predictions(model, raw, config)
     classes = [_native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None
     return TrainResult(
@@ -414,6 +428,33 @@ def _transform(feature_pipeline: Any, raw: pd.DataFrame) -> pd.DataFrame:
             f"{', '.join(map(repr, bad[:10]))}: impute them in preprocess"
         )
     return frame
+
+
+def _array_output(feature_pipeline: Any, raw: pd.DataFrame, features: pd.DataFrame) -> Any | None:
+    """A copy of the feature pipeline set to output arrays (scikit-learn's
+    ``set_output(transform="default")``), or None when it has no such setting, or the copy warns
+    (say, a step fitted on a DataFrame now given an array) or gives other numbers than the
+    DataFrame it gave (both checked on the first rows)."""
+    import copy
+    import warnings
+
+    if not callable(getattr(feature_pipeline, "set_output", None)):
+        return None
+    try:
+        copied = copy.deepcopy(feature_pipeline).set_output(transform="default")
+    except (AttributeError, TypeError, ValueError):  # a step without set_output
+        return None
+    rows = raw.iloc[:_ARRAY_CHECK_ROWS]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            output = copied.transform(rows)
+        except Exception:  # any step that cannot work on arrays: keep the DataFrame pipeline
+            return None
+    if caught or not isinstance(output, np.ndarray) or output.shape != (len(rows), features.shape[1]):
+        return None
+    expected = features.iloc[: len(rows)].to_numpy(dtype=float)
+    return copied if np.array_equal(output.astype(float), expected) else None
 
 
 def _search_sample(y: np.ndarray, config: TrainConfig) -> np.ndarray:

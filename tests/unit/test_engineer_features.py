@@ -1,23 +1,31 @@
 """The engineer_features logic: derived features, selection, the fitted feature pipeline."""
 
+import copy
 import json
 import pickle
+import warnings
 from html import escape as html_escape
 
 import numpy as np
 import palmerpenguins
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import NotFittedError
 from sklearn.feature_selection import chi2, mutual_info_classif
 from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from mlstages.components.common.artifacts import load_estimator, save_estimator
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.engineer_features.engineer_features import (
+    CandidateFeatures,
     DerivedFeatures,
     FeatureConfig,
+    SelectedColumns,
     check_matches_preprocess,
     engineer_features,
     feature_metadata,
@@ -353,7 +361,7 @@ def test_penguins_pipeline_turns_raw_rows_into_finite_numbers(penguins):
 
 def test_derived_features_come_from_raw_values_not_scaled_ones(penguins):
     result = engineer_features(penguins.train, penguins.preprocessor, feature_config(derived=[BILL_RATIO]))
-    derived = result.feature_pipeline.named_steps["union"].named_transformers["derived"]
+    derived = result.feature_pipeline.named_steps["union"].derived_
     rows = penguins.test.dropna(subset=["bill_length_mm", "bill_depth_mm"])
     unscaled = derived.scaler_.inverse_transform(derived.transform(rows))[:, 0]
     np.testing.assert_allclose(unscaled, rows["bill_length_mm"] / rows["bill_depth_mm"])
@@ -370,7 +378,7 @@ def test_the_preprocessor_is_frozen_and_never_refitted(penguins):
     np.testing.assert_array_equal(
         penguins.preprocessor.named_transformers_["num"].named_steps["impute"].statistics_, medians
     )
-    frozen = result.feature_pipeline.named_steps["union"].named_transformers["preprocessed"]
+    frozen = result.feature_pipeline.named_steps["union"].preprocessor
     assert isinstance(frozen, FrozenEstimator) and frozen.estimator is penguins.preprocessor
 
 
@@ -516,3 +524,167 @@ def test_reports_list_every_candidate_and_escape_names(penguins):
     assert "16 candidate features (1 derived), selection mutual_info, max_features 5: 5 kept." in summary
     assert "| num__bill_length_mm | preprocessed |" in summary
     assert "<i>" not in summary
+
+
+# --- the fast feature pipeline against the scikit-learn composition it replaces ------------------
+
+
+def feature_union_reference(result, preprocessor, train_X: pd.DataFrame) -> Pipeline:
+    """The feature pipeline as scikit-learn's own composition, from the same fitted preprocessor:
+    FeatureUnion(FrozenEstimator(preprocessor), DerivedFeatures), then a ColumnTransformer that
+    passes the selected columns through by name."""
+    union = FeatureUnion(
+        [
+            ("preprocessed", FrozenEstimator(preprocessor)),
+            ("derived", DerivedFeatures(result.config.derived, result.scaling)),
+        ],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    candidates = union.fit(train_X).transform(train_X)
+    select = ColumnTransformer(
+        [("selected", "passthrough", list(result.feature_names))],
+        remainder="drop",
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    return Pipeline([("union", union), ("select", select.fit(candidates))])
+
+
+def served_rows(test: pd.DataFrame) -> pd.DataFrame:
+    """Test rows plus the awkward ones: an unseen island, missing values, a zero denominator."""
+    rows = test.drop(columns="species").copy()
+    rows.loc[rows.index[0], "island"] = "Atlantis"
+    rows.loc[rows.index[1], ["bill_length_mm", "bill_depth_mm", "body_mass_g", "sex"]] = np.nan
+    rows.loc[rows.index[2], "bill_depth_mm"] = 0.0
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("preprocess_overrides", "overrides"),
+    [
+        ({}, {"derived": [BILL_RATIO, LOG_MASS], "selection": "mutual_info", "max_features": 10}),
+        ({"encoding": "ordinal", "scaling": "minmax"}, {"derived": [BILL_RATIO], "selection": "variance"}),
+        (
+            {"outliers": "zscore", "scaling": "robust", "max_categories": 2},
+            {
+                "derived": [
+                    {"name": "mass_bin", "kind": "bin", "columns": ["body_mass_g"], "n_bins": 4},
+                    {
+                        "name": "p",
+                        "kind": "interaction",
+                        "columns": ["bill_length_mm", "year"],
+                        "pairwise": True,
+                    },
+                    {
+                        "name": "seen",
+                        "kind": "date_parts",
+                        "columns": ["seen"],
+                        "parts": ["month", "dayofweek"],
+                    },
+                ]
+            },
+        ),
+    ],
+)
+def test_the_feature_pipeline_gives_exactly_what_a_feature_union_gives(preprocess_overrides, overrides):
+    data = palmerpenguins.load_penguins()
+    # A date as text (date_parts parses it); the preprocessor itself drops datetime columns.
+    data["seen"] = pd.date_range("2007-11-01", periods=len(data), freq="38h").strftime("%Y-%m-%d %H:%M")
+    prepared = preprocess(data, PreprocessConfig(label_column="species", **preprocess_overrides))
+    result = engineer_features(prepared.train, prepared.preprocessor, feature_config(**overrides))
+    train_X = prepared.train[list(result.input_columns)]
+    reference = feature_union_reference(result, prepared.preprocessor, train_X)
+    rows = served_rows(prepared.test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the encoder's "unknown categories", on purpose
+        expected = reference.transform(rows)
+    pd.testing.assert_frame_equal(result.feature_pipeline.transform(rows), expected, check_exact=True)
+    for i in range(len(rows)):  # one row at a time, as the model server calls it
+        pd.testing.assert_frame_equal(
+            result.feature_pipeline.transform(rows.iloc[[i]]), expected.iloc[[i]], check_exact=True
+        )
+    assert result.feature_pipeline.named_steps["union"].plan_ is not None
+
+
+def test_array_output_holds_the_same_numbers(penguins):
+    result = engineer_features(
+        penguins.train, penguins.preprocessor, feature_config(derived=[BILL_RATIO], selection="variance")
+    )
+    rows = served_rows(penguins.test)
+    frame = result.feature_pipeline.transform(rows)
+    arrays = copy.deepcopy(result.feature_pipeline).set_output(transform="default")
+    values = arrays.transform(rows)
+    assert isinstance(values, np.ndarray)
+    np.testing.assert_array_equal(values, frame.to_numpy())
+    assert list(arrays.get_feature_names_out()) == list(result.feature_names)
+
+
+def test_a_preprocessor_from_elsewhere_is_applied_with_its_own_transform_and_the_summary_says_so(penguins):
+    numeric = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    train_X = penguins.train[numeric]
+    own = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric)]).set_output(
+        transform="pandas"
+    )
+    own.fit(train_X)
+    result = engineer_features(
+        penguins.train[[*numeric, "species"]], own, feature_config(derived=[BILL_RATIO])
+    )
+    assert result.feature_pipeline.named_steps["union"].plan_ is None
+    assert any("not made by the preprocess stage" in note for note in result.notes)
+    assert "not made by the preprocess stage" in render_markdown(result)
+    rows = penguins.test[numeric]
+    expected = feature_union_reference(result, own, train_X).transform(rows)
+    pd.testing.assert_frame_equal(result.feature_pipeline.transform(rows), expected, check_exact=True)
+
+
+def test_selected_columns_keeps_columns_by_position_and_by_name():
+    frame = pd.DataFrame([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], columns=["a", "b", "c"], index=[7, 9])
+    selected = SelectedColumns(["c", "a"]).fit(frame)
+    np.testing.assert_array_equal(selected.transform(frame), [[3.0, 1.0], [6.0, 4.0]])
+    np.testing.assert_array_equal(selected.transform(frame.to_numpy()), [[3.0, 1.0], [6.0, 4.0]])
+    # Other columns, or another order: by name.
+    np.testing.assert_array_equal(selected.transform(frame[["c", "b", "a"]]), [[3.0, 1.0], [6.0, 4.0]])
+    out = SelectedColumns(["c", "a"]).set_output(transform="pandas").fit(frame).transform(frame)
+    assert list(out.columns) == ["c", "a"] and list(out.index) == [7, 9]
+    everything = SelectedColumns(["a", "b", "c"]).fit(frame)
+    assert everything.keeps_all_
+    np.testing.assert_array_equal(everything.transform(frame), frame.to_numpy())
+
+
+def test_selected_columns_and_candidate_features_name_what_is_wrong(penguins):
+    frame = pd.DataFrame({"a": [1.0], "b": [2.0]})
+    with pytest.raises(InputDataError, match=r"the candidate features lack the selected column\(s\) 'z'"):
+        SelectedColumns(["a", "z"]).fit(frame)
+    selected = SelectedColumns(["b"]).fit(frame)
+    with pytest.raises(InputDataError, match=r"the features lack the selected column\(s\) 'b'"):
+        selected.transform(pd.DataFrame({"a": [1.0]}))
+    with pytest.raises(
+        InputDataError, match=r"SelectedColumns expects 2 candidate features, got shape \(1, 3\)"
+    ):
+        selected.transform(np.zeros((1, 3)))
+    with pytest.raises(NotFittedError, match="This SelectedColumns instance is not fitted yet"):
+        SelectedColumns(["a"]).transform(frame)
+    X = penguins.train.drop(columns="species")
+    with pytest.raises(InputDataError, match="needs the fitted preprocessor wrapped in FrozenEstimator"):
+        CandidateFeatures(penguins.preprocessor, DerivedFeatures()).fit(X)
+    union = CandidateFeatures(FrozenEstimator(penguins.preprocessor), DerivedFeatures()).fit(X)
+    with pytest.raises(InputDataError, match="the feature pipeline needs a pandas DataFrame of raw rows"):
+        union.transform(X.to_numpy())
+    with pytest.raises(
+        InputDataError, match=r"the rows lack column\(s\) 'sex' that the preprocessor was fitted on"
+    ):
+        union.transform(X.drop(columns="sex"))
+    with pytest.raises(NotFittedError, match="This CandidateFeatures instance is not fitted yet"):
+        CandidateFeatures(FrozenEstimator(penguins.preprocessor), DerivedFeatures()).transform(X)
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "robust", "none"])
+def test_derived_features_apply_their_fitted_imputer_and_scaler_exactly(penguins, scaling):
+    # DerivedFeatures fills and scales with the fitted SimpleImputer's and scaler's parameters
+    # instead of calling them; their own transform must give the same numbers, bit for bit.
+    specs = (BILL_RATIO, LOG_MASS, {"name": "never", "kind": "log", "columns": ["never"]})
+    derived = DerivedFeatures(specs, scaling).fit(penguins.train.assign(never=np.nan))
+    rows = served_rows(penguins.test).assign(never=np.nan)
+    expected = derived.imputer_.transform(derived._raw(rows))
+    if derived.scaler_ is not None:
+        expected = derived.scaler_.transform(expected)
+    np.testing.assert_array_equal(derived.transform(rows), expected)

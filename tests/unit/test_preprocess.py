@@ -16,9 +16,11 @@ from mlstages.components.preprocess.preprocess import (
     OutlierClipper,
     PreprocessConfig,
     build_preprocessor,
+    compile_preprocessor,
     features_and_label,
     fit_preprocessor,
     plan_columns,
+    plan_mismatch,
     preprocess,
     preprocessor_metadata,
     render_markdown,
@@ -545,3 +547,157 @@ def test_summary_lists_splits_classes_and_columns_and_escapes_names():
     assert "## Class balance" in summary and "| c | 24 (34.3%) | 3 (30.0%) | 6 (30.0%) |" in summary
     assert "| &lt;b&gt;colour&lt;/b&gt; | categorical | categorical | " in summary
     assert "<b>" not in summary
+
+
+# --- the compiled plan: the same numbers as the transformer, fast ---------------------------------
+
+
+def every_kind_frame(n: int = 500, seed: int = 1) -> pd.DataFrame:
+    """Every column kind the transformer handles, with missing values: numbers (float with an
+    outlier, int, nullable Int64), categories (text with rare values, pandas Categoricals of
+    strings and of numbers),
+    booleans (numpy and nullable), free text, a datetime; and a three-class label."""
+    rng = np.random.default_rng(seed)
+
+    def some(count: int) -> np.ndarray:
+        return rng.choice(n, count, replace=False)
+
+    x = rng.normal(10, 2, n)
+    x[some(20)] = np.nan
+    x[0] = 1000.0
+    nullable = pd.array(rng.integers(0, 50, n), dtype="Int64")
+    nullable[some(15)] = pd.NA
+    colour = rng.choice(
+        ["red", "green", "blue", "teal", "plum", "rare1", "rare2"],
+        n,
+        p=[0.3, 0.25, 0.2, 0.1, 0.1, 0.03, 0.02],
+    ).astype(object)
+    colour[some(12)] = None
+    maybe = pd.array(rng.random(n) > 0.3, dtype="boolean")
+    maybe[some(10)] = pd.NA
+    words = ["great", "fish", "penguin", "awful", "cold", "happy", "sea", "ice"]
+    review = np.array([" ".join(rng.choice(words, 3)) for _ in range(n)], dtype=object)
+    review[some(10)] = None
+    return pd.DataFrame(
+        {
+            "x": x,
+            "counts": rng.poisson(3, n),
+            "nullable": nullable,
+            "colour": colour,
+            "size": pd.Categorical(rng.choice(["S", "M", "L"], n)),
+            "grade": pd.Categorical(rng.choice([1, 2, 3], n)),  # categories that are not strings
+            "flag": rng.random(n) > 0.5,
+            "maybe": maybe,
+            "review": review,
+            "when": pd.Series(pd.date_range("2024-01-01", periods=n, freq="7h")[rng.permutation(n)]),
+            "y": np.array(["a", "b", "c"])[np.arange(n) % 3],
+        }
+    )
+
+
+def awkward_rows(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """Rows a served model meets: every value missing, categories and words never seen, extremes."""
+    return [
+        pd.DataFrame({c: [None] for c in frame.columns}, dtype=object),
+        frame.iloc[:2].assign(colour="mauve", size="XL", review="zebra", flag=True),
+        frame.iloc[2:4].assign(x=[-1e12, 1e12], counts=[10**9, -(10**9)]),
+    ]
+
+
+PLAN_CONFIGS = [
+    {},
+    {"encoding": "ordinal"},
+    {"max_categories": 3},
+    {"max_categories": 2, "encoding": "ordinal", "numeric_imputation": "most_frequent"},
+    {"outliers": "zscore", "outlier_factor": 2.0, "scaling": "minmax"},
+    {"outliers": "none", "scaling": "robust", "numeric_imputation": "constant", "fill_value_numeric": -1.0},
+    {"categorical_imputation": "constant", "fill_value_categorical": "unknown", "scaling": "none"},
+    {"add_missing_indicators": False, "numeric_imputation": "mean"},
+]
+
+
+@pytest.mark.parametrize("overrides", PLAN_CONFIGS)
+def test_the_plan_gives_exactly_the_transformers_numbers(overrides):
+    result = preprocess(every_kind_frame(), config(drop_columns=(), **overrides))
+    plan = compile_preprocessor(result.preprocessor)
+    assert plan is not None
+    assert [kind for kind, _ in plan.blocks][:3] == ["numeric", "categorical", "boolean"]
+    for part in (result.train, result.test, *awkward_rows(result.test)):
+        X = part.drop(columns="y")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the encoder's "unknown categories"
+            expected = result.preprocessor.transform(X).to_numpy()
+        np.testing.assert_array_equal(plan.transform(X), expected)
+        # One row at a time (the dictionary lookup) gives what the batch gives (the hash index).
+        for i in range(0, len(X), 37):
+            np.testing.assert_array_equal(plan.transform(X.iloc[[i]]), expected[[i]])
+    assert (
+        plan_mismatch(plan, result.preprocessor, features_and_label(result.train, result.config)[0]) is None
+    )
+
+
+def test_the_plan_on_penguins_and_on_rows_as_the_server_builds_them():
+    import palmerpenguins
+
+    penguins = palmerpenguins.load_penguins()
+    result = preprocess(penguins, PreprocessConfig(label_column="species"))
+    plan = compile_preprocessor(result.preprocessor)
+    X = penguins.drop(columns="species")
+    np.testing.assert_array_equal(plan.transform(X), result.preprocessor.transform(X).to_numpy())
+    # The model server sends numbers as float64 and missing strings as NaN.
+    served = X.iloc[[3]].astype({"year": "float64"}).astype({"island": object, "sex": object})
+    np.testing.assert_array_equal(plan.transform(served), result.preprocessor.transform(served).to_numpy())
+
+
+def test_the_plan_leaves_the_rows_it_is_given_unchanged():
+    result = preprocess(every_kind_frame(), config(drop_columns=()))
+    X = features_and_label(result.test, result.config)[0]
+    before = X.copy()
+    compile_preprocessor(result.preprocessor).transform(X)
+    pd.testing.assert_frame_equal(X, before)
+
+
+def test_the_plan_refuses_what_the_transformer_refuses_and_names_it():
+    result = preprocess(every_kind_frame(), config(drop_columns=()))
+    plan = compile_preprocessor(result.preprocessor)
+    X = features_and_label(result.test, result.config)[0]
+    with pytest.raises(
+        InputDataError, match=r"the rows lack column\(s\) 'colour', 'flag' that the preprocessor"
+    ):
+        plan.transform(X.drop(columns=["colour", "flag"]))
+    infinite = X.assign(x=[1.0] * (len(X) - 1) + [np.inf])
+    with pytest.raises(
+        InputDataError, match=rf"column 'x' has an infinite value at row {len(X) - 1} \(0-based\)"
+    ):
+        plan.transform(infinite)
+    with pytest.raises(ValueError, match="infinity"):
+        result.preprocessor.transform(infinite)
+    text = X.astype({"x": object}).assign(x="ten")
+    for transform in (plan.transform, result.preprocessor.transform):
+        with pytest.raises(ValueError, match="could not convert string to float: 'ten'"):
+            transform(text)
+
+
+def test_plan_mismatch_names_the_feature_and_row_where_a_plan_is_wrong():
+    result = preprocess(every_kind_frame(), config(drop_columns=(), outliers="none"))
+    plan = compile_preprocessor(result.preprocessor)
+    kind, numeric = plan.blocks[0]
+    assert kind == "numeric" and numeric["columns"][0] == "x"
+    wrong = dict(numeric, statistics=numeric["statistics"] + 1.0)  # a median off by one
+    tampered = type(plan)(plan.input_columns, (("numeric", wrong), *plan.blocks[1:]))
+    X = features_and_label(result.train, result.config)[0]
+    first_missing = int(np.flatnonzero(X["x"].isna())[0])
+    message = plan_mismatch(tampered, result.preprocessor, X.iloc[: first_missing + 1])
+    assert message is not None
+    assert message.startswith(f"rows of the data: feature 'num__x' of row {first_missing}: the plan gives")
+
+
+def test_only_transformers_made_by_preprocess_have_a_plan():
+    from sklearn.compose import ColumnTransformer
+
+    frame = every_kind_frame()
+    X = frame[["x", "counts"]]
+    plain = ColumnTransformer([("num", StandardScaler(), ["x", "counts"])]).fit(X.fillna(0))
+    assert compile_preprocessor(plain) is None
+    assert compile_preprocessor(build_preprocessor(X, config(drop_columns=()))) is None  # not fitted
+    assert compile_preprocessor(StandardScaler().fit(X.fillna(0))) is None

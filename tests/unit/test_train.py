@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import joblib
 import numpy as np
@@ -503,6 +504,200 @@ def test_feature_pipeline_saved_as_an_artifact_trains_like_the_original(binary, 
     result = train(df, reloaded, config(model_families=("logistic_regression",)))
     assert result.input_columns == ["a", "b", "c", "d", "colour"]
     assert result.feature_names == list(features.get_feature_names_out())
+
+
+# --- the exported model of the whole suite, against the scikit-learn composition it replaced ------
+
+
+def every_kind_frame(n: int = 400, seed: int = 2) -> pd.DataFrame:
+    """Raw rows with every column kind: numbers (with an outlier, an int and a nullable Int64
+    column), categories (text with rare values, a pandas Categorical), booleans (numpy and
+    nullable), free text, a datetime; missing values in most; a binary label that depends on them."""
+    rng = np.random.default_rng(seed)
+
+    def some(count: int) -> np.ndarray:
+        return rng.choice(n, count, replace=False)
+
+    x = rng.normal(10, 2, n)
+    colour = rng.choice(["red", "green", "blue", "teal", "rare"], n, p=[0.35, 0.3, 0.2, 0.12, 0.03]).astype(
+        object
+    )
+    flag = rng.random(n) > 0.5
+    words = np.array(["great", "fish", "penguin", "awful", "cold", "happy", "sea", "ice"])
+    review = np.array([" ".join(rng.choice(words, 3)) for _ in range(n)], dtype=object)
+    logit = (x - 10) + 1.5 * (colour == "red") - flag + np.array(["great" in r for r in review])
+    label = np.where(logit + rng.logistic(0, 0.5, n) > 0, "yes", "no")
+    x[some(20)] = np.nan
+    x[0] = 1000.0
+    nullable = pd.array(rng.integers(0, 50, n), dtype="Int64")
+    nullable[some(15)] = pd.NA
+    colour[some(12)] = None
+    maybe = pd.array(rng.random(n) > 0.3, dtype="boolean")
+    maybe[some(10)] = pd.NA
+    review[some(10)] = None
+    return pd.DataFrame(
+        {
+            "x": x,
+            "counts": rng.poisson(3, n),
+            "nullable": nullable,
+            "colour": colour,
+            "size": pd.Categorical(rng.choice(["S", "M", "L"], n)),
+            "flag": flag,
+            "maybe": maybe,
+            "review": review,
+            "when": pd.Series(pd.date_range("2024-01-01", periods=n, freq="7h")[rng.permutation(n)]),
+            "label": label,
+        }
+    )
+
+
+def suite_model(data: pd.DataFrame, label: str, derived: list, preprocess_overrides: dict, selection: str):
+    """preprocess → engineer_features → train (logistic regression), as the pipeline runs them."""
+    from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
+    from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+
+    prepared = preprocess(data, PreprocessConfig(label_column=label, seed=3, **preprocess_overrides))
+    features = engineer_features(
+        prepared.train,
+        prepared.preprocessor,
+        FeatureConfig(label_column=label, task=prepared.task, derived=derived, selection=selection),
+    )
+    result = train(
+        prepared.train,
+        features.feature_pipeline,
+        TrainConfig(
+            label_column=label,
+            task=prepared.task,
+            model_families=("logistic_regression",),
+            cv_folds=2,
+            search_space={"logistic_regression": {"C": [1.0]}},
+        ),
+    )
+    return prepared, features, result
+
+
+def feature_union_model(prepared, features, result, label: str) -> Pipeline:
+    """The same model built the way the suite built it before: FeatureUnion(FrozenEstimator(the
+    preprocessor), DerivedFeatures) with pandas output, a ColumnTransformer passing the selected
+    columns through by name, and the estimator fitted on that DataFrame."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import FeatureUnion
+
+    from mlstages.components.engineer_features.engineer_features import DerivedFeatures
+
+    train_X = prepared.train[result.input_columns]
+    union = FeatureUnion(
+        [
+            ("preprocessed", FrozenEstimator(prepared.preprocessor)),
+            ("derived", DerivedFeatures(features.config.derived, features.scaling)),
+        ],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    candidates = union.fit(train_X).transform(train_X)
+    select = ColumnTransformer(
+        [("selected", "passthrough", list(features.feature_names))],
+        remainder="drop",
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    pipeline = Pipeline([("union", union), ("select", select.fit(candidates))])
+    estimator = clone(result.model.named_steps["model"]).fit(
+        pipeline.transform(train_X), prepared.train[label]
+    )
+    return Pipeline([("features", pipeline), ("model", estimator)])
+
+
+def request_rows(rows: pd.DataFrame, categorical: list[str], numeric: list[str]) -> list[pd.DataFrame]:
+    """Rows as requests bring them: real ones, one at a time, every value missing, categories never
+    seen, extreme numbers."""
+    return [
+        rows,
+        *[rows.iloc[[i]] for i in range(0, len(rows), 7)],
+        pd.DataFrame({c: [None] for c in rows.columns}, dtype=object),
+        rows.iloc[:3].assign(**dict.fromkeys(categorical, "never-seen")),
+        rows.iloc[3:5].assign(**dict.fromkeys(numeric, 1e12)),
+    ]
+
+
+SUITE_CASES = {
+    "penguins": (
+        "species",
+        [{"name": "bill_ratio", "kind": "ratio", "columns": ["bill_length_mm", "bill_depth_mm"]}],
+        {},
+        "none",
+        ["island", "sex"],
+        ["bill_length_mm", "bill_depth_mm", "body_mass_g"],
+    ),
+    "every_kind": (
+        "label",
+        [
+            {"name": "x_per_count", "kind": "ratio", "columns": ["x", "counts"]},
+            {"name": "log_x", "kind": "log", "columns": ["x"]},
+            {"name": "x_bin", "kind": "bin", "columns": ["x"]},
+            {
+                "name": "when",
+                "kind": "date_parts",
+                "columns": ["when"],
+                "parts": ["month", "dayofweek", "hour"],
+            },
+            {"name": "xc", "kind": "interaction", "columns": ["x", "counts", "nullable"], "pairwise": True},
+        ],
+        {"max_categories": 4},
+        "variance",
+        ["colour", "size", "review"],
+        ["x", "counts"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SUITE_CASES))
+def test_the_exported_model_predicts_what_the_feature_union_model_predicted(case):
+    import palmerpenguins
+
+    label, derived, overrides, selection, categorical, numeric = SUITE_CASES[case]
+    data = palmerpenguins.load_penguins() if case == "penguins" else every_kind_frame()
+    prepared, features, result = suite_model(data, label, derived, overrides, selection)
+    reference = feature_union_model(prepared, features, result, label)
+    # The estimator is fitted on the same numbers, so it is the same model.
+    np.testing.assert_array_equal(
+        result.model.named_steps["model"].coef_, reference.named_steps["model"].coef_
+    )
+    rows = pd.concat([prepared.validation, prepared.test]).drop(columns=label)
+    for batch in request_rows(rows, categorical, numeric):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the encoder's "unknown categories", on purpose
+            expected_proba = reference.predict_proba(batch)
+            expected = reference.predict(batch)
+        np.testing.assert_allclose(result.model.predict_proba(batch), expected_proba, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(result.model.predict(batch), expected)
+
+
+def test_the_estimator_takes_arrays_and_the_callers_feature_pipeline_is_left_as_it_was():
+    import palmerpenguins
+
+    label, derived, overrides, selection, _, _ = SUITE_CASES["penguins"]
+    prepared, features, result = suite_model(
+        palmerpenguins.load_penguins(), label, derived, overrides, selection
+    )
+    rows = prepared.test.drop(columns=label)
+    step = result.model.named_steps["features"]
+    assert step is not features.feature_pipeline
+    values = step.transform(rows)
+    assert isinstance(values, np.ndarray)
+    # The estimator was fitted on that array, so predicting checks no DataFrame column by column.
+    assert not hasattr(result.model.named_steps["model"], "feature_names_in_")
+    frame = features.feature_pipeline.transform(rows)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == result.feature_names
+    np.testing.assert_array_equal(values, frame.to_numpy())
+    assert list(result.model.feature_names_in_) == result.input_columns
+
+
+def test_a_feature_pipeline_that_cannot_give_arrays_cleanly_is_used_as_it_is(binary):
+    # A ColumnTransformer fitted with pandas output between its steps warns about feature names
+    # once switched to arrays, so train keeps it, and the estimator takes its DataFrame.
+    df, features = binary
+    result = train(df, features, config(model_families=("logistic_regression",)))
+    assert result.model.named_steps["features"] is features
+    assert list(result.model.named_steps["model"].feature_names_in_) == result.feature_names
 
 
 # --- reports -----------------------------------------------------------------------------------
