@@ -4,8 +4,8 @@ Three models are served, one at a time, each by ``serve_in_background`` (the ser
 process, exactly as infra validation and local deploys start it):
 
 - ``suite``: the model the suite exports for the penguins (preprocess → engineer_features → train,
-  logistic regression): one scikit-learn Pipeline with mlstages' own transformers, a FeatureUnion
-  and pandas output between the steps.
+  logistic regression): one scikit-learn Pipeline with mlstages' own transformers (the compiled
+  preprocessing plan, derived features, positional selection, arrays into the estimator).
 - ``plain``: a plain scikit-learn Pipeline on the same raw columns (ColumnTransformer of imputers,
   scaler and one-hot encoder, then logistic regression): the kind of model KServe's stock sklearn
   runtime serves.
@@ -407,7 +407,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 MODEL_NOTES = {
     "suite": "The Pipeline the suite exports (preprocess + engineer_features + logistic regression): mlstages' "
-    "transformers, a FeatureUnion and pandas output between the steps. Its predict alone sets the ceiling.",
+    "compiled preprocessing plan and derived features (CandidateFeatures), positional selection, arrays "
+    "into the estimator. Its predict alone sets the ceiling.",
     "plain": "A plain scikit-learn Pipeline on the same raw columns (imputers, scaler, one-hot encoder, logistic "
     "regression): the kind of model KServe's stock sklearn runtime serves.",
     "floor": "A DummyClassifier (most frequent class) on the same raw columns: its predict costs almost nothing, so "

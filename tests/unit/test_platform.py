@@ -40,7 +40,11 @@ def test_missing_settings_file_is_named(tmp_path):
 
 
 def test_compiled_with_settings_mounts_the_secret_by_name_only(tmp_path):
-    (path,) = compile_for_cluster(EXAMPLE, tmp_path)
+    written = compile_for_cluster(EXAMPLE, tmp_path)
+    assert sorted(p.name for p in written) == sorted(
+        catalog.pipeline_yaml_path(n).name for n in catalog.PIPELINES
+    )
+    (path,) = [p for p in written if p.name == catalog.pipeline_yaml_path("training").name]
     documents = list(yaml.safe_load_all(path.read_text()))
     spec, platform = documents[0], documents[1]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -53,5 +57,6 @@ def test_compiled_with_settings_mounts_the_secret_by_name_only(tmp_path):
     assert train_container["resources"]["cpuLimit"] == 4.0
     env = {e["name"]: e["value"] for e in train_container["env"]}
     assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/google/key.json"
-    text = path.read_text()
-    assert "private_key" not in text and "BEGIN" not in text
+    for compiled in written:
+        text = compiled.read_text()
+        assert "private_key" not in text and "BEGIN" not in text
