@@ -14,7 +14,7 @@ from mlstages.components.common.images import image
 from mlstages.components.ingest.component import ingest
 from mlstages.components.monitor_drift.component import monitor_drift
 from mlstages.pipelines.platform import PlatformSettings, configure_task
-from mlstages.pipelines.training import DEFAULT_MODEL_FAMILIES, build_training_pipeline
+from mlstages.pipelines.training import DEFAULT_MODEL_FAMILIES, build_training_pipeline, inputs_of
 
 PIPELINE_NAME = "mlstages-monitoring"
 
@@ -108,48 +108,9 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int,
         canary_traffic_percent: int,
     ):
+        arguments = dict(locals())
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition, not Python)
-            training_pipeline(
-                data_uri=data_uri,
-                label_column=label_column,
-                task=task,
-                source_format=source_format,
-                validation_policy=validation_policy,
-                max_missing_share=max_missing_share,
-                test_size=test_size,
-                validation_size=validation_size,
-                split=split,
-                time_column=time_column,
-                drop_columns=drop_columns,
-                scaling=scaling,
-                encoding=encoding,
-                outliers=outliers,
-                derived_features=derived_features,
-                selection=selection,
-                max_features=max_features,
-                model_families=model_families,
-                search=search,
-                n_iter=n_iter,
-                cv_folds=cv_folds,
-                scoring=scoring,
-                search_space=search_space,
-                max_search_rows=max_search_rows,
-                slice_columns=slice_columns,
-                seed=seed,
-                model_registry=model_registry,
-                model_name=model_name,
-                thresholds=thresholds,
-                min_slice_rows=min_slice_rows,
-                infra_validation=infra_validation,
-                cluster=cluster,
-                namespace=namespace,
-                runtime=runtime,
-                protocol_version=protocol_version,
-                deployment_mode=deployment_mode,
-                min_replicas=min_replicas,
-                max_replicas=max_replicas,
-                canary_traffic_percent=canary_traffic_percent,
-            )
+            training_pipeline(**inputs_of(training_pipeline, arguments))
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -209,6 +170,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
     ):
+        arguments = dict(locals())
         window_task = ingest(source_uri=current_uri, source_format=current_format, snapshot=snapshot)
         # The window moves between runs of a recurring run: never from the cache.
         window_task.set_caching_options(False)
@@ -236,45 +198,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
 
         retrain_when_needed(
             retrain=drift_task.outputs["retrain"],
-            data_uri=data_uri,
-            label_column=label_column,
-            task=task,
-            source_format=source_format,
-            validation_policy=validation_policy,
-            max_missing_share=max_missing_share,
-            test_size=test_size,
-            validation_size=validation_size,
-            split=split,
-            time_column=time_column,
-            drop_columns=drop_columns,
-            scaling=scaling,
-            encoding=encoding,
-            outliers=outliers,
-            derived_features=derived_features,
-            selection=selection,
-            max_features=max_features,
-            model_families=model_families,
-            search=search,
-            n_iter=n_iter,
-            cv_folds=cv_folds,
-            scoring=scoring,
-            search_space=search_space,
-            max_search_rows=max_search_rows,
-            slice_columns=slice_columns,
-            seed=seed,
-            model_registry=model_registry,
-            model_name=model_name,
-            thresholds=thresholds,
-            min_slice_rows=min_slice_rows,
-            infra_validation=infra_validation,
-            cluster=cluster,
-            namespace=namespace,
-            runtime=runtime,
-            protocol_version=protocol_version,
-            deployment_mode=deployment_mode,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            canary_traffic_percent=canary_traffic_percent,
+            **inputs_of(retrain_when_needed, arguments, exclude=("retrain",)),
         )
 
     return monitoring_pipeline

@@ -1,7 +1,7 @@
 """The training pipeline: ingest → validate_data → preprocess → engineer_features → train →
 evaluate → validate_model (the blessing gate) → deploy, only when blessed."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kfp import dsl
 
@@ -22,6 +22,14 @@ DEFAULT_MODEL_FAMILIES = ["logistic_regression", "random_forest", "gradient_boos
 class TrainingOutputs(NamedTuple):
     model: dsl.Model
     model_uri: str
+
+
+def inputs_of(pipeline: Any, arguments: dict[str, Any], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``arguments`` that ``pipeline`` (a component or pipeline) declares as inputs: how a
+    pipeline forwards its own parameters, by name, to a nested one. KFP needs every signature
+    spelled out, but not every call."""
+    declared = set(pipeline.component_spec.inputs or {})
+    return {name: value for name, value in arguments.items() if name in declared and name not in exclude}
 
 
 def build_training_pipeline(settings: PlatformSettings | None = None):
@@ -49,22 +57,9 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         canary_traffic_percent: int,
         cluster: str,
     ):
+        arguments = dict(locals())
         with dsl.If(blessed == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
-            deploy_task = deploy(
-                model=model,
-                test=test,
-                model_uri=model_uri,
-                model_name=model_name,
-                model_registry=model_registry,
-                namespace=namespace,
-                runtime=runtime,
-                protocol_version=protocol_version,
-                deployment_mode=deployment_mode,
-                min_replicas=min_replicas,
-                max_replicas=max_replicas,
-                canary_traffic_percent=canary_traffic_percent,
-                cluster=cluster,
-            )
+            deploy_task = deploy(**inputs_of(deploy, arguments))
             # Deploying changes the world (a cluster, the champion pointer): never from the cache.
             deploy_task.set_caching_options(False)
             configure_task(deploy_task, "deploy", settings)
@@ -117,6 +112,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
     ) -> TrainingOutputs:
+        arguments = dict(locals())
         ingest_task = ingest(source_uri=data_uri, source_format=source_format, snapshot=snapshot)
         # Moving sources (HTTP, databases, a gs:// prefix) must not be served from the cache unless a
         # snapshot value says the data is the same; the caller turns caching on with a snapshot.
@@ -210,16 +206,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             model=train_task.outputs["model"],
             test=preprocess_task.outputs["test"],
             model_uri=train_task.outputs["model_uri"],
-            model_name=model_name,
-            model_registry=model_registry,
-            namespace=namespace,
-            runtime=runtime,
-            protocol_version=protocol_version,
-            deployment_mode=deployment_mode,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            canary_traffic_percent=canary_traffic_percent,
-            cluster=cluster,
+            **inputs_of(deploy_when_blessed, arguments, exclude=("blessed", "model", "test", "model_uri")),
         )
         return TrainingOutputs(model=train_task.outputs["model"], model_uri=train_task.outputs["model_uri"])
 
