@@ -294,9 +294,14 @@ def _read_gcs(config: IngestConfig) -> pd.DataFrame:
 
 
 def _read_sql(config: IngestConfig) -> pd.DataFrame:
-    import sqlalchemy
-
     shown = display_uri(config.source_uri)
+    try:
+        import sqlalchemy
+    except ImportError as exc:
+        raise ParameterError(
+            f"source_uri {shown} is a database, and reading one needs SQLAlchemy: "
+            "pip install 'mlstages[sql]' (the ingest image has it)"
+        ) from exc
     if not config.sql_query.strip():
         raise ParameterError(f"source_uri {shown} is a database: set sql_query to the query to run")
     try:

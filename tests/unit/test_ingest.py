@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
@@ -161,6 +162,13 @@ def test_sql_errors_are_clear(tmp_path):
         read(f"sqlite:///{db}", sql_query="SELECT * FROM missing")
     with pytest.raises(InputDataError, match="the query returned no rows"):
         read(f"sqlite:///{db}", sql_query="SELECT * FROM t WHERE a > 100")
+
+
+def test_database_source_without_sqlalchemy_says_which_extra(monkeypatch):
+    # Images other than ingest's, and a plain `pip install mlstages`, have no SQLAlchemy.
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)
+    with pytest.raises(ParameterError, match=r"postgresql://u:\*\*\*@db/x is a database.*mlstages\[sql\]"):
+        read("postgresql://u:secret@db/x", sql_query="SELECT 1")
 
 
 @pytest.fixture
