@@ -19,6 +19,7 @@ def registry() -> str:
     return os.environ.get(REGISTRY_ENV, DEFAULT_REGISTRY).rstrip("/")
 
 
-def image(stage: str) -> str:
-    """The image that runs ``stage``: ``REGISTRY/mlstages-<stage>:<version>``."""
-    return f"{registry()}/mlstages-{stage.replace('_', '-')}:{__version__}"
+def image(stage: str, prefix: str | None = None) -> str:
+    """The image that runs ``stage``: ``REGISTRY/mlstages-<stage>:<version>``, REGISTRY being
+    ``prefix`` if given, else MLSTAGES_REGISTRY's."""
+    return f"{(prefix or registry()).rstrip('/')}/mlstages-{stage.replace('_', '-')}:{__version__}"
