@@ -41,6 +41,8 @@ class RunReport:
     tasks: list[TaskOutputs]
     data_uri: str
     elapsed_seconds: float
+    # The image of every task container, in the order they finished (runs with containers only).
+    task_images: list[str] = field(default_factory=list)
 
     def task(self, name: str) -> TaskOutputs:
         for item in self.tasks:
@@ -125,9 +127,14 @@ def run_pipeline(
     workdir: Path = DEFAULT_WORKDIR,
     progress: Callable[[str], None] = print,
     bucket: str | None = None,
+    containers: bool = False,
 ) -> RunReport:
     """Run a pipeline locally and return what every task produced. With ``bucket``, the object
-    store is already running (the caller's); otherwise it is started for this run."""
+    store is already running (the caller's); otherwise it is started for this run.
+
+    With ``containers``, every task runs in its own image through kfp.local's DockerRunner (the
+    Docker API at DOCKER_HOST: Docker, or podman's service from containers.podman_socket) instead
+    of in this Python environment."""
     import time
     import warnings
 
@@ -154,10 +161,17 @@ def run_pipeline(
             params["data_uri"] = data_uri
         if "model_registry" in _declared(pipeline_name) and not params.get("model_registry"):
             params["model_registry"] = f"gs://{bucket}/models"
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+        if containers:
+            from mlstages.pipelines.containers import docker_runner, exit_codes_kept
+
+            runner, guard = docker_runner(pipeline_root), exit_codes_kept()
+        else:
+            runner, guard = local.SubprocessRunner(use_venv=False), contextlib.nullcontext([])
+        local.init(runner=runner, pipeline_root=str(pipeline_root))
         before = {p.name for p in pipeline_root.iterdir()}
-        progress(f"Running pipeline {pipeline_name} with kfp.local (SubprocessRunner) ...")
-        catalog.pipeline(pipeline_name)(**params)
+        progress(f"Running pipeline {pipeline_name} with kfp.local ({type(runner).__name__}) ...")
+        with guard as task_containers:
+            catalog.pipeline(pipeline_name)(**params)
     run_dirs = sorted(p for p in pipeline_root.iterdir() if p.is_dir() and p.name not in before)
     if not run_dirs:
         raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
@@ -168,6 +182,7 @@ def run_pipeline(
         tasks=read_run(run_dir),
         data_uri=params["data_uri"],
         elapsed_seconds=time.monotonic() - started,
+        task_images=[container.image for container in task_containers],
     )
 
 
