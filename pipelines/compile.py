@@ -26,7 +26,7 @@ RELEASE_LINE = "Version: mlstages {version} (image {image})"
 _RELEASE_PATTERN = re.compile(r"Version: mlstages (?P<version>\S+) \(image (?P<image>\S+)\)")
 
 
-def compile_to_text(obj: object) -> str:
+def _compile_to_text(obj: object) -> str:
     """The KFP YAML of a component or pipeline, as ``kfp.compiler.Compiler`` writes it."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "out.yaml"
@@ -225,11 +225,11 @@ def generated_files() -> dict[Path, str]:
     """Every generated file and the text it should have now."""
     files: dict[Path, str] = {}
     for stage in catalog.COMPONENTS:
-        files[catalog.component_yaml_path(stage)] = compile_to_text(released(catalog.component(stage)))
+        files[catalog.component_yaml_path(stage)] = _compile_to_text(released(catalog.component(stage)))
         files[catalog.component_readme_path(stage)] = component_readme(stage)
     files[catalog.catalog_page_path()] = catalog_page()
     for name in catalog.PIPELINES:
-        files[catalog.pipeline_yaml_path(name)] = compile_to_text(catalog.pipeline(name))
+        files[catalog.pipeline_yaml_path(name)] = _compile_to_text(catalog.pipeline(name))
     return files
 
 
@@ -262,7 +262,7 @@ def compile_for_cluster(settings_path: Path, output_dir: Path, registry: str | N
     written = []
     for name in catalog.PIPELINES:
         path = output_dir / catalog.pipeline_yaml_path(name).name
-        path.write_text(compile_to_text(catalog.pipeline(name, settings)), encoding="utf-8")
+        path.write_text(_compile_to_text(catalog.pipeline(name, settings)), encoding="utf-8")
         written.append(path)
     return written
 

@@ -15,7 +15,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from mlstages.components import __version__
 from mlstages.components.common.errors import ParameterError
 from mlstages.pipelines import catalog
-from mlstages.pipelines.compile import compile_to_text, component_image, read_release, release_line, released
+from mlstages.pipelines.compile import _compile_to_text, component_image, read_release, release_line, released
 
 
 @pytest.mark.parametrize("stage", list(catalog.COMPONENTS))
@@ -59,7 +59,7 @@ def test_the_release_line_changes_only_the_yaml_header():
     assert stamped.description.endswith("\n\n" + release_line(packaged))
     assert "Version: mlstages" not in (packaged.description or ""), "the packaged component was changed"
     assert stamped.pipeline_spec == packaged.pipeline_spec
-    plain, versioned = compile_to_text(packaged).splitlines(), compile_to_text(stamped).splitlines()
+    plain, versioned = _compile_to_text(packaged).splitlines(), _compile_to_text(stamped).splitlines()
     changed = [line for line in difflib.ndiff(plain, versioned) if line[:2] in ("- ", "+ ")]
     assert changed, "the release line is missing from the YAML"
     assert all(line[2:].startswith("#") for line in changed), changed

@@ -29,7 +29,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from mlstages.components import __version__
 from mlstages.pipelines import catalog
-from mlstages.pipelines.compile import compile_to_text, component_image, read_release
+from mlstages.pipelines.compile import _compile_to_text, component_image, read_release
 
 EXAMPLE = catalog.DOCS_DIR / "examples" / "reuse_pipeline.py"
 REUSE_DOC = catalog.DOCS_DIR / "reuse.md"
@@ -120,14 +120,14 @@ def test_the_example_pins_this_release(reuse_pipeline):
 
 def test_the_example_compiles_from_components_loaded_by_url(served_repository, reuse_pipeline):
     base = f"{served_repository}/components"
-    spec = _pipeline_spec(compile_to_text(reuse_pipeline.build_data_prep(base)))
+    spec = _pipeline_spec(_compile_to_text(reuse_pipeline.build_data_prep(base)))
     assert _images(spec) == {
         f"exec-{s.replace('_', '-')}": component_image(catalog.component(s)) for s in EXAMPLE_STAGES
     }
     assert set(spec.root.output_definitions.artifacts) == {"train", "validation", "test", "transformer"}
 
     mirrored = _pipeline_spec(
-        compile_to_text(reuse_pipeline.build_data_prep(base, "registry.example.com/ml/"))
+        _compile_to_text(reuse_pipeline.build_data_prep(base, "registry.example.com/ml/"))
     )
     assert sorted(_images(mirrored).values()) == sorted(
         f"registry.example.com/ml/mlstages-{s.replace('_', '-')}:{__version__}" for s in EXAMPLE_STAGES
