@@ -199,7 +199,9 @@ def catalog_page() -> str:
         f"The {len(docs)} components of mlstages {__version__}, in pipeline order. Each one is a "
         "versioned `component.yaml` that loads with `kfp.components.load_component_from_url`, and a "
         "Python object in the installed package; [reuse.md](reuse.md) shows both, with a whole "
-        "pipeline built from three of them.",
+        "pipeline built from three of them. Outputs typed `system.Metrics`, "
+        "`system.ClassificationMetrics`, `system.HTML` and `system.Markdown` render in the Kubeflow "
+        "UI ([where to look](../README.md#run-on-a-kubeflow-cluster)).",
         "",
         "| component | what it does |",
         "|---|---|",

@@ -1,6 +1,6 @@
 """The component catalog (docs/components.md) and the component READMEs: generated from the
 docstrings and the compiled interfaces, with every input, default and output, and links that
-resolve. (Freshness of the committed files: tests/test_packaging.py.)"""
+resolve (in docs/reuse.md too). (Freshness of the committed files: tests/test_packaging.py.)"""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def test_catalog_index_links_every_section():
 @pytest.mark.parametrize(
     ("path", "text"),
     [(catalog.catalog_page_path(), catalog_page())]
-    + [(catalog.component_readme_path(s), component_readme(s)) for s in catalog.COMPONENTS],
+    + [(catalog.component_readme_path(s), component_readme(s)) for s in catalog.COMPONENTS]
+    + [(catalog.DOCS_DIR / "reuse.md", (catalog.DOCS_DIR / "reuse.md").read_text(encoding="utf-8"))],
     ids=lambda value: value.name if hasattr(value, "name") else "",
 )
 def test_relative_links_resolve(path, text):
