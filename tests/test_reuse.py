@@ -118,6 +118,16 @@ def test_the_example_pins_this_release(reuse_pipeline):
         )
 
 
+@pytest.mark.parametrize("doc", ["README.md", "docs/reuse.md"])
+def test_the_docs_name_this_release(doc):
+    # Git tags in URLs and pip specs (.../v0.1.0/..., @v0.1.0), image tags and release lines.
+    release = re.compile(r"(?:/v|@v|mlstages-[a-z-]+:|mlstages )(\d+\.\d+\.\d+)")
+    text = (catalog.REPO_ROOT / doc).read_text(encoding="utf-8")
+    named = release.findall(text)
+    assert named, f"{doc} names no release"
+    assert set(named) == {__version__}, f"{doc} names releases {sorted(set(named))}, not only {__version__}"
+
+
 def test_the_example_compiles_from_components_loaded_by_url(served_repository, reuse_pipeline):
     base = f"{served_repository}/components"
     spec = _pipeline_spec(_compile_to_text(reuse_pipeline.build_data_prep(base)))
