@@ -10,6 +10,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS_DIR = REPO_ROOT / "components"
 PIPELINES_DIR = REPO_ROOT / "pipelines"
+DOCS_DIR = REPO_ROOT / "docs"
+
+# Where the repository's files are served as they are at a git ref. A release's tag (v<version>)
+# pins the component YAML and, through the image tags written into it, the code every step runs.
+RAW_FILES_URL = "https://raw.githubusercontent.com/mlstages/mlstages"
 
 # stage name → "module:attribute" of its KFP component, in pipeline order.
 COMPONENTS: dict[str, str] = {
@@ -59,3 +64,19 @@ def pipeline_yaml_path(name: str) -> Path:
 
 def pipeline_params_path(name: str) -> Path:
     return PIPELINES_DIR / PIPELINES[name][1]
+
+
+def catalog_page_path() -> Path:
+    return DOCS_DIR / "components.md"
+
+
+def release_tag(version: str) -> str:
+    """The git tag of a release: ``v0.1.0`` for mlstages 0.1.0."""
+    return f"v{version}"
+
+
+def component_url(stage: str, version: str) -> str:
+    """The raw URL of a component's YAML in release ``version``, for
+    ``kfp.components.load_component_from_url``."""
+    relative = component_yaml_path(stage).relative_to(REPO_ROOT).as_posix()
+    return f"{RAW_FILES_URL}/{release_tag(version)}/{relative}"

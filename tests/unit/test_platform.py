@@ -1,16 +1,24 @@
-"""Platform settings: parsed strictly, applied to the compiled pipeline, no credential values."""
+"""Platform settings: parsed strictly; applied to the compiled pipelines, which parse as KFP's own
+PipelineSpec and PlatformSpec protos (kfp-pipeline-spec, kfp-kubernetes); no credential values in
+any compiled YAML."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2
+from kfp.pipeline_spec import pipeline_spec_pb2
 
 from mlstages.components.common.errors import ParameterError
 from mlstages.pipelines import catalog
 from mlstages.pipelines.compile import compile_for_cluster
-from mlstages.pipelines.platform import TaskSettings, load_settings, parse_settings
+from mlstages.pipelines.platform import CREDENTIALS_MOUNT_PATH, TaskSettings, load_settings, parse_settings
 
 EXAMPLE = catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml"
 
@@ -41,25 +49,185 @@ def test_missing_settings_file_is_named(tmp_path):
         load_settings(tmp_path / "nothere.yaml")
 
 
-def test_compiled_with_settings_mounts_the_secret_by_name_only(tmp_path):
-    written = compile_for_cluster(EXAMPLE, tmp_path)
+# Credential values a careless compile could pick up from the environment or a key file. They are
+# set while compiling and must appear nowhere in the output.
+FAKE_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCfakefakefakefake\n-----END PRIVATE KEY-----\n"
+FAKE_CREDENTIALS_ENV = {
+    "GOOGLE_OAUTH_ACCESS_TOKEN": "ya29.a0AfakeAccessTokenNotARealOne0123456789",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYfakeSECRETkey",
+    "KF_PIPELINES_TOKEN": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJmYWtlIn0.ZmFrZXNpZ25hdHVyZQ",
+}
+# What a credential would look like if one were inlined: a service-account key file's fields, a
+# PEM private key, a Google OAuth access token, an AWS access key id, a JWT (bearer tokens).
+CREDENTIAL_SHAPES = {
+    "service-account key field": re.compile(r"\b(private_key(_id)?|client_email|client_secret)\W*:"),
+    "PEM private key": re.compile(r"BEGIN [A-Z ]*PRIVATE KEY"),
+    "Google OAuth access token": re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"),
+    "AWS access key id": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    "JWT": re.compile(r"\beyJ[0-9A-Za-z_-]{8,}\.eyJ[0-9A-Za-z_-]{8,}\."),
+}
+
+
+@pytest.fixture(scope="module")
+def cluster_compiled(tmp_path_factory) -> dict[str, Path]:
+    """Every pipeline compiled with the example settings, with fake credentials in the environment
+    (a key file behind GOOGLE_APPLICATION_CREDENTIALS, tokens in variables); name -> YAML path."""
+    workdir = tmp_path_factory.mktemp("cluster")
+    key_file = workdir / "service-account.json"
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key": FAKE_PRIVATE_KEY,
+                "client_email": "fake@example.iam.gserviceaccount.com",
+            }
+        )
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+        for name, value in FAKE_CREDENTIALS_ENV.items():
+            patch.setenv(name, value)
+        written = compile_for_cluster(EXAMPLE, workdir / "build")
     assert sorted(p.name for p in written) == sorted(
         catalog.pipeline_yaml_path(n).name for n in catalog.PIPELINES
     )
-    (path,) = [p for p in written if p.name == catalog.pipeline_yaml_path("training").name]
-    documents = list(yaml.safe_load_all(path.read_text()))
-    spec, platform = documents[0], documents[1]
-    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    train = next(v for k, v in executors.items() if k.endswith("-train"))
-    assert train["secretAsVolume"][0]["secretName"] == "mlstages-gcs-key"
-    assert train["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "highmem"}
-    assert train["imagePullSecret"][0]["secretName"] == "mlstages-registry"
-    containers = spec["deploymentSpec"]["executors"]
-    train_container = next(v for k, v in containers.items() if k.endswith("-train"))["container"]
-    assert train_container["resources"]["cpuLimit"] == 4.0
-    env = {e["name"]: e["value"] for e in train_container["env"]}
-    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/google/key.json"
-    # What a service-account key file or a PEM key would leave in the YAML if one were inlined.
-    credential = re.compile(r"private_key\W*:|BEGIN [A-Z ]*PRIVATE KEY|client_email\W*:")
-    for compiled in written:
-        assert not credential.search(compiled.read_text()), compiled.name
+    return {n: workdir / "build" / catalog.pipeline_yaml_path(n).name for n in catalog.PIPELINES}
+
+
+def _specs(path: Path) -> tuple[pipeline_spec_pb2.PipelineSpec, pipeline_spec_pb2.PlatformSpec | None]:
+    """The YAML's documents as KFP's own protos: a PipelineSpec, then (when the pipeline was compiled
+    with platform settings) a PlatformSpec. Unknown fields fail the parse."""
+    documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    assert 1 <= len(documents) <= 2, f"{path.name}: {len(documents)} YAML documents"
+    spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
+    platform = (
+        json_format.ParseDict(documents[1], pipeline_spec_pb2.PlatformSpec()) if len(documents) == 2 else None
+    )
+    return spec, platform
+
+
+def _containers(spec: pipeline_spec_pb2.PipelineSpec) -> dict[str, Any]:
+    """Executor label -> PipelineContainerSpec (the deployment spec is a Struct in the proto)."""
+    deployment = json_format.ParseDict(
+        json_format.MessageToDict(spec.deployment_spec), pipeline_spec_pb2.PipelineDeploymentConfig()
+    )
+    return {label: executor.container for label, executor in deployment.executors.items()}
+
+
+def _kubernetes(platform: pipeline_spec_pb2.PlatformSpec) -> dict[str, Any]:
+    """Executor label -> KubernetesExecutorConfig (kfp-kubernetes' proto)."""
+    executors = platform.platforms["kubernetes"].deployment_spec.executors
+    return {
+        label: json_format.ParseDict(
+            json_format.MessageToDict(config), kubernetes_executor_config_pb2.KubernetesExecutorConfig()
+        )
+        for label, config in executors.items()
+    }
+
+
+def _tasks(spec: pipeline_spec_pb2.PipelineSpec) -> list[tuple[str, Any]]:
+    """(executor label, PipelineTaskSpec) of every task that runs a container, in every DAG."""
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+    return [
+        (spec.components[task.component_ref.name].executor_label, task)
+        for dag in dags
+        for task in dag.tasks.values()
+        if spec.components[task.component_ref.name].executor_label
+    ]
+
+
+def _stage(executor_label: str) -> str | None:
+    """The stage an executor runs (exec-validate-data-2 -> validate_data); None for helper steps."""
+    stage = re.sub(r"^exec-|-\d+$", "", executor_label).replace("-", "_")
+    return stage if stage in catalog.COMPONENTS else None
+
+
+@pytest.mark.parametrize("name", list(catalog.PIPELINES))
+def test_committed_pipeline_yaml_is_a_pipeline_spec_without_platform_settings(name):
+    from mlstages.components import __version__
+
+    spec, platform = _specs(catalog.pipeline_yaml_path(name))
+    assert spec.pipeline_info.name == f"mlstages-{name}"
+    assert "data_uri" in spec.root.input_definitions.parameters
+    assert platform is None, "the committed YAML is for any cluster: no platform settings in it"
+    for label, container in _containers(spec).items():
+        if _stage(label):
+            assert container.image.endswith(f":{__version__}"), (label, container.image)
+    assert _tasks(spec), "no container tasks found"
+
+
+@pytest.mark.parametrize("name", list(catalog.PIPELINES))
+def test_cluster_yaml_carries_the_settings_in_the_pipeline_and_platform_specs(cluster_compiled, name):
+    settings = load_settings(EXAMPLE)
+    spec, platform = _specs(cluster_compiled[name])
+    assert platform is not None, f"{cluster_compiled[name].name} has no PlatformSpec document"
+    containers, kubernetes = _containers(spec), _kubernetes(platform)
+    assert set(kubernetes) == set(containers), "every executor is configured for Kubernetes"
+
+    for label, container in containers.items():
+        own = settings.for_stage(_stage(label) or "")
+        config = kubernetes[label]
+        # Credentials by secret name only, mounted where GOOGLE_APPLICATION_CREDENTIALS points.
+        assert [(v.secret_name, v.mount_path) for v in config.secret_as_volume] == [
+            (settings.gcs_credentials_secret, CREDENTIALS_MOUNT_PATH)
+        ], label
+        env = {e.name: e.value for e in container.env}
+        assert (
+            env["GOOGLE_APPLICATION_CREDENTIALS"]
+            == f"{CREDENTIALS_MOUNT_PATH}/{settings.gcs_credentials_key}"
+        )
+        assert [s.secret_name for s in config.image_pull_secret] == settings.image_pull_secrets, label
+        if _stage(label) is None:
+            continue  # helper steps take the settings of the stage they serve
+        assert config.active_deadline_seconds == own.timeout_seconds, label
+        assert dict(config.node_selector.labels) == own.node_selector, label
+        assert [
+            {"key": t.key, "operator": t.operator, "value": t.value, "effect": t.effect}
+            for t in config.tolerations
+        ] == own.tolerations, label
+        resources = container.resources
+        assert (
+            resources.resource_cpu_request,
+            resources.resource_cpu_limit,
+            resources.resource_memory_request,
+            resources.resource_memory_limit,
+        ) == tuple(
+            value or "" for value in (own.cpu_request, own.cpu_limit, own.memory_request, own.memory_limit)
+        ), label
+
+    for label, task in _tasks(spec):
+        own = settings.for_stage(_stage(label) or "")
+        assert task.retry_policy.max_retry_count == (own.retries or 0), (label, task.task_info.name)
+        if _stage(label) and own.caching is not None:
+            assert task.caching_options.enable_cache == own.caching, (label, task.task_info.name)
+
+
+def _every_compiled_yaml(cluster_compiled: dict[str, Path]) -> list[Path]:
+    committed = [catalog.pipeline_yaml_path(n) for n in catalog.PIPELINES]
+    components = [catalog.component_yaml_path(s) for s in catalog.COMPONENTS]
+    return [*committed, *components, *cluster_compiled.values()]
+
+
+def test_no_credential_value_in_any_compiled_yaml(cluster_compiled):
+    values = [
+        *FAKE_CREDENTIALS_ENV.values(),
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCfakefakefakefake",
+        "service-account.json",
+    ]
+    for path in _every_compiled_yaml(cluster_compiled):
+        text = path.read_text(encoding="utf-8")
+        for value in values:
+            assert value not in text, f"{path.name} contains a credential value from the environment"
+        for shape, pattern in CREDENTIAL_SHAPES.items():
+            assert not pattern.search(text), f"{path.name} contains something shaped like a {shape}"
+
+
+@pytest.mark.parametrize("shape", list(CREDENTIAL_SHAPES))
+def test_each_credential_shape_is_recognised(shape):
+    # The shapes must catch the fake values above, or the previous test proves nothing.
+    samples = [
+        json.dumps({"private_key": FAKE_PRIVATE_KEY, "client_email": "a@b"}),
+        *FAKE_CREDENTIALS_ENV.values(),
+        "AKIAIOSFODNN7EXAMPLE",
+    ]
+    assert any(CREDENTIAL_SHAPES[shape].search(sample) for sample in samples)
