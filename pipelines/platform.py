@@ -161,7 +161,8 @@ def _task_settings(raw: Any, where: str) -> TaskSettings:
     )
 
 
-def _name(value: Any, where: str) -> str | None:
+def check_kubernetes_name(value: Any, where: str) -> str | None:
+    """``value`` if it is a Kubernetes object name (secrets, service accounts); None if empty."""
     if value in (None, ""):
         return None
     if not isinstance(value, str) or not _K8S_NAME.match(value) or len(value) > 253:
@@ -210,10 +211,14 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
     return PlatformSettings(
         defaults=_task_settings(raw.get("defaults") or {}, f"{source}: defaults"),
         stages=stages,
-        gcs_credentials_secret=_name(raw.get("gcs_credentials_secret"), f"{source}: gcs_credentials_secret"),
+        gcs_credentials_secret=check_kubernetes_name(
+            raw.get("gcs_credentials_secret"), f"{source}: gcs_credentials_secret"
+        ),
         gcs_credentials_key=raw.get("gcs_credentials_key") or "key.json",
-        image_pull_secrets=[n for s in pull_secrets if (n := _name(s, f"{source}: image_pull_secrets"))],
-        service_account=_name(raw.get("service_account"), f"{source}: service_account"),
+        image_pull_secrets=[
+            n for s in pull_secrets if (n := check_kubernetes_name(s, f"{source}: image_pull_secrets"))
+        ],
+        service_account=check_kubernetes_name(raw.get("service_account"), f"{source}: service_account"),
         pipeline_root=pipeline_root,
     )
 
