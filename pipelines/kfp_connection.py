@@ -101,9 +101,26 @@ class KubeflowClient(kfp.Client):
         self._context_setting["namespace"] = namespace
 
     def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
-        # kfp's own tries five times, five seconds apart, logging a traceback each time.
+        # kfp's own tries five times, five seconds apart, logging a traceback each time. And the
+        # generated client turns any 200 answer into a response object, even a dashboard's HTML
+        # page, so the answer is read here: a host that is not the pipelines API is caught now,
+        # before anything is uploaded.
         self._bound_every_request()
-        self.healthz = self._healthz_api.healthz_service_get_healthz()
+        answer = self._healthz_api.healthz_service_get_healthz(_preload_content=False)
+        try:
+            body = json.loads(answer.data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            kind = answer.headers.get("Content-Type", "no content type")
+            raise KubeflowError(
+                f"{self._existing_config.host} answered the health check with something other than the "
+                f"Kubeflow Pipelines API's JSON ({kind}): is --host the pipelines API? Use "
+                "https://KUBEFLOW/pipeline for a full Kubeflow"
+            )
+        self.healthz = kfp_server_api.V2beta1GetHealthzResponse(
+            multi_user=body.get("multi_user"), pipeline_store=body.get("pipeline_store")
+        )
         return self.healthz
 
 
@@ -234,10 +251,16 @@ class Connection:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield
         except kfp_server_api.ApiException as exc:
-            raise KubeflowError(describe_http_error(exc, host=self.host, what=what, auth=self.auth)) from None
+            raise KubeflowError(
+                describe_http_error(exc, host=self.host, what=what, auth=self.auth), status=exc.status
+            ) from None
         except urllib3.exceptions.HTTPError as exc:
             raise KubeflowError(
                 describe_network_error(exc, host=self.host, what=what, timeout=self.timeout)
+            ) from None
+        except OSError as exc:  # a token file that went away between two calls
+            raise KubeflowError(
+                f"cannot read the credentials ({self.auth.description}) while {what}: {exc.strerror or exc}"
             ) from None
 
     def describe(self) -> str:

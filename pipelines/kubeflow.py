@@ -59,7 +59,11 @@ WAIT_POLL_FAILURES = 3
 
 class KubeflowError(MlstagesError):
     """The Kubeflow Pipelines API could not be reached, did not answer in time, or refused a
-    request."""
+    request. ``status`` is the HTTP status when there was an answer."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # --- credentials ---------------------------------------------------------------------------------
@@ -417,12 +421,18 @@ def prepare_parameters(compiled: CompiledPipeline, params: Mapping[str, Any]) ->
     return {name: _typed(name, value, declared[name]["parameterType"]) for name, value in params.items()}
 
 
+# The data parameters of each pipeline whose ingest task also takes the `snapshot` parameter
+# (monitoring's retraining reads data_uri without one).
+_SNAPSHOTTED = {"training": ("data_uri",), "monitoring": ("current_uri",)}
+
+
 def submission_notes(
-    pipeline: str, params: Mapping[str, Any], settings: PlatformSettings, *, settings_given: bool
+    compiled: CompiledPipeline, params: Mapping[str, Any], settings: PlatformSettings, *, settings_given: bool
 ) -> list[str]:
     """Things about this submission a user may not have meant, as warnings (none stops it)."""
     from mlstages.components.ingest.ingest import SQL_SCHEMES, source_scheme
 
+    declared = compiled.parameters
     notes = []
     for name in ("data_uri", "current_uri", "model_registry"):
         value = params.get(name)
@@ -431,9 +441,8 @@ def submission_notes(
                 f"{name}={value!r} is a path on this machine; the run's pods read it from their own "
                 "filesystem (use gs://, http(s):// or a database URL)"
             )
-    if params.get("cluster", "none") == "none" and (
-        "cluster" in params or pipeline in ("training", "monitoring")
-    ):
+    default_cluster = declared.get("cluster", {}).get("defaultValue")
+    if "cluster" in declared and params.get("cluster", default_cluster) == "none":
         notes.append(
             "cluster=none: deploy serves the model inside its own pod and applies no InferenceService; "
             "set cluster=in-cluster to deploy on this cluster"
@@ -446,7 +455,8 @@ def submission_notes(
                 continue
             scheme = source_scheme(value)
             moving = scheme in ("http", "https") or scheme in SQL_SCHEMES
-            if moving and not params.get("snapshot"):
+            snapshot = params.get("snapshot") if name in _SNAPSHOTTED.get(compiled.name, ()) else None
+            if moving and not snapshot:
                 kind = "an HTTP" if scheme.startswith("http") else "a database"
                 notes.append(
                     f"the settings turn caching on for ingest, and {name} is {kind} source with no "
@@ -518,7 +528,8 @@ def wait_for_run(
             failures = 0
         except KubeflowError as exc:
             failures += 1
-            if failures >= WAIT_POLL_FAILURES or "(401" in str(exc) or "(403" in str(exc):
+            # Credentials and a vanished run do not come back by asking again.
+            if failures >= WAIT_POLL_FAILURES or exc.status in (401, 403, 404):
                 raise
             progress(f"  [{_clock_text(clock() - started)}] could not read the run ({exc}); trying again")
             run = None
@@ -607,6 +618,8 @@ def prepare(submission: Submission, target: Target) -> Prepared:
         raise ParameterError(
             f"--pipeline-root {pipeline_root!r}: expected a URI such as gs://bucket/pipeline-root"
         )
+    if target.ca_cert is not None and not Path(target.ca_cert).is_file():
+        raise ParameterError(f"--ca-cert {target.ca_cert}: no such file")
     if not submission.experiment.strip():
         raise ParameterError("--experiment is empty")
     pipeline_name = submission.pipeline_name or compiled.display_name
@@ -623,9 +636,7 @@ def prepare(submission: Submission, target: Target) -> Prepared:
         pipeline_root=pipeline_root,
         auth=auth,
         host=host,
-        notes=submission_notes(
-            submission.pipeline, params, settings, settings_given=submission.settings_given
-        ),
+        notes=submission_notes(compiled, params, settings, settings_given=submission.settings_given),
     )
 
 

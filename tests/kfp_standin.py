@@ -36,7 +36,8 @@ What the test switches: ``token`` (requests without ``Authorization: Bearer <tok
 run goes through, one per GET of the run) and ``run_error``, ``silent`` (accept connections, read
 requests, never answer) or ``hang_on`` (the same for one route only, so the calls before it
 succeed), ``redirect_to`` (answer everything with 302 to a login page, as Kubeflow's
-auth proxy does for a request without credentials), ``fail_next`` (one injected HTTP error).
+auth proxy does for a request without credentials), ``html_page`` (answer everything 200 with
+an HTML page, as a dashboard or UI at the wrong address does), ``fail_next`` (one injected HTTP error).
 
 What it does not do, and so what the submit tests have not exercised: the KFP API server's own
 validation of the pipeline spec and of run parameters, Argo Workflows (or any run actually
@@ -173,6 +174,7 @@ class KfpStandIn:
         silent: bool = False,
         hang_on: tuple[str, str] | None = None,
         redirect_to: str | None = None,
+        html_page: bool = False,
         base_path: str = "",
     ) -> None:
         self.token = token
@@ -182,6 +184,7 @@ class KfpStandIn:
         self.silent = silent
         self.hang_on = (hang_on[0].upper(), API + hang_on[1]) if hang_on else None
         self.redirect_to = redirect_to
+        self.html_page = html_page
         self.base_path = base_path.rstrip("/")
         self.requests: list[Request] = []
         self.experiments: dict[str, dict[str, Any]] = {}
@@ -578,6 +581,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", standin.redirect_to)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if standin.html_page:
+            with standin._lock:
+                standin.requests.append(Request(self.command, self.path, {}, dict(self.headers.items())))
+            page = b"<!doctype html><html><body>Kubeflow Central Dashboard</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
             return
         code, body = standin.handle(self.command, self.path, self.headers, raw)
         data = json.dumps(body).encode()

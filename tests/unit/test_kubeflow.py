@@ -266,8 +266,10 @@ def test_registry_fixed_at_import_is_refused_rather_than_uploaded(monkeypatch):
 
 def test_notes_warn_about_what_a_cluster_run_cannot_do():
     caching = PlatformSettings(stages={"ingest": TaskSettings(caching=True)})
+    training = kubeflow.compile_pipeline("training", PlatformSettings())
+    monitoring = kubeflow.compile_pipeline("monitoring", PlatformSettings())
     notes = kubeflow.submission_notes(
-        "training",
+        training,
         {"data_uri": "/home/me/data.csv", "cluster": "none"},
         PlatformSettings(),
         settings_given=False,
@@ -277,7 +279,7 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
     assert "cluster=none" in text
     assert "no --settings" in text
     http = kubeflow.submission_notes(
-        "training",
+        training,
         {"data_uri": "https://example.com/d.csv", "cluster": "in-cluster"},
         caching,
         settings_given=True,
@@ -286,16 +288,33 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
         len(http) == 1 and "caching on for ingest, and data_uri is an HTTP source with no snapshot" in http[0]
     )
     database = kubeflow.submission_notes(
-        "monitoring",
+        monitoring,
         {"current_uri": "postgresql://db/x", "cluster": "in-cluster"},
         caching,
         settings_given=True,
     )
     assert len(database) == 1 and "current_uri is a database source with no snapshot" in database[0]
     snapshotted = kubeflow.submission_notes(
-        "training",
+        training,
         {"data_uri": "https://example.com/d.csv", "snapshot": "2025-01", "cluster": "in-cluster"},
         caching,
         settings_given=True,
     )
     assert snapshotted == []
+    # Monitoring's snapshot names the window; retraining reads data_uri without one.
+    retraining = kubeflow.submission_notes(
+        monitoring,
+        {
+            "current_uri": "gs://b/w/",
+            "data_uri": "https://example.com/d.csv",
+            "snapshot": "w1",
+            "cluster": "x",
+        },
+        caching,
+        settings_given=True,
+    )
+    assert len(retraining) == 1 and "data_uri is an HTTP source with no snapshot" in retraining[0]
+    # The pipeline's own default counts when the parameter is not given.
+    assert any(
+        "cluster=none" in n for n in kubeflow.submission_notes(training, {}, caching, settings_given=True)
+    )

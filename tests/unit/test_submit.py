@@ -394,6 +394,45 @@ def test_a_host_that_is_not_the_pipelines_api_is_explained(capsys):
     assert "has no such API route (404)" in capsys.readouterr().err
 
 
+def test_a_page_that_is_not_the_api_is_caught_before_anything_is_uploaded(capsys):
+    with KfpStandIn(html_page=True) as server:
+        assert submit(server.url) == 2
+        assert [r.path for r in server.requests] == ["/apis/v2beta1/healthz"]
+    err = capsys.readouterr().err
+    assert "answered the health check with something other than the Kubeflow Pipelines API's JSON" in err
+    assert "text/html" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ca-cert", "no-such-ca.pem"], "--ca-cert no-such-ca.pem: no such file"),
+        (["--experiment", " "], "--experiment is empty"),
+    ],
+)
+def test_more_bad_input_is_refused_before_any_request(standin, capsys, args, message):
+    assert submit(standin.url, *args) == 2
+    assert f"mlstages: error: {message}" in capsys.readouterr().err
+    assert standin.requests == []
+
+
+def test_a_token_file_removed_between_calls_is_named(standin, tmp_path, capsys):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    original = standin.handle
+
+    def remove_after_healthz(method, target, headers, raw):
+        answer = original(method, target, headers, raw)
+        if target.endswith("/healthz"):
+            token_file.unlink()
+        return answer
+
+    standin.handle = remove_after_healthz
+    assert submit(standin.url, "--token-file", str(token_file)) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read the credentials (the token in {token_file} (--token-file)) while looking up" in err
+
+
 # --- --wait --------------------------------------------------------------------------------------
 
 
