@@ -4,12 +4,14 @@ schedule them on Kubeflow Pipelines."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlstages.pipelines import catalog
+
+if TYPE_CHECKING:
+    from mlstages.pipelines import kubeflow
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -91,7 +93,7 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _submission(args: argparse.Namespace) -> Any:
+def _submission(args: argparse.Namespace) -> kubeflow.Submission:
     """The pipeline, parameters and settings of `submit` and `schedule`, read from the files."""
     from mlstages.pipelines import kubeflow, local, platform
 
@@ -113,7 +115,7 @@ def _submission(args: argparse.Namespace) -> Any:
     )
 
 
-def _target(args: argparse.Namespace) -> Any:
+def _target(args: argparse.Namespace) -> kubeflow.Target:
     from mlstages.pipelines import kubeflow
 
     return kubeflow.Target(
@@ -199,7 +201,6 @@ def _add_kubeflow_options(command: argparse.ArgumentParser, default_pipeline: st
     where = command.add_argument_group("Kubeflow Pipelines")
     where.add_argument(
         "--host",
-        default=os.environ.get(kubeflow.HOST_ENV),
         help=f"the Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline or "
         f"http://localhost:8080 (default: ${kubeflow.HOST_ENV})",
     )
@@ -207,7 +208,10 @@ def _add_kubeflow_options(command: argparse.ArgumentParser, default_pipeline: st
     where.add_argument(
         "--experiment", default=kubeflow.DEFAULT_EXPERIMENT, help="experiment to run in; created if missing"
     )
-    where.add_argument("--run-name", help="name of the run (default: PIPELINE-NAME-<UTC time>, or -schedule)")
+    where.add_argument(
+        "--run-name",
+        help="name of the run (default: <pipeline name>-<UTC time>; for schedule, <pipeline name>-schedule)",
+    )
     where.add_argument(
         "--pipeline-name", help="name of the pipeline in Kubeflow (default: the compiled name)"
     )

@@ -209,6 +209,22 @@ def describe_network_error(exc: Exception, *, host: str, what: str, timeout: flo
 # --- the connection ----------------------------------------------------------------------------
 
 
+def _numbers_as_floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def same_spec(stored: Any, ours: Mapping[str, Any]) -> bool:
+    """Whether a version's pipeline_spec, as the server returns it, is the compiled spec. The
+    server keeps specs as protobuf Structs, whose numbers are all doubles."""
+    return _numbers_as_floats(stored) == _numbers_as_floats(ours)
+
+
 def _filter(key: str, value: str) -> str:
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
 
@@ -317,28 +333,27 @@ class Connection:
             named = self._versions(pipeline.pipeline_id, filter=_filter("display_name", name))
             if named:
                 version = named[0]
-                if version.pipeline_spec != ours:
-                    if name_given:
-                        raise KubeflowError(
-                            f"pipeline {pipeline_name!r} already has a version {name!r} with a different spec; "
-                            "give another --version-name, or leave it out (the default is derived from the spec)"
-                        )
+                # A default name is derived from the spec's digest, so it names this spec. A name
+                # the user gave may name anything: it is reused only when it holds this spec.
+                if name_given and not same_spec(version.pipeline_spec, ours):
                     raise KubeflowError(
-                        f"pipeline {pipeline_name!r} version {name!r} does not hold the spec its name was "
-                        "derived from; it was changed by hand: give --version-name"
+                        f"pipeline {pipeline_name!r} already has a version {name!r} with a different spec; "
+                        "give another --version-name, or leave it out (the default is derived from the spec)"
                     )
                 return PipelineVersion(
                     pipeline.pipeline_id, version.pipeline_version_id, name, "existing version"
                 )
-            newest = self._versions(pipeline.pipeline_id, sort_by="created_at desc", page_size=1)
-            if newest and newest[0].pipeline_spec == ours and not name_given:
-                version = newest[0]
-                return PipelineVersion(
-                    pipeline.pipeline_id,
-                    version.pipeline_version_id,
-                    version.display_name,
-                    "existing version",
-                )
+            if not name_given:
+                # KFP names a pipeline's first version after the pipeline: found by its spec.
+                newest = self._versions(pipeline.pipeline_id, sort_by="created_at desc", page_size=1)
+                if newest and same_spec(newest[0].pipeline_spec, ours):
+                    version = newest[0]
+                    return PipelineVersion(
+                        pipeline.pipeline_id,
+                        version.pipeline_version_id,
+                        version.display_name,
+                        "existing version",
+                    )
             with self.calling(f"uploading version {name!r} of pipeline {pipeline_name!r}"):
                 version = self.client.upload_pipeline_version(
                     str(package), name, pipeline_id=pipeline.pipeline_id, description=description

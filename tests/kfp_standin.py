@@ -104,10 +104,22 @@ class _Pipeline:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
+def _as_struct_numbers(value: Any) -> Any:
+    """Numbers as a protobuf Struct holds them (doubles) and protojson writes them: a whole
+    number without its ``.0``, so the YAML's ``cpuLimit: 4.0`` comes back as ``4``."""
+    if isinstance(value, dict):
+        return {k: _as_struct_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_struct_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def spec_struct(text: str) -> dict[str, Any]:
     """A version's pipeline_spec as the real server returns it: the pipeline spec document alone,
     or ``{pipeline_spec, platform_spec}`` when a Kubernetes platform document follows it."""
-    documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    documents = [_as_struct_numbers(d) for d in yaml.safe_load_all(text) if d is not None]
     pipeline_spec = next(d for d in documents if "platforms" not in d)
     platform = next((d for d in documents if "platforms" in d), None)
     if platform is None:
