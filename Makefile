@@ -15,13 +15,21 @@ REGISTRY ?=
 PYTHON_IMAGE ?=
 CONTAINERS := $(PY) -m mlstages.pipelines.containers $(if $(REGISTRY),--registry $(REGISTRY))
 
-.PHONY: help install run monitor serve test lint compile compile-check bench clean images push lock e2e-containers
+# make submit / make schedule: the Kubeflow Pipelines API (default: $$KF_PIPELINES_ENDPOINT), the
+# pipeline (default: training for submit, monitoring for schedule) and the schedule (hourly).
+HOST ?=
+PIPELINE ?=
+CRON ?= 0 0 * * * *
+
+.PHONY: help install run monitor serve submit schedule test lint compile compile-check bench clean images push lock e2e-containers
 
 help:
 	@echo "make run      run the training pipeline locally (kfp.local + embedded object store)"
 	@echo "make monitor  drift monitoring locally: simulate a drifted window, detect it, retrain (ARGS=--no-drift: stable)"
 	@echo "make test     lint and run the test suite"
 	@echo "make serve    serve a model locally: make serve MODEL=gs://... (default: the champion)"
+	@echo "make submit   run a pipeline on Kubeflow: make submit HOST=https://KUBEFLOW/pipeline ARGS='--data gs://... --wait'"
+	@echo "make schedule a recurring run on Kubeflow (monitoring, hourly): make schedule HOST=... CRON='0 0 * * * *' ARGS=..."
 	@echo "make compile  regenerate every component/pipeline YAML and component README"
 	@echo "make images   build every image with podman or docker (REGISTRY=... to tag for your registry)"
 	@echo "make push     push the images: make push REGISTRY=registry.example.com/team"
@@ -46,6 +54,12 @@ monitor: $(INSTALLED)
 
 serve: $(INSTALLED)
 	$(VENV)/bin/mlstages serve $(MODEL) --workdir $(WORKDIR) $(ARGS)
+
+submit: $(INSTALLED)
+	$(VENV)/bin/mlstages submit $(PIPELINE) $(if $(HOST),--host $(HOST)) $(ARGS)
+
+schedule: $(INSTALLED)
+	$(VENV)/bin/mlstages schedule $(PIPELINE) $(if $(HOST),--host $(HOST)) --cron "$(CRON)" $(ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

@@ -1,12 +1,17 @@
-"""The `mlstages` command line: run pipelines locally and compile them for a cluster."""
+"""The `mlstages` command line: run pipelines locally, compile them for a cluster, and submit and
+schedule them on Kubeflow Pipelines."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlstages.pipelines import catalog
+
+if TYPE_CHECKING:
+    from mlstages.pipelines import kubeflow
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -86,6 +91,173 @@ def _compile(args: argparse.Namespace) -> int:
         print(f"wrote {path.relative_to(catalog.REPO_ROOT)}")
     print(f"{len(changed)} file(s) changed.")
     return 0
+
+
+def _submission(args: argparse.Namespace) -> kubeflow.Submission:
+    """The pipeline, parameters and settings of `submit` and `schedule`, read from the files."""
+    from mlstages.pipelines import kubeflow, local, platform
+
+    params = local.load_params(args.params or catalog.pipeline_params_path(args.pipeline), args.set or [])
+    if args.data:
+        params["data_uri"] = args.data
+    return kubeflow.Submission(
+        pipeline=args.pipeline,
+        params=params,
+        settings=platform.load_settings(args.settings),
+        settings_given=args.settings is not None,
+        registry=args.registry,
+        experiment=args.experiment,
+        pipeline_name=args.pipeline_name,
+        version_name=args.version_name,
+        run_name=args.run_name,
+        service_account=args.service_account,
+        pipeline_root=args.pipeline_root,
+    )
+
+
+def _target(args: argparse.Namespace) -> kubeflow.Target:
+    from mlstages.pipelines import kubeflow
+
+    return kubeflow.Target(
+        host=args.host,
+        namespace=args.namespace,
+        timeout=args.timeout,
+        token_env=args.token_env,
+        token_file=args.token_file,
+        ca_cert=args.ca_cert,
+        ui_url=args.ui_url,
+    )
+
+
+def _positive(value: float, option: str) -> float:
+    from mlstages.components.common.errors import ParameterError
+
+    if not value > 0:
+        raise ParameterError(f"{option} {value:g}: expected a number of seconds above 0")
+    return value
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from mlstages.pipelines import kubeflow
+
+    if args.wait:
+        _positive(args.wait_timeout, "--wait-timeout")
+        _positive(args.poll_interval, "--poll-interval")
+    result = kubeflow.submit(_submission(args), _target(args))
+    if not args.wait:
+        return 0
+    print(
+        f"Waiting for the run to finish (at most {args.wait_timeout:g} s; Ctrl-C stops waiting, not the run)"
+    )
+    try:
+        outcome = kubeflow.wait_for_run(
+            result.connection, result.run_id, timeout=args.wait_timeout, poll_interval=args.poll_interval
+        )
+    except KeyboardInterrupt:
+        print(f"\nStopped waiting; the run goes on: {result.url}", file=sys.stderr)
+        return 130
+    if outcome.succeeded:
+        print(f"Run {outcome.run_id} SUCCEEDED after {outcome.elapsed_seconds:.0f} s")
+        return 0
+    if outcome.timed_out:
+        print(
+            f"mlstages: error: gave up waiting after {outcome.elapsed_seconds:.0f} s (--wait-timeout); "
+            f"the run is {outcome.state} and goes on: {result.url}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"mlstages: error: run {outcome.run_id} ended {outcome.state}"
+        + (f": {outcome.error}" if outcome.error else ""),
+        file=sys.stderr,
+    )
+    for task, error in outcome.failed_tasks:
+        print(f"  task {task}: {error or 'failed'}", file=sys.stderr)
+    print(f"  {result.url}", file=sys.stderr)
+    return 1
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from mlstages.pipelines import kubeflow
+
+    plan = kubeflow.Schedule(
+        cron=args.cron,
+        max_concurrency=args.max_concurrency,
+        no_catchup=args.no_catchup,
+        start=kubeflow.parse_time(args.start, "--start") if args.start else None,
+        end=kubeflow.parse_time(args.end, "--end") if args.end else None,
+        replace=args.replace,
+        enabled=not args.disabled,
+    )
+    kubeflow.schedule(_submission(args), _target(args), plan)
+    return 0
+
+
+def _add_kubeflow_options(command: argparse.ArgumentParser, default_pipeline: str) -> None:
+    """The options `submit` and `schedule` share: what to compile and where to send it."""
+    from mlstages.pipelines import kubeflow
+
+    command.add_argument("pipeline", nargs="?", default=default_pipeline, choices=sorted(catalog.PIPELINES))
+    where = command.add_argument_group("Kubeflow Pipelines")
+    where.add_argument(
+        "--host",
+        help=f"the Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline or "
+        f"http://localhost:8080 (default: ${kubeflow.HOST_ENV})",
+    )
+    where.add_argument("--namespace", help="the profile namespace (multi-user Kubeflow)")
+    where.add_argument(
+        "--experiment", default=kubeflow.DEFAULT_EXPERIMENT, help="experiment to run in; created if missing"
+    )
+    where.add_argument(
+        "--run-name",
+        help="name of the run (default: <pipeline name>-<UTC time>; for schedule, <pipeline name>-schedule)",
+    )
+    where.add_argument(
+        "--pipeline-name", help="name of the pipeline in Kubeflow (default: the compiled name)"
+    )
+    where.add_argument(
+        "--version-name",
+        help="name of the pipeline version (default: suite version + the compiled spec's sha256, so an "
+        "unchanged spec reuses its version)",
+    )
+    where.add_argument(
+        "--timeout",
+        type=float,
+        default=kubeflow.DEFAULT_TIMEOUT,
+        help="seconds to wait for a connection, and for each answer, on every API call (default: %(default)g)",
+    )
+    where.add_argument("--ca-cert", help="CA certificate file for an https host with a private CA")
+    where.add_argument(
+        "--ui-url",
+        help=f"the Kubeflow Pipelines UI, for the printed links (default: ${kubeflow.UI_ENV}, or derived "
+        "from --host: HOST/_/pipeline for HOST/pipeline, else the host)",
+    )
+    auth = where.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--token-env",
+        metavar="VAR",
+        help=f"send the bearer token in environment variable VAR (default: ${kubeflow.DEFAULT_TOKEN_ENV} "
+        "when set, else in a pod its service-account token, else none)",
+    )
+    auth.add_argument(
+        "--token-file", metavar="PATH", help="send the bearer token in this file (read on every call)"
+    )
+    what = command.add_argument_group("pipeline")
+    what.add_argument("--params", type=Path, help="YAML parameter file (default: the pipeline's own)")
+    what.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="override one parameter (repeatable)"
+    )
+    what.add_argument("--data", metavar="URI", help="shorthand for --set data_uri=URI")
+    what.add_argument(
+        "--settings", type=Path, help="platform settings YAML: resources, secrets, caching, service account"
+    )
+    what.add_argument("--registry", help="image registry prefix to compile into the YAML")
+    what.add_argument(
+        "--service-account", help="the run's Kubernetes service account (overrides the settings)"
+    )
+    what.add_argument(
+        "--pipeline-root", metavar="URI", help="where the run keeps artifacts (overrides the settings)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +341,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--output-dir", type=Path, default=Path("build"), help="where --settings output goes")
     comp.set_defaults(handler=_compile)
+
+    sub = commands.add_parser(
+        "submit",
+        help="upload a pipeline to Kubeflow Pipelines and start a run",
+        description="Compile a pipeline with the platform settings (what `mlstages compile --settings` "
+        "writes), upload it to Kubeflow Pipelines (a new version only when the compiled spec changed), "
+        "start a run with the parameters and print its page in the Kubeflow UI. With --wait, follow "
+        "the run and exit 0 only when it succeeds. Exit codes: 0 done, 1 the run did not succeed (or "
+        "--wait-timeout passed), 2 bad input or the API refused or did not answer. See docs/cluster.md.",
+    )
+    _add_kubeflow_options(sub, default_pipeline="training")
+    follow = sub.add_argument_group("waiting")
+    follow.add_argument("--wait", action="store_true", help="follow the run to its end")
+    follow.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=kubeflow_defaults("DEFAULT_WAIT_TIMEOUT"),
+        help="give up waiting after this many seconds (default: %(default)g)",
+    )
+    follow.add_argument(
+        "--poll-interval",
+        type=float,
+        default=kubeflow_defaults("DEFAULT_POLL_INTERVAL"),
+        help="seconds between looks at the run (default: %(default)g)",
+    )
+    sub.set_defaults(handler=_submit)
+
+    sch = commands.add_parser(
+        "schedule",
+        help="create a recurring run on Kubeflow Pipelines (default: the monitoring pipeline)",
+        description="Compile and upload a pipeline as `mlstages submit` does, and create a recurring "
+        "run of that pipeline version on a cron schedule, in UTC. KFP's cron has six fields, seconds "
+        "first ('0 0 * * * *' is hourly); a standard five-field expression ('0 * * * *') is converted "
+        "by adding seconds=0. Descriptors work too: @hourly, @daily, @every 30m. See docs/cluster.md.",
+    )
+    _add_kubeflow_options(sch, default_pipeline="monitoring")
+    when = sch.add_argument_group("schedule")
+    when.add_argument(
+        "--cron", required=True, help="when to run: 6 fields (seconds first), 5 fields, or @hourly"
+    )
+    when.add_argument(
+        "--max-concurrency", type=int, default=1, help="runs of this schedule at once, 1-10 (default: 1)"
+    )
+    when.add_argument(
+        "--no-catchup", action="store_true", help="after a pause, run once now instead of every missed time"
+    )
+    when.add_argument(
+        "--start", metavar="TIME", help="first time it may run, ISO 8601 (UTC unless a zone is given)"
+    )
+    when.add_argument("--end", metavar="TIME", help="last time it may run, ISO 8601")
+    when.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete a recurring run of the same name in the experiment first",
+    )
+    when.add_argument("--disabled", action="store_true", help="create it paused (enable it in the UI)")
+    sch.set_defaults(handler=_schedule)
     return parser
+
+
+def kubeflow_defaults(name: str) -> float:
+    from mlstages.pipelines import kubeflow
+
+    return getattr(kubeflow, name)
 
 
 def main(argv: list[str] | None = None) -> int:

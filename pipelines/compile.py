@@ -264,9 +264,15 @@ def compile_for_cluster(settings_path: Path, output_dir: Path, registry: str | N
     written = []
     for name in catalog.PIPELINES:
         path = output_dir / catalog.pipeline_yaml_path(name).name
-        path.write_text(_compile_to_text(catalog.pipeline(name, settings)), encoding="utf-8")
+        path.write_text(pipeline_yaml(name, settings), encoding="utf-8")
         written.append(path)
     return written
+
+
+def pipeline_yaml(name: str, settings: object = None) -> str:
+    """The compiled YAML of pipeline ``name`` with platform settings (PlatformSettings or None):
+    what ``compile_for_cluster`` writes, and what ``mlstages submit`` uploads."""
+    return _compile_to_text(catalog.pipeline(name, settings))
 
 
 def stale_files() -> list[Path]:

@@ -16,12 +16,25 @@ kfp-kubernetes) or come from workload identity; no credential value enters the c
                                       # workload identity
     gcs_credentials_key: key.json
     image_pull_secrets: [regcred]
+    service_account: mlstages-runner # the run's Kubernetes service account (workload identity)
+    pipeline_root: gs://my-bucket/pipeline-root
+
+Two settings belong to a run rather than to the compiled YAML: ``service_account`` and
+``pipeline_root``. KFP v2 sets both when a run is created (``mlstages submit`` and
+``mlstages schedule`` pass them), so ``mlstages compile --settings`` leaves them out of the YAML.
+
+Ingestion is compiled with caching off whatever the source, because the source URI is a run
+parameter: the same compiled pipeline (and the same pipeline version on Kubeflow) runs against
+HTTP, databases and moving gs:// prefixes, and a cached ingest would hand back old data. Turn it
+on with ``stages: {ingest: {caching: true}}`` and a ``snapshot`` parameter that changes with the
+data.
 
 Local runs (kfp.local) ignore everything here except caching.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +42,15 @@ from typing import Any
 from mlstages.components.common.errors import ParameterError
 
 CREDENTIALS_MOUNT_PATH = "/var/secrets/google"
+# The patterns kfp's PipelineTask checks CPU and memory quantities against (it raises a bare
+# ValueError at compile time); checked here so a bad settings file names the key.
+_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
+_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+# A Kubernetes object name (DNS-1123 subdomain): service accounts and secrets.
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "toleration_seconds"}
+_TOLERATION_OPERATORS = ("Equal", "Exists")
+_TOLERATION_EFFECTS = ("NoExecute", "NoSchedule", "PreferNoSchedule")
 
 
 @dataclass(frozen=True)
@@ -59,39 +81,145 @@ class PlatformSettings:
     gcs_credentials_secret: str | None = None
     gcs_credentials_key: str = "key.json"
     image_pull_secrets: list[str] = field(default_factory=list)
+    # Run-level: given to Kubeflow when a run is created, not compiled into the YAML.
+    service_account: str | None = None
+    pipeline_root: str | None = None
 
     def for_stage(self, stage: str) -> TaskSettings:
         return self.defaults.merged(self.stages.get(stage, TaskSettings()))
 
 
+def _quantity(value: Any, pattern: re.Pattern[str], where: str, example: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ParameterError(f"{where}: expected a quantity such as {example}, got {value!r}")
+    text = str(value)
+    if not pattern.match(text):
+        raise ParameterError(f"{where}: {text!r} is not a quantity such as {example}")
+    return text
+
+
+def _count(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(f"{where}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _toleration(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ParameterError(f"{where}: expected a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - _TOLERATION_KEYS)
+    if unknown:
+        raise ParameterError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOLERATION_KEYS))}"
+        )
+    if raw.get("operator") is not None and raw["operator"] not in _TOLERATION_OPERATORS:
+        raise ParameterError(
+            f"{where}.operator: {raw['operator']!r} is not one of {', '.join(_TOLERATION_OPERATORS)}"
+        )
+    if raw.get("effect") is not None and raw["effect"] not in _TOLERATION_EFFECTS:
+        raise ParameterError(
+            f"{where}.effect: {raw['effect']!r} is not one of {', '.join(_TOLERATION_EFFECTS)}"
+        )
+    _count(raw.get("toleration_seconds"), f"{where}.toleration_seconds")
+    return dict(raw)
+
+
 def _task_settings(raw: Any, where: str) -> TaskSettings:
     if not isinstance(raw, dict):
-        raise ParameterError(f"settings {where}: expected a mapping, got {type(raw).__name__}")
+        raise ParameterError(f"{where}: expected a mapping, got {type(raw).__name__}")
     known = {f.name for f in fields(TaskSettings)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ParameterError(
-            f"settings {where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    return TaskSettings(**raw)
+    node_selector = raw.get("node_selector") or {}
+    if not isinstance(node_selector, dict):
+        raise ParameterError(f"{where}.node_selector: expected a mapping of label to value")
+    tolerations = raw.get("tolerations") or []
+    if not isinstance(tolerations, list):
+        raise ParameterError(f"{where}.tolerations: expected a list of tolerations")
+    caching = raw.get("caching")
+    if caching is not None and not isinstance(caching, bool):
+        raise ParameterError(f"{where}.caching: expected true or false, got {caching!r}")
+    return TaskSettings(
+        cpu_request=_quantity(raw.get("cpu_request"), _CPU, f"{where}.cpu_request", '"500m" or 2'),
+        cpu_limit=_quantity(raw.get("cpu_limit"), _CPU, f"{where}.cpu_limit", '"500m" or 2'),
+        memory_request=_quantity(
+            raw.get("memory_request"), _MEMORY, f"{where}.memory_request", "512Mi or 4Gi"
+        ),
+        memory_limit=_quantity(raw.get("memory_limit"), _MEMORY, f"{where}.memory_limit", "512Mi or 4Gi"),
+        node_selector={str(k): str(v) for k, v in node_selector.items()},
+        tolerations=[_toleration(t, f"{where}.tolerations[{i}]") for i, t in enumerate(tolerations)],
+        timeout_seconds=_count(raw.get("timeout_seconds"), f"{where}.timeout_seconds"),
+        retries=_count(raw.get("retries"), f"{where}.retries"),
+        caching=caching,
+    )
+
+
+def check_kubernetes_name(value: Any, where: str) -> str | None:
+    """``value`` if it is a Kubernetes object name (secrets, service accounts); None if empty."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _K8S_NAME.match(value) or len(value) > 253:
+        raise ParameterError(
+            f"{where}: {value!r} is not a Kubernetes object name (lowercase letters, digits, '-' and '.')"
+        )
+    return value
 
 
 def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> PlatformSettings:
-    known = {"defaults", "stages", "gcs_credentials_secret", "gcs_credentials_key", "image_pull_secrets"}
+    from mlstages.pipelines.catalog import COMPONENTS
+
+    if not isinstance(raw, dict):
+        raise ParameterError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")
+    known = {
+        "defaults",
+        "stages",
+        "gcs_credentials_secret",
+        "gcs_credentials_key",
+        "image_pull_secrets",
+        "service_account",
+        "pipeline_root",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ParameterError(
             f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    stages = {
-        name: _task_settings(value, f"stages.{name}") for name, value in (raw.get("stages") or {}).items()
-    }
+    raw_stages = raw.get("stages") or {}
+    if not isinstance(raw_stages, dict):
+        raise ParameterError(f"{source}: stages: expected a mapping of stage name to settings")
+    unknown_stages = sorted(set(raw_stages) - set(COMPONENTS))
+    if unknown_stages:
+        raise ParameterError(
+            f"{source}: stages: unknown stage(s) {', '.join(unknown_stages)}; stages: {', '.join(COMPONENTS)}"
+        )
+    stages = {name: _task_settings(value, f"{source}: stages.{name}") for name, value in raw_stages.items()}
+    pull_secrets = raw.get("image_pull_secrets") or []
+    if not isinstance(pull_secrets, list):
+        raise ParameterError(f"{source}: image_pull_secrets: expected a list of secret names")
+    pipeline_root = raw.get("pipeline_root") or None
+    if pipeline_root is not None and (not isinstance(pipeline_root, str) or "://" not in pipeline_root):
+        raise ParameterError(
+            f"{source}: pipeline_root: expected a URI such as gs://bucket/pipeline-root, got {pipeline_root!r}"
+        )
     return PlatformSettings(
-        defaults=_task_settings(raw.get("defaults") or {}, "defaults"),
+        defaults=_task_settings(raw.get("defaults") or {}, f"{source}: defaults"),
         stages=stages,
-        gcs_credentials_secret=raw.get("gcs_credentials_secret") or None,
+        gcs_credentials_secret=check_kubernetes_name(
+            raw.get("gcs_credentials_secret"), f"{source}: gcs_credentials_secret"
+        ),
         gcs_credentials_key=raw.get("gcs_credentials_key") or "key.json",
-        image_pull_secrets=list(raw.get("image_pull_secrets") or []),
+        image_pull_secrets=[
+            n for s in pull_secrets if (n := check_kubernetes_name(s, f"{source}: image_pull_secrets"))
+        ],
+        service_account=check_kubernetes_name(raw.get("service_account"), f"{source}: service_account"),
+        pipeline_root=pipeline_root,
     )
 
 
