@@ -578,6 +578,17 @@ E2E_TESTS = REPO_ROOT / "tests" / "containers"
 E2E_SWITCH = "MLSTAGES_E2E_CONTAINERS"
 
 
+def host_network_state() -> dict[str, Any]:
+    """What a container engine could change on the host's network: its interfaces and whether it
+    forwards packets (podman's bridge network adds an interface and turns forwarding on)."""
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward")
+    interfaces = Path("/sys/class/net")
+    return {
+        "interfaces": sorted(p.name for p in interfaces.iterdir()) if interfaces.is_dir() else [],
+        "ip_forward": forwarding.read_text().strip() if forwarding.exists() else None,
+    }
+
+
 def containers_present(engine: str) -> set[str]:
     result = _engine(engine, "ps", "--all", "--quiet", "--no-trunc", capture=True)
     return set(result.stdout.split())
@@ -601,6 +612,7 @@ def run_e2e(
     build_seconds = time.monotonic() - started
     print(format_sizes(results))
     before = containers_present(engine)
+    network_before = host_network_state()
     socket = (
         podman_socket(workdir / "podman.sock")
         if engine == "podman"
@@ -619,12 +631,14 @@ def run_e2e(
         )
     test_seconds = time.monotonic() - test_started
     left = containers_present(engine) - before
+    network_after = host_network_state()
     summary = {
         "engine": engine,
         "build_seconds": round(build_seconds, 1),
         "test_seconds": round(test_seconds, 1),
         "pytest_exit_code": tests.returncode,
         "containers_left": sorted(left),
+        "host_network_changed": network_after != network_before,
         "images": [
             {"image": r.spec.tag, "build_seconds": round(r.seconds, 1), "size_bytes": r.size_bytes}
             for r in results
