@@ -80,7 +80,7 @@ def _compile(args: argparse.Namespace) -> int:
         if stale:
             print("Run `mlstages compile` (or `make compile`) and commit the result.")
             return 1
-        print("All compiled YAML and generated READMEs are up to date.")
+        print("All compiled YAML, component READMEs and the component catalog are up to date.")
         return 0
     if args.settings:
         for path in compiling.compile_for_cluster(args.settings, args.output_dir, registry=args.registry):
