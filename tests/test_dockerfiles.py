@@ -73,6 +73,9 @@ def test_stage_images_build_on_the_suite_base(path):
     steps = instructions(path)
     assert ("ARG", f"BASE_IMAGE={images.image('base', prefix=images.DEFAULT_REGISTRY)}") in steps
     assert ("FROM", "${BASE_IMAGE}") in steps
+    # One way to add packages: the lock's versions, stripped, no build tool left behind.
+    runs = [argument for keyword, argument in steps if keyword == "RUN"]
+    assert all(run.startswith("mlstages-add-packages ") for run in runs), runs
     assert f'"mlstages-{path.parent.name.replace("_", "-")}"' in " ".join(a for k, a in steps if k == "LABEL")
 
 

@@ -37,6 +37,15 @@ TRAINING_STAGES = {
 }
 
 
+# What a stage's image adds to the base, imported by the image probe.
+STAGE_IMPORTS = {
+    "ingest": "import sqlalchemy, psycopg, pymysql; ",
+    "validate_model": "import kserve, grpc; ",
+    "deploy": "import kserve, kserve.models; ",
+    "serving": "import kserve, grpc, uvloop, mlstages.components.serving.server; ",
+}
+
+
 def engine() -> str:
     return containers.find_engine()
 
@@ -90,6 +99,7 @@ def test_image_runs_the_compiling_kfp_and_the_suite_as_non_root(spec):
     probe = (
         "import json, os, shutil, kfp, mlstages.components as suite; "
         "import numpy, scipy.stats, sklearn.ensemble, pandas, pyarrow.parquet, google.cloud.storage; "
+        f"{STAGE_IMPORTS.get(spec.stage, '')}"
         "print(json.dumps({'kfp': kfp.__version__, 'suite': suite.__version__, 'uid': os.getuid(), "
         "'compilers': [c for c in ('gcc', 'cc', 'g++', 'make', 'strip') if shutil.which(c)]}))"
     )
