@@ -72,6 +72,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         label_column: str,
         task: str,
         source_format: str,
+        sql_query: str,
         validation_policy: str,
         max_missing_share: float,
         test_size: float,
@@ -126,6 +127,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         model_registry: str,
         model_name: str = "model",
         current_format: str = "auto",
+        current_query: str = "",
         snapshot: str = "",
         drift_share: float = 0.5,
         feature_thresholds: dict = {},
@@ -136,6 +138,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         max_missing_increase: float = 0.1,
         task: str = "auto",
         source_format: str = "auto",
+        sql_query: str = "",
         validation_policy: str = "fail",
         max_missing_share: float = 0.5,
         test_size: float = 0.2,
@@ -171,7 +174,9 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         canary_traffic_percent: int = -1,
     ):
         arguments = dict(locals())
-        window_task = ingest(source_uri=current_uri, source_format=current_format, snapshot=snapshot)
+        window_task = ingest(
+            source_uri=current_uri, source_format=current_format, sql_query=current_query, snapshot=snapshot
+        )
         # The window moves between runs of a recurring run: never from the cache.
         window_task.set_caching_options(False)
         configure_task(window_task, "ingest", settings)

@@ -76,6 +76,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         task: str = "auto",
         source_format: str = "auto",
         snapshot: str = "",
+        sql_query: str = "",
         validation_policy: str = "fail",
         max_missing_share: float = 0.5,
         test_size: float = 0.2,
@@ -113,7 +114,9 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         canary_traffic_percent: int = -1,
     ) -> TrainingOutputs:
         arguments = dict(locals())
-        ingest_task = ingest(source_uri=data_uri, source_format=source_format, snapshot=snapshot)
+        ingest_task = ingest(
+            source_uri=data_uri, source_format=source_format, sql_query=sql_query, snapshot=snapshot
+        )
         # Moving sources (HTTP, databases, a gs:// prefix) must not be served from the cache unless a
         # snapshot value says the data is the same; the caller turns caching on with a snapshot.
         ingest_task.set_caching_options(False)

@@ -70,3 +70,27 @@ def test_report_names_every_artifact_and_the_metrics(run_report):
     assert "Test-set metrics" in text and "accuracy" in text
     assert "Model: gs://mlstages-local/models/penguins/" in text
     assert str(run_report.run_dir) in text
+
+
+def test_training_pipeline_reads_a_database_query(tmp_path):
+    import sqlite3
+
+    import palmerpenguins
+
+    database = tmp_path / "penguins.db"
+    with sqlite3.connect(database) as connection:
+        palmerpenguins.load_penguins().to_sql("penguins", connection, index=False)
+    params = local.load_params(
+        local.catalog.pipeline_params_path("training"),
+        [
+            "cv_folds=3",
+            "model_families=[logistic_regression]",
+            "sql_query=SELECT * FROM penguins WHERE island != 'Torgersen'",
+        ],
+    )
+    params["data_uri"] = f"sqlite:///{database}"
+    report = local.run_pipeline("training", params, workdir=tmp_path / "run", progress=lambda _: None)
+    dataset = report.task("ingest").artifacts["dataset"]["metadata"]
+    assert dataset["rows"] == 344 - 52  # Torgersen's 52 penguins left out by the query
+    assert dataset["source"] == f"sqlite:///{database}"
+    assert report.task("evaluate").artifacts["metrics"]["metadata"]["accuracy"] > 0.9
