@@ -32,8 +32,10 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback_server import LoopbackServer
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
@@ -154,7 +156,7 @@ def _status_body(code: int, reason: str, message: str, name: str = "") -> dict[s
     return body
 
 
-class KubernetesStandIn:
+class KubernetesStandIn(LoopbackServer):
     """The stand-in API server (see the module docstring). Use as a context manager; point the
     real client at it with ``kubernetes.client.Configuration(host=standin.host)``.
 
@@ -165,7 +167,10 @@ class KubernetesStandIn:
         token: when set, requests without ``Authorization: Bearer <token>`` get 401.
     """
 
+    thread_name = "k8s-standin"
+
     def __init__(self, token: str | None = None) -> None:
+        super().__init__()
         self.token = token
         self.controller: Controller | None = None
         self.requests: list[tuple[str, str, str, Any]] = []
@@ -174,8 +179,6 @@ class KubernetesStandIn:
         self._failures: list[tuple[str, int, str]] = []
         self._lock = threading.Lock()
         self._resource_version = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         # What a controller started for the test (model servers); closed by stop().
         self.resources = ExitStack()
 
@@ -183,35 +186,13 @@ class KubernetesStandIn:
 
     @property
     def host(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Kubernetes stand-in is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.root_url
 
-    def start(self) -> KubernetesStandIn:
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=lambda: self._server.serve_forever(poll_interval=0.05), name="k8s-standin", daemon=True
-        )
-        self._thread.start()
-        return self
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
-    def stop(self) -> None:
+    def before_stop(self) -> None:
         self.resources.close()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> KubernetesStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # --- what the test controls --------------------------------------------------------------
 

@@ -58,10 +58,11 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import yaml
+from loopback_server import LoopbackServer
 
 API = "/apis/v2beta1"
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
@@ -167,7 +168,7 @@ def _parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, str], str
     return fields, filename, data
 
 
-class KfpStandIn:
+class KfpStandIn(LoopbackServer):
     """The stand-in API server (see the module docstring). Use as a context manager; point the real
     client at ``standin.url``.
 
@@ -175,6 +176,8 @@ class KfpStandIn:
         requests: every request received (see ``Request``), in order.
         runs, recurring_runs, experiments: what was created, by id, as the server stores them.
     """
+
+    thread_name = "kfp-standin"
 
     def __init__(
         self,
@@ -189,6 +192,7 @@ class KfpStandIn:
         html_page: bool = False,
         base_path: str = "",
     ) -> None:
+        super().__init__()
         self.token = token
         self.multi_user = multi_user
         self.run_states = list(run_states)
@@ -207,45 +211,20 @@ class KfpStandIn:
         self._failures: list[tuple[str, str, int, str]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """The host to give the client: scheme, address and base path."""
-        if self._server is None:
-            raise RuntimeError("the KFP stand-in is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}{self.base_path}"
+        return self.root_url + self.base_path
 
-    def start(self) -> KfpStandIn:
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        # A silent handler never returns on its own: closing the server must not wait for it.
-        self._server.block_on_close = False
-        self._thread = threading.Thread(
-            target=lambda: self._server.serve_forever(poll_interval=0.05), name="kfp-standin", daemon=True
-        )
-        self._thread.start()
-        return self
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
-    def stop(self) -> None:
+    def before_stop(self) -> None:
+        # Lets a silent handler return, so that its thread ends.
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> KfpStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # --- what the test controls and reads -----------------------------------------------------
 
