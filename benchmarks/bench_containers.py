@@ -19,7 +19,6 @@ Writes benchmarks/results/containers.json and benchmarks/results/containers.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -43,12 +42,10 @@ def missing_images(engine: str) -> list[str]:
 
 def run(repeats: int, workdir: Path, engine: str) -> dict:
     seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
-    socket = (
-        containers.podman_socket(workdir / "podman.sock")
-        if engine == "podman"
-        else contextlib.nullcontext(os.environ.get("DOCKER_HOST", ""))
-    )
-    with EmbeddedGCS(root=workdir / "gcs", buckets=[local.LOCAL_BUCKET]), socket as docker_host:
+    with (
+        EmbeddedGCS(root=workdir / "gcs", buckets=[local.LOCAL_BUCKET]),
+        containers.docker_api(engine, workdir) as docker_host,
+    ):
         if docker_host:
             os.environ["DOCKER_HOST"] = docker_host
         for attempt in range(repeats):
