@@ -7,15 +7,23 @@ sklearn runtime loads for ``model.joblib``; preprocessing and feature transforme
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from mlstages.components.common.errors import DigestMismatch, InputDataError
+from mlstages.components.common.model_card import METADATA_FILE, read_metadata, write_metadata
 
-METADATA_FILE = "metadata.json"
+__all__ = [
+    "METADATA_FILE",
+    "dump_joblib",
+    "file_sha256",
+    "library_versions",
+    "load_estimator",
+    "read_metadata",
+    "save_estimator",
+]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -47,14 +55,8 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def save_estimator(
-    estimator: Any, directory: str | os.PathLike, name: str, metadata: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Write ``estimator`` to ``<directory>/<name>.joblib`` and a metadata file beside it.
-
-    Returns the metadata written: the caller's entries plus file name, sha256 and library versions.
-    Both files appear whole or not at all.
-    """
+def dump_joblib(estimator: Any, directory: str | os.PathLike, name: str) -> str:
+    """Write ``estimator`` to ``<directory>/<name>.joblib``, whole or not at all; return its sha256."""
     import joblib
 
     target = Path(directory)
@@ -66,24 +68,22 @@ def save_estimator(
         os.replace(partial, target / filename)
     finally:
         partial.unlink(missing_ok=True)
+    return file_sha256(target / filename)
+
+
+def save_estimator(
+    estimator: Any, directory: str | os.PathLike, name: str, metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``estimator`` to ``<directory>/<name>.joblib`` and a metadata file beside it.
+
+    Returns the metadata written: the caller's entries plus file name, sha256 and library versions.
+    Both files appear whole or not at all.
+    """
+    sha256 = dump_joblib(estimator, directory, name)
     written = dict(metadata or {})
-    written.update(
-        {"file": filename, "sha256": file_sha256(target / filename), "versions": library_versions()}
-    )
-    meta_partial = target / f".{METADATA_FILE}.partial"
-    meta_partial.write_text(json.dumps(written, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(meta_partial, target / METADATA_FILE)
+    written.update({"file": f"{name}.joblib", "sha256": sha256, "versions": library_versions()})
+    write_metadata(directory, written)
     return written
-
-
-def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
-    path = Path(directory) / METADATA_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputDataError(
-            f"{directory} has no {METADATA_FILE}: not an artifact written by mlstages"
-        ) from exc
 
 
 def load_estimator(directory: str | os.PathLike, name: str) -> Any:
