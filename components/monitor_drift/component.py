@@ -82,12 +82,9 @@ def monitor_drift(
     from mlstages.components.common.artifacts import load_estimator, read_metadata
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.common.reference import load_reference
-    from mlstages.components.monitor_drift.monitor_drift import (
-        DriftConfig,
-        detect_drift,
-        render_html,
-        render_markdown,
-    )
+    from mlstages.components.monitor_drift.config import DriftConfig
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift
+    from mlstages.components.monitor_drift.report import render_html, render_markdown
 
     config = DriftConfig(
         drift_share=drift_share,
