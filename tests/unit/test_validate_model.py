@@ -31,7 +31,10 @@ from mlstages.components.evaluate.evaluate import EvaluationResult, SliceMetrics
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.infra import InfraValidationFailed
 from mlstages.components.train.train import TrainConfig, export_model, train
-from mlstages.components.validate_model.validate_model import (
+from mlstages.components.validate_model.gate import decide
+from mlstages.components.validate_model.report import render_html, render_markdown
+from mlstages.components.validate_model.robustness import extreme_values, robustness_checks
+from mlstages.components.validate_model.thresholds import (
     ALL_MISSING,
     EXTREME_VALUE,
     FAILED,
@@ -46,14 +49,9 @@ from mlstages.components.validate_model.validate_model import (
     BlessingConfig,
     MetricThreshold,
     check_thresholds,
-    decide,
-    extreme_values,
     parse_thresholds,
-    render_html,
-    render_markdown,
-    robustness_checks,
-    validate_model,
 )
+from mlstages.components.validate_model.validate_model import validate_model
 
 pytestmark = pytest.mark.usefixtures("no_external_network")
 
