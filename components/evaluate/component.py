@@ -60,13 +60,10 @@ def evaluate(
 
     from mlstages.components.common.artifacts import load_estimator, read_metadata
     from mlstages.components.common.datasets import read_dataset
-    from mlstages.components.evaluate.evaluate import (
-        PRIMARY_METRIC,
-        model_inputs,
-        render_html,
-        render_markdown,
-    )
     from mlstages.components.evaluate.evaluate import evaluate as evaluate_model
+    from mlstages.components.evaluate.evaluate import model_inputs
+    from mlstages.components.evaluate.metrics import PRIMARY_METRIC
+    from mlstages.components.evaluate.report import render_html, render_markdown
 
     def publish_evaluation(version_uri: str, data: bytes) -> str:
         # A version is never overwritten: the file is created if absent; a retry of this same

@@ -198,7 +198,7 @@ class DriftConfig:
 
     def metric_drops(self, task: str | None = None) -> dict[str, float]:
         """Metric -> the largest relative drop allowed (the primary metric of ``task`` for a number)."""
-        from mlstages.components.evaluate.evaluate import (
+        from mlstages.components.evaluate.metrics import (
             BINARY_METRICS,
             CLASSIFICATION_METRICS,
             PRIMARY_METRIC,

@@ -10,9 +10,7 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, MlstagesError
-from mlstages.components.evaluate.evaluate import (
-    EvaluationResult,
-)
+from mlstages.components.evaluate.evaluate import EvaluationResult
 from mlstages.components.validate_model.thresholds import BlessingConfig
 
 

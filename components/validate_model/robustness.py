@@ -11,11 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, require_choice
-from mlstages.components.evaluate.evaluate import (
-    CLASSIFICATION,
-    REGRESSION,
-    TASKS,
-)
+from mlstages.components.evaluate.metrics import CLASSIFICATION, REGRESSION, TASKS
 from mlstages.components.validate_model.thresholds import (
     ALL_MISSING,
     EXTREME_VALUE,

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from mlstages.components.common.errors import ParameterError, require_choice
-from mlstages.components.evaluate.evaluate import (
+from mlstages.components.evaluate.evaluate import EvaluationResult
+from mlstages.components.evaluate.metrics import (
     BINARY_METRICS,
     CLASSIFICATION,
     CLASSIFICATION_METRICS,
@@ -18,9 +19,8 @@ from mlstages.components.evaluate.evaluate import (
     REGRESSION,
     REGRESSION_METRICS,
     TASKS,
-    EvaluationResult,
-    SliceMetrics,
 )
+from mlstages.components.evaluate.slices import SliceMetrics
 
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     CLASSIFICATION: (*CLASSIFICATION_METRICS, *BINARY_METRICS),

@@ -29,9 +29,7 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError
-from mlstages.components.evaluate.evaluate import (
-    EvaluationResult,
-)
+from mlstages.components.evaluate.evaluate import EvaluationResult
 from mlstages.components.validate_model.baseline import evaluate_baseline, load_baseline
 from mlstages.components.validate_model.gate import Blessing, decide
 from mlstages.components.validate_model.robustness import INFRA_SAMPLE_ROWS, robustness_checks

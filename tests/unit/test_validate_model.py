@@ -27,10 +27,13 @@ from mlstages.components.common.artifacts import read_metadata, save_estimator
 from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-from mlstages.components.evaluate.evaluate import EvaluationResult, SliceMetrics, evaluate
+from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate
+from mlstages.components.evaluate.slices import SliceMetrics
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.infra import InfraValidationFailed
-from mlstages.components.train.train import TrainConfig, export_model, train
+from mlstages.components.train.config import TrainConfig
+from mlstages.components.train.export import export_model
+from mlstages.components.train.train import train
 from mlstages.components.validate_model.gate import decide
 from mlstages.components.validate_model.report import render_html, render_markdown
 from mlstages.components.validate_model.robustness import extreme_values, robustness_checks
