@@ -21,12 +21,12 @@ def load_baseline(model_uri: str, directory: str | os.PathLike) -> tuple[Any, di
     import sklearn
     from sklearn.exceptions import InconsistentVersionWarning
 
-    from mlstages.components.common import storage
     from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.registry import download_version
 
     fix = "fix the champion, or point it at a loadable version (registry.set_champion)"
     try:
-        storage.download_dir(model_uri, directory)
+        download_version(model_uri, directory)
         metadata = read_metadata(directory)
     except MlstagesError as exc:
         raise InputDataError(

@@ -36,15 +36,6 @@ from mlstages.components.validate_model.robustness import INFRA_SAMPLE_ROWS, rob
 from mlstages.components.validate_model.thresholds import BlessingConfig, check_thresholds, gated_slices
 
 
-def _registry_version(uri: str, model_registry: str, model_name: str) -> str | None:
-    """The version segment of ``uri`` when it is a version of ``model_name`` in the registry."""
-    if not uri or not model_registry:
-        return None
-    prefix = f"{model_registry.rstrip('/')}/{model_name}/"
-    rest = uri.rstrip("/")[len(prefix) :] if uri.startswith(prefix) else ""
-    return rest if rest and "/" not in rest else None
-
-
 def validate_model(
     model_dir: str | os.PathLike,
     test_df: pd.DataFrame,
@@ -65,7 +56,7 @@ def validate_model(
     serving code; its failure raises InfraValidationFailed.
     """
     from mlstages.components.common.artifacts import load_estimator, read_metadata
-    from mlstages.components.common.registry import champion_uri, check_model_name, read_champion
+    from mlstages.components.common.registry import champion_uri, check_model_name, read_champion, version_of
     from mlstages.components.evaluate.evaluate import model_inputs
 
     check_model_name(model_name)
@@ -90,7 +81,7 @@ def validate_model(
 
     candidate = {
         "uri": candidate_uri or str(model_dir),
-        "version": _registry_version(candidate_uri, model_registry, model_name),
+        "version": version_of(candidate_uri, model_registry, model_name),
         "sha256": metadata.get("sha256"),
     }
     baseline_info = None
