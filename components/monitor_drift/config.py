@@ -95,9 +95,6 @@ _TINY_P = 1e-300
 RETRAIN_ON = ("drift_or_decay", "drift", "decay", "drift_and_decay")
 
 
-LOWER_IS_BETTER = frozenset({"log_loss", "mse", "rmse", "mae", "median_absolute_error"})
-
-
 # Feature statuses.
 TESTED = "tested"
 

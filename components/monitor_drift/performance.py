@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.errors import MlstagesError
-from mlstages.components.monitor_drift.config import LOWER_IS_BETTER, DriftConfig
+from mlstages.components.monitor_drift.config import DriftConfig
 from mlstages.components.monitor_drift.results import PerformanceCheck
 
 
@@ -26,6 +26,7 @@ def check_performance(
     labels the model never saw, or rows the model cannot score give ``computed=False`` and the reason.
     """
     from mlstages.components.evaluate.evaluate import evaluate, model_inputs
+    from mlstages.components.evaluate.metrics import LOWER_IS_BETTER
 
     task = model_metadata.get("task")
     reference_metrics = dict(reference_metrics or {})

@@ -97,22 +97,15 @@ def distribution_svg(plot: Mapping[str, Any], width: int = 240, height: int = 90
 
 
 def _feature_table_html(features: Sequence[FeatureDrift]) -> str:
-    from mlstages.components.common.reports import format_value
+    from mlstages.components.common.reports import Cell, html_table
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in [*FEATURE_COLUMNS, "distribution"])
-    body = []
+    rows = []
     for f in features:
         row = _feature_row(f)
-        cells = []
-        for c in FEATURE_COLUMNS:
-            value = row[c]
-            css = ' class="num"' if isinstance(value, (int, float)) else ""
-            if c == "drift":
-                css = ' class="bad"' if f.drifted else ' class="ok"'
-            cells.append(f"<td{css}>{html.escape(format_value(value))}</td>")
-        cells.append(f"<td>{distribution_svg(f.plot) if f.plot else ''}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        row["drift"] = Cell(row["drift"], css_class="bad" if f.drifted else "ok")
+        row["distribution"] = Cell(safe_html=distribution_svg(f.plot) if f.plot else "")
+        rows.append(row)
+    return html_table(rows, [*FEATURE_COLUMNS, "distribution"])
 
 
 def _performance_rows(performance: PerformanceCheck) -> list[dict[str, Any]]:

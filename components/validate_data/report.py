@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlstages.components.common.reports import (
+    Cell,
     format_value,
     html_page,
     html_paragraph,
@@ -14,18 +15,9 @@ from mlstages.components.common.reports import (
     markdown_table,
     markdown_text,
 )
-from mlstages.components.validate_data.anomalies import Anomaly, check_dataset
-from mlstages.components.validate_data.config import ERROR, OUTLIER_RULE, SCHEMA_VERSION, ValidationConfig
-from mlstages.components.validate_data.schema import (
-    infer_schema,
-    label_kind,
-    load_schema,
-    save_schema,
-    validate_schema,
-    write_json,
-)
-from mlstages.components.validate_data.statistics import category_labels, compute_statistics
-from mlstages.components.validate_data.validate_data import ValidationResult, raise_for_anomalies, validate
+from mlstages.components.validate_data.anomalies import Anomaly
+from mlstages.components.validate_data.config import ERROR
+from mlstages.components.validate_data.validate_data import ValidationResult
 
 
 def _column_rows(statistics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -102,20 +94,16 @@ def render_html(result: ValidationResult, title: str = "Data validation") -> str
 
 
 def _anomaly_table(anomalies: Iterable[Anomaly]) -> str:
-    # reports.html_table has no per-cell classes; this table styles the severity cell, and escapes
-    # every cell the same way.
-    head = "".join(f"<th>{c}</th>" for c in ("severity", "kind", "column", "message"))
-    body = []
-    for anomaly in anomalies:
-        css = "bad" if anomaly.severity == ERROR else "warn"
-        cells = [
-            f'<td class="{css}">{html.escape(anomaly.severity)}</td>',
-            f"<td>{html.escape(anomaly.kind)}</td>",
-            f"<td>{html.escape(format_value(anomaly.column))}</td>",
-            f"<td>{html.escape(anomaly.message)}</td>",
-        ]
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    rows = [
+        {
+            "severity": Cell(anomaly.severity, css_class="bad" if anomaly.severity == ERROR else "warn"),
+            "kind": Cell(anomaly.kind, css_class=""),
+            "column": Cell(anomaly.column, css_class=""),
+            "message": Cell(anomaly.message, css_class=""),
+        }
+        for anomaly in anomalies
+    ]
+    return html_table(rows, ("severity", "kind", "column", "message"))
 
 
 def _histogram_figure(name: str, histogram: dict[str, Any], width: int = 240, height: int = 60) -> str:
@@ -180,26 +168,3 @@ def render_markdown(result: ValidationResult) -> str:
     columns = ("column", "type", "missing", "missing %", "distinct", "min", "max", "mean")
     lines += ["", "## Columns", "", markdown_table(_column_rows(result.statistics), columns), ""]
     return "\n".join(lines)
-
-
-__all__ = [
-    "OUTLIER_RULE",
-    "SCHEMA_VERSION",
-    "Anomaly",
-    "ValidationConfig",
-    "ValidationResult",
-    "category_labels",
-    "check_dataset",
-    "compute_statistics",
-    "histogram_svg",
-    "infer_schema",
-    "label_kind",
-    "load_schema",
-    "raise_for_anomalies",
-    "render_html",
-    "render_markdown",
-    "save_schema",
-    "validate",
-    "validate_schema",
-    "write_json",
-]
