@@ -1,4 +1,5 @@
-"""KFP component for the evaluation stage. The logic lives in evaluate.py."""
+"""KFP component for the evaluation stage. The logic lives in the modules beside it;
+evaluate.py runs them."""
 
 from typing import NamedTuple
 

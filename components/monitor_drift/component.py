@@ -1,4 +1,5 @@
-"""KFP component for the drift monitoring stage. The logic lives in monitor_drift.py."""
+"""KFP component for the drift monitoring stage. The logic lives in the modules beside it;
+monitor_drift.py runs them."""
 
 from typing import NamedTuple
 

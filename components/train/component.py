@@ -1,4 +1,5 @@
-"""KFP component for the training stage. The logic lives in train.py."""
+"""KFP component for the training stage. The logic lives in the modules beside it;
+train.py runs them."""
 
 from typing import NamedTuple
 

@@ -1,4 +1,5 @@
-"""KFP component for the data validation stage. The logic lives in validate_data.py."""
+"""KFP component for the data validation stage. The logic lives in the modules beside it;
+validate_data.py runs them."""
 
 from typing import NamedTuple
 

@@ -1,5 +1,5 @@
 """KFP component for the model validation stage (the blessing gate). The logic lives in
-validate_model.py."""
+the modules beside it; validate_model.py runs them."""
 
 from typing import NamedTuple
 
