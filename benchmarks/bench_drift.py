@@ -118,7 +118,8 @@ if mode == "build":
     result["reference_json_bytes"] = path.stat().st_size
 elif mode == "monitor":
     from mlstages.components.common.reference import load_reference
-    from mlstages.components.monitor_drift.monitor_drift import detect_drift, render_html, render_markdown
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift
+    from mlstages.components.monitor_drift.report import render_html, render_markdown
     import scipy.stats, scipy.spatial  # imports before the clock, as for Evidently
     current_df = pd.read_parquet(os.path.join(workdir, "current.parquet"))
     baseline = rss_bytes()

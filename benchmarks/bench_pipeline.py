@@ -292,10 +292,19 @@ def run_single_path(
     from mlstages.components.common.registry import check_model_name, publish_model
     from mlstages.components.engineer_features import engineer_features as features_logic
     from mlstages.components.evaluate import evaluate as evaluate_logic
+    from mlstages.components.evaluate import metrics as evaluation_metrics
+    from mlstages.components.evaluate import report as evaluation_report
     from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
     from mlstages.components.preprocess import preprocess as preprocess_logic
+    from mlstages.components.train import config as training_config
+    from mlstages.components.train import export as training_export
+    from mlstages.components.train import report as training_report
     from mlstages.components.train import train as train_logic
+    from mlstages.components.validate_data import config as validation_config
+    from mlstages.components.validate_data import report as validation_report
     from mlstages.components.validate_data import validate_data as validation_logic
+    from mlstages.components.validate_model import report as gate_report
+    from mlstages.components.validate_model import thresholds as gate_thresholds
     from mlstages.components.validate_model import validate_model as gate_logic
 
     try:  # the drift-monitoring reference that train writes beside the model, where the suite has it
@@ -331,7 +340,7 @@ def run_single_path(
         lap("ingest")
 
         # validate_data
-        config = validation_logic.ValidationConfig(
+        config = validation_config.ValidationConfig(
             label_column=label_column,
             policy=params["validation_policy"],
             max_missing_share=0.5,
@@ -348,8 +357,8 @@ def run_single_path(
                 result.statistics, indent=2, allow_nan=False
             ),
             output("validate_data", "schema"): json_module.dumps(result.schema, indent=2, allow_nan=False),
-            output("validate_data", "report"): validation_logic.render_html(result, title="Data validation"),
-            output("validate_data", "summary"): validation_logic.render_markdown(result),
+            output("validate_data", "report"): validation_report.render_html(result, title="Data validation"),
+            output("validate_data", "summary"): validation_report.render_markdown(result),
         }
         for path, text in documents.items():
             write_text(path, text)
@@ -429,7 +438,7 @@ def run_single_path(
 
         # train
         check_model_name(params["model_name"])
-        config = train_logic.TrainConfig(
+        config = training_config.TrainConfig(
             label_column=label_column,
             task=task,
             model_families=tuple(params["model_families"]),
@@ -448,8 +457,8 @@ def run_single_path(
         trained = train_logic.train(train_df, feature_pipeline, config, input_columns=input_columns)
         input_types = column_types(train_df[trained.input_columns])
         input_types.update({c: t for c, t in declared.items() if c in input_types})
-        html_report = train_logic.render_html(trained)
-        markdown_report = train_logic.render_markdown(trained)
+        html_report = training_report.render_html(trained)
+        markdown_report = training_report.render_markdown(trained)
         model_dir = output("train", "model")
         extra_metadata = None
         if reference_logic is not None:
@@ -465,7 +474,7 @@ def run_single_path(
             extra_metadata = {
                 "reference": {"file": reference_path.name, "sha256": file_sha256(reference_path)}
             }
-        train_logic.export_model(trained, model_dir, input_types, extra_metadata=extra_metadata)
+        training_export.export_model(trained, model_dir, input_types, extra_metadata=extra_metadata)
         model_uri = publish_model(model_dir, model_registry, params["model_name"])
         write_text(output("train", "search_results"), html_report)
         write_text(output("train", "summary"), markdown_report)
@@ -494,9 +503,9 @@ def run_single_path(
         )
         document = json_module.dumps(evaluation.to_dict(), indent=2, allow_nan=False)
         write_text(output("evaluate", "evaluation"), document)
-        write_text(output("evaluate", "report"), evaluate_logic.render_html(evaluation))
-        write_text(output("evaluate", "summary"), evaluate_logic.render_markdown(evaluation))
-        primary = evaluate_logic.PRIMARY_METRIC[evaluation.task]
+        write_text(output("evaluate", "report"), evaluation_report.render_html(evaluation))
+        write_text(output("evaluate", "summary"), evaluation_report.render_markdown(evaluation))
+        primary = evaluation_metrics.PRIMARY_METRIC[evaluation.task]
         namedtuple("Outputs", ["primary_metric", "primary_value", "test_rows"])(
             primary, float(evaluation.metrics[primary]), evaluation.rows
         )
@@ -504,7 +513,7 @@ def run_single_path(
 
         # validate_model (the blessing gate), with the pipeline's defaults; it loads the model from
         # its directory itself. Not blessed without thresholds, so deploy does not run.
-        config = gate_logic.BlessingConfig(
+        config = gate_thresholds.BlessingConfig(
             label_column=label_column,
             task=task,
             thresholds=GATE_DEFAULTS["thresholds"],
@@ -523,8 +532,8 @@ def run_single_path(
         )
         document = json_module.dumps(blessing.to_dict(), indent=2, allow_nan=False)
         write_text(output("validate_model", "blessing"), document)
-        write_text(output("validate_model", "report"), gate_logic.render_html(blessing))
-        write_text(output("validate_model", "summary"), gate_logic.render_markdown(blessing))
+        write_text(output("validate_model", "report"), gate_report.render_html(blessing))
+        write_text(output("validate_model", "summary"), gate_report.render_markdown(blessing))
         lap("validate_model")
     lap("object_store_stop")
     outcome = {

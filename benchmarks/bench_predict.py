@@ -159,7 +159,9 @@ def build_model(kind: str, directory: Path) -> dict[str, Any]:
     from mlstages.components.common.datasets import column_types
     from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
     from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
-    from mlstages.components.train.train import TrainConfig, export_model, train
+    from mlstages.components.train.config import TrainConfig
+    from mlstages.components.train.export import export_model
+    from mlstages.components.train.train import train
 
     spec = MODELS[kind]
     label = spec["label"]

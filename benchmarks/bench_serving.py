@@ -76,7 +76,9 @@ SIZES = {
 def export_suite_model(directory: Path) -> Path:
     from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
     from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
-    from mlstages.components.train.train import TrainConfig, export_model, train
+    from mlstages.components.train.config import TrainConfig
+    from mlstages.components.train.export import export_model
+    from mlstages.components.train.train import train
 
     penguins = load_penguins()
     prepared = preprocess(penguins, PreprocessConfig(label_column=LABEL, task="classification", seed=0))

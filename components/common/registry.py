@@ -119,3 +119,49 @@ def set_champion(registry_uri: str, model_name: str, model_uri: str) -> dict:
     }
     storage.write_bytes(champion_uri(registry_uri, model_name), json.dumps(pointer, indent=2).encode())
     return pointer
+
+
+# --- what the stages read and write in a version ------------------------------------------------
+#
+# evaluate attaches its evaluation to the version train published; the blessing gate names the
+# candidate's version and downloads the champion's. Each goes through one function here.
+
+
+def attach_evaluation(version_uri: str, evaluation: bytes) -> str:
+    """Write ``evaluation`` (evaluate's JSON document) into the version as evaluation.json; return
+    its URI.
+
+    A version is never overwritten: the file is created if absent; a retry of the same task finds
+    its own identical file and goes on, another evaluation is a StorageError.
+    """
+    from mlstages.components.common import storage
+    from mlstages.components.common.errors import StorageError
+    from mlstages.components.common.reference import EVALUATION_FILE
+
+    target = f"{version_uri.rstrip('/')}/{EVALUATION_FILE}"
+    if storage.exists(target):
+        if storage.read_bytes(target) == evaluation:
+            return target
+        raise StorageError(
+            f"{target} already exists with another evaluation: registry versions are never "
+            "overwritten; pass the model_uri of the version this task evaluated"
+        )
+    storage.write_bytes(target, evaluation, if_absent=True)
+    return target
+
+
+def version_of(uri: str, registry_uri: str, model_name: str) -> str | None:
+    """The version segment of ``uri`` when it is a version of ``model_name`` in the registry."""
+    if not uri or not registry_uri:
+        return None
+    prefix = f"{registry_uri.rstrip('/')}/{model_name}/"
+    rest = uri.rstrip("/")[len(prefix) :] if uri.startswith(prefix) else ""
+    return rest if rest and "/" not in rest else None
+
+
+def download_version(version_uri: str, directory: str | Path) -> None:
+    """Download the files of a published version (model.joblib, metadata.json, ...) into
+    ``directory``."""
+    from mlstages.components.common import storage
+
+    storage.download_dir(version_uri, directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 _STYLE = (
@@ -32,16 +33,36 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A table cell that needs more than its value: a CSS class (a verdict's colour) or markup that
+    is already safe (an inline SVG figure), which ``html_table`` then writes unescaped."""
+
+    value: Any = None
+    css_class: str | None = None
+    safe_html: str | None = None
+
+
 def html_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """An HTML table of ``rows`` with the given ``columns``, every cell escaped."""
+    """An HTML table of ``rows`` with the given ``columns``, every cell escaped (but a ``Cell``'s
+    ``safe_html``)."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = []
     for row in rows:
         cells = []
         for c in columns:
             value = row.get(c)
-            css = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            cells.append(f"<td{css}>{html.escape(format_value(value))}</td>")
+            cell = value if isinstance(value, Cell) else Cell(value)
+            css_class = cell.css_class
+            if (
+                css_class is None
+                and isinstance(cell.value, (int, float))
+                and not isinstance(cell.value, bool)
+            ):
+                css_class = "num"
+            css = f' class="{css_class}"' if css_class else ""
+            text = cell.safe_html if cell.safe_html is not None else html.escape(format_value(cell.value))
+            cells.append(f"<td{css}>{text}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

@@ -1,4 +1,5 @@
-"""KFP component for the evaluation stage. The logic lives in evaluate.py."""
+"""KFP component for the evaluation stage. The logic lives in the modules beside it;
+evaluate.py runs them."""
 
 from typing import NamedTuple
 
@@ -60,31 +61,11 @@ def evaluate(
 
     from mlstages.components.common.artifacts import load_estimator, read_metadata
     from mlstages.components.common.datasets import read_dataset
-    from mlstages.components.evaluate.evaluate import (
-        PRIMARY_METRIC,
-        model_inputs,
-        render_html,
-        render_markdown,
-    )
+    from mlstages.components.common.registry import attach_evaluation
     from mlstages.components.evaluate.evaluate import evaluate as evaluate_model
-
-    def publish_evaluation(version_uri: str, data: bytes) -> str:
-        # A version is never overwritten: the file is created if absent; a retry of this same
-        # task finds its own identical file and goes on, anything else is an error.
-        from mlstages.components.common import storage
-        from mlstages.components.common.errors import StorageError
-        from mlstages.components.common.reference import EVALUATION_FILE
-
-        target = f"{version_uri.rstrip('/')}/{EVALUATION_FILE}"
-        if storage.exists(target):
-            if storage.read_bytes(target) == data:
-                return target
-            raise StorageError(
-                f"{target} already exists with another evaluation: registry versions are never "
-                "overwritten; pass the model_uri of the version this task evaluated"
-            )
-        storage.write_bytes(target, data, if_absent=True)
-        return target
+    from mlstages.components.evaluate.evaluate import model_inputs
+    from mlstages.components.evaluate.metrics import PRIMARY_METRIC
+    from mlstages.components.evaluate.report import render_html, render_markdown
 
     classes, input_columns = model_inputs(read_metadata(model.path), label_column, task)
     test_df = read_dataset(test.path, what="test split")
@@ -109,7 +90,7 @@ def evaluate(
 
     published = ""
     if model_uri.strip() and model_uri.rstrip("/") not in (model.uri.rstrip("/"), model.path.rstrip("/")):
-        published = publish_evaluation(model_uri, document.encode("utf-8"))
+        published = attach_evaluation(model_uri, document.encode("utf-8"))
 
     with open(evaluation.path, "w", encoding="utf-8") as handle:
         handle.write(document)

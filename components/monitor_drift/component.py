@@ -1,4 +1,5 @@
-"""KFP component for the drift monitoring stage. The logic lives in monitor_drift.py."""
+"""KFP component for the drift monitoring stage. The logic lives in the modules beside it;
+monitor_drift.py runs them."""
 
 from typing import NamedTuple
 
@@ -82,12 +83,9 @@ def monitor_drift(
     from mlstages.components.common.artifacts import load_estimator, read_metadata
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.common.reference import load_reference
-    from mlstages.components.monitor_drift.monitor_drift import (
-        DriftConfig,
-        detect_drift,
-        render_html,
-        render_markdown,
-    )
+    from mlstages.components.monitor_drift.config import DriftConfig
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift
+    from mlstages.components.monitor_drift.report import render_html, render_markdown
 
     config = DriftConfig(
         drift_share=drift_share,

@@ -1,4 +1,5 @@
-"""KFP component for the training stage. The logic lives in train.py."""
+"""KFP component for the training stage. The logic lives in the modules beside it;
+train.py runs them."""
 
 from typing import NamedTuple
 
@@ -81,7 +82,9 @@ def train(
     from mlstages.components.common.reference import build_reference, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model
     from mlstages.components.common.reports import markdown_text
-    from mlstages.components.train.train import TrainConfig, export_model, render_html, render_markdown
+    from mlstages.components.train.config import TrainConfig
+    from mlstages.components.train.export import export_model
+    from mlstages.components.train.report import render_html, render_markdown
     from mlstages.components.train.train import train as run_training
 
     check_model_name(model_name)

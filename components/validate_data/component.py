@@ -1,4 +1,5 @@
-"""KFP component for the data validation stage. The logic lives in validate_data.py."""
+"""KFP component for the data validation stage. The logic lives in the modules beside it;
+validate_data.py runs them."""
 
 from typing import NamedTuple
 
@@ -64,14 +65,10 @@ def validate_data(
     from collections import namedtuple
 
     from mlstages.components.common.datasets import read_dataset
-    from mlstages.components.validate_data.validate_data import (
-        ValidationConfig,
-        load_schema,
-        raise_for_anomalies,
-        render_html,
-        render_markdown,
-        validate,
-    )
+    from mlstages.components.validate_data.config import ValidationConfig
+    from mlstages.components.validate_data.report import render_html, render_markdown
+    from mlstages.components.validate_data.schema import load_schema
+    from mlstages.components.validate_data.validate_data import raise_for_anomalies, validate
 
     config = ValidationConfig(
         label_column=label_column,

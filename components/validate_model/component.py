@@ -1,5 +1,5 @@
 """KFP component for the model validation stage (the blessing gate). The logic lives in
-validate_model.py."""
+the modules beside it; validate_model.py runs them."""
 
 from typing import NamedTuple
 
@@ -81,11 +81,8 @@ def validate_model(
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.common.errors import InputDataError
     from mlstages.components.evaluate.evaluate import EvaluationResult
-    from mlstages.components.validate_model.validate_model import (
-        BlessingConfig,
-        render_html,
-        render_markdown,
-    )
+    from mlstages.components.validate_model.report import render_html, render_markdown
+    from mlstages.components.validate_model.thresholds import BlessingConfig
     from mlstages.components.validate_model.validate_model import validate_model as run_gate
 
     config = BlessingConfig(

@@ -18,7 +18,7 @@ from kfp.dsl import HTML, Artifact, Markdown
 from mlstages.components.common.datasets import write_dataset
 from mlstages.components.ingest.component import ingest
 from mlstages.components.validate_data.component import validate_data
-from mlstages.components.validate_data.validate_data import infer_schema, load_schema, save_schema
+from mlstages.components.validate_data.schema import infer_schema, load_schema, save_schema
 
 
 class Outputs(NamedTuple):

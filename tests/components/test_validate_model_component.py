@@ -24,7 +24,9 @@ from mlstages.components.common.datasets import column_types, write_dataset
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.evaluate.evaluate import evaluate
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
-from mlstages.components.train.train import TrainConfig, export_model, train
+from mlstages.components.train.config import TrainConfig
+from mlstages.components.train.export import export_model
+from mlstages.components.train.train import train
 from mlstages.components.validate_model.component import validate_model
 
 # kfp.local warns that the stage's image is not a plain Python image; the subprocess runner uses

@@ -58,7 +58,9 @@ from mlstages.components.deploy.deploy import (
 )
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.server import serve_in_background
-from mlstages.components.train.train import TrainConfig, export_model, train
+from mlstages.components.train.config import TrainConfig
+from mlstages.components.train.export import export_model
+from mlstages.components.train.train import train
 
 # Everything here talks to 127.0.0.1 only: the stand-in, the model server, the GCS emulator.
 pytestmark = pytest.mark.usefixtures("no_external_network")

@@ -16,18 +16,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlstages.components.common.errors import InputDataError, ParameterError
-from mlstages.components.evaluate.evaluate import (
-    MAX_ROC_POINTS,
-    MISSING_SLICE,
-    OTHER_SLICE,
-    EvaluationResult,
-    classification_metrics,
-    evaluate,
-    model_inputs,
-    regression_metrics,
-    render_html,
-    render_markdown,
-)
+from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate, model_inputs
+from mlstages.components.evaluate.metrics import MAX_ROC_POINTS, classification_metrics, regression_metrics
+from mlstages.components.evaluate.report import render_html, render_markdown
+from mlstages.components.evaluate.slices import MISSING_SLICE, OTHER_SLICE
 
 
 def raw_pipeline(df: pd.DataFrame, label: str, estimator) -> Pipeline:

@@ -25,7 +25,9 @@ from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.infra import InfraValidationFailed, infra_validate, render_markdown
-from mlstages.components.train.train import TrainConfig, export_model, train
+from mlstages.components.train.config import TrainConfig
+from mlstages.components.train.export import export_model
+from mlstages.components.train.train import train
 
 LABEL = "body_mass_g"
 

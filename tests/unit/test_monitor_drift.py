@@ -23,21 +23,21 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.reference import build_reference
 from mlstages.components.evaluate.evaluate import evaluate
-from mlstages.components.monitor_drift.monitor_drift import (
+from mlstages.components.monitor_drift.config import (
     ALL_MISSING,
     COLUMN_MISSING,
     NOT_TESTED,
     TYPE_CHANGED,
     DriftConfig,
+)
+from mlstages.components.monitor_drift.monitor_drift import detect_drift
+from mlstages.components.monitor_drift.report import distribution_svg, render_html, render_markdown
+from mlstages.components.monitor_drift.statistical_tests import (
     chi_squared,
-    detect_drift,
-    distribution_svg,
     jensen_shannon,
     ks_test,
     population_stability_index,
     proportion_z_test,
-    render_html,
-    render_markdown,
     severity,
     wasserstein_distance,
     wasserstein_normed,

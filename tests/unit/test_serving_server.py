@@ -48,7 +48,9 @@ from mlstages.components.serving.server import (
     v1_request,
     v2_request,
 )
-from mlstages.components.train.train import TrainConfig, export_model, train
+from mlstages.components.train.config import TrainConfig
+from mlstages.components.train.export import export_model
+from mlstages.components.train.train import train
 
 NAME = "penguins"
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]

@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 
 from mlstages.components.common import storage
+from mlstages.components.common.artifacts import file_sha256
 from mlstages.components.common.emulator import EmbeddedGCS, free_port
 from mlstages.components.common.errors import DigestMismatch, ParameterError, StorageError, StorageNotFound
+from mlstages.components.common.storage.local import _partial_path
+from mlstages.components.common.storage.writes import _upload_file
 
 pytestmark = pytest.mark.usefixtures("no_external_network")
 
@@ -243,7 +246,7 @@ def test_upload_dir_and_download_dir_keep_nested_names(gcs_bucket, tmp_path):
 def test_large_object_streams_with_digest_verified(gcs_bucket, tmp_path):
     size = 100 * MIB
     source = random_file(tmp_path / "big.bin", size)
-    expected = storage.sha256_file(source)
+    expected = file_sha256(source)
     uri = gcs_bucket + "/big/big.bin"
     started = time.monotonic()
     assert storage.upload_file(source, uri) == expected
@@ -251,7 +254,7 @@ def test_large_object_streams_with_digest_verified(gcs_bucket, tmp_path):
     assert storage.download_file(uri, target, sha256=expected) == expected
     elapsed = time.monotonic() - started
     assert target.stat().st_size == size
-    assert storage.sha256_file(target) == expected
+    assert file_sha256(target) == expected
     assert elapsed < 60, f"100 MiB up and down took {elapsed:.1f} s"
     storage.delete(uri)  # frees the emulator's memory for the rest of the session
 
@@ -407,10 +410,10 @@ def test_generation_precondition_decides_when_the_lookup_is_stale(gcs_bucket, tm
     ours = tmp_path / "ours.bin"
     ours.write_bytes(b"our bytes")
     with pytest.raises(StorageError, match="already exists"):
-        storage._upload_file(ours, uri, True, existing=None)
+        _upload_file(ours, uri, True, existing=None)
     assert storage.read_bytes(uri) == b"the other writer's bytes"
     # In overwrite mode the upload looks again and replaces the object under the new generation.
-    assert storage._upload_file(ours, uri, False, existing=None) == sha256(b"our bytes")
+    assert _upload_file(ours, uri, False, existing=None) == sha256(b"our bytes")
     assert storage.read_bytes(uri) == b"our bytes"
 
 
@@ -512,7 +515,7 @@ def test_upload_interrupted_by_a_server_stop_leaves_no_object(tmp_path, monkeypa
         assert stored == []
         # The next attempt succeeds, with the right bytes.
         digest = storage.upload_file(source, uri)
-        assert digest == storage.sha256_file(source)
+        assert digest == file_sha256(source)
         assert storage.download_file(uri, tmp_path / "back.bin") == digest
     finally:
         server.stop()
@@ -547,7 +550,7 @@ def test_local_file_operations(tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("a\n1\n")
     digest = storage.upload_file(source, str(tmp_path / "out" / "in.csv"))
-    assert digest == storage.sha256_file(source)
+    assert digest == file_sha256(source)
     assert (
         storage.download_file(f"file://{tmp_path}/out/in.csv", tmp_path / "back.csv", sha256=digest) == digest
     )
@@ -633,8 +636,8 @@ def test_download_dir_refuses_object_names_that_escape_the_folder(gcs_bucket, tm
 def test_partial_temporary_names_do_not_collide(tmp_path):
     # Concurrent writers of one name each write their own temporary file beside it.
     path = tmp_path / "x.bin"
-    assert storage._partial_path(path) != storage._partial_path(path)
-    assert os.path.dirname(storage._partial_path(path)) == str(tmp_path)
+    assert _partial_path(path) != _partial_path(path)
+    assert os.path.dirname(_partial_path(path)) == str(tmp_path)
 
 
 def test_downloads_read_in_large_pieces(gcs_bucket):

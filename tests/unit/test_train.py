@@ -19,16 +19,10 @@ from threadpoolctl import threadpool_limits
 
 from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata, save_estimator
 from mlstages.components.common.errors import InputDataError, ParameterError
-from mlstages.components.train.train import (
-    DEFAULT_SCORING,
-    FAMILIES,
-    TrainConfig,
-    _search_sample,
-    export_model,
-    render_html,
-    render_markdown,
-    train,
-)
+from mlstages.components.train.config import DEFAULT_SCORING, FAMILIES, TrainConfig
+from mlstages.components.train.export import export_model
+from mlstages.components.train.report import render_html, render_markdown
+from mlstages.components.train.train import _search_sample, train
 
 # Tiny spaces keep every search to a few fits.
 FAST_SPACES = {

@@ -13,25 +13,23 @@ import pandas as pd
 import pytest
 
 from mlstages.components.common.errors import InputDataError, ParameterError, ValidationFailed
-from mlstages.components.validate_data.validate_data import (
+from mlstages.components.validate_data.anomalies import Anomaly, check_dataset
+from mlstages.components.validate_data.config import (
     MISSING_SHARE_MARGIN,
     OUTLIER_RULE,
     SCHEMA_VERSION,
-    Anomaly,
     ValidationConfig,
-    check_dataset,
-    compute_statistics,
-    histogram_svg,
+)
+from mlstages.components.validate_data.report import histogram_svg, render_html, render_markdown
+from mlstages.components.validate_data.schema import (
     infer_schema,
     label_kind,
     load_schema,
-    raise_for_anomalies,
-    render_html,
-    render_markdown,
     save_schema,
-    validate,
     validate_schema,
 )
+from mlstages.components.validate_data.statistics import compute_statistics
+from mlstages.components.validate_data.validate_data import raise_for_anomalies, validate
 
 
 @pytest.fixture

@@ -27,11 +27,17 @@ from mlstages.components.common.artifacts import read_metadata, save_estimator
 from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-from mlstages.components.evaluate.evaluate import EvaluationResult, SliceMetrics, evaluate
+from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate
+from mlstages.components.evaluate.slices import SliceMetrics
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.infra import InfraValidationFailed
-from mlstages.components.train.train import TrainConfig, export_model, train
-from mlstages.components.validate_model.validate_model import (
+from mlstages.components.train.config import TrainConfig
+from mlstages.components.train.export import export_model
+from mlstages.components.train.train import train
+from mlstages.components.validate_model.gate import decide
+from mlstages.components.validate_model.report import render_html, render_markdown
+from mlstages.components.validate_model.robustness import extreme_values, robustness_checks
+from mlstages.components.validate_model.thresholds import (
     ALL_MISSING,
     EXTREME_VALUE,
     FAILED,
@@ -46,14 +52,9 @@ from mlstages.components.validate_model.validate_model import (
     BlessingConfig,
     MetricThreshold,
     check_thresholds,
-    decide,
-    extreme_values,
     parse_thresholds,
-    render_html,
-    render_markdown,
-    robustness_checks,
-    validate_model,
 )
+from mlstages.components.validate_model.validate_model import validate_model
 
 pytestmark = pytest.mark.usefixtures("no_external_network")
 

@@ -1,0 +1,246 @@
+"""The training settings: tasks, model families, search spaces and scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlstages.components.common.errors import ParameterError, require_choice
+
+CLASSIFICATION = "classification"
+
+
+REGRESSION = "regression"
+
+
+TASKS = (CLASSIFICATION, REGRESSION)
+
+
+SEARCHES = ("grid", "random")
+
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    CLASSIFICATION: ("logistic_regression", "random_forest", "gradient_boosting"),
+    REGRESSION: ("linear_regression", "random_forest", "gradient_boosting"),
+}
+
+
+DEFAULT_SCORING = {CLASSIFICATION: "f1_macro", REGRESSION: "neg_root_mean_squared_error"}
+
+
+# A few candidates per family: enough to matter, few enough that five-fold search stays cheap.
+DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
+    CLASSIFICATION: {
+        "logistic_regression": {"C": [0.1, 1.0, 10.0]},
+        "random_forest": {"n_estimators": [100, 200], "max_depth": [None, 10]},
+        "gradient_boosting": {"learning_rate": [0.05, 0.1], "max_iter": [200], "max_leaf_nodes": [15, 31]},
+    },
+    REGRESSION: {
+        "linear_regression": {"alpha": [0.1, 1.0, 10.0]},
+        "random_forest": {"n_estimators": [100, 200], "max_depth": [None, 10]},
+        "gradient_boosting": {"learning_rate": [0.05, 0.1], "max_iter": [200], "max_leaf_nodes": [15, 31]},
+    },
+}
+
+
+def base_estimator(task: str, family: str, seed: int) -> Any:
+    """An unfitted estimator of ``family`` for ``task``, seeded, with the suite's fixed settings."""
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    require_choice("task", task, TASKS)
+    require_choice("model_families", family, FAMILIES[task])
+    if task == CLASSIFICATION:
+        if family == "logistic_regression":
+            return LogisticRegression(max_iter=1000, random_state=seed)
+        if family == "random_forest":
+            return RandomForestClassifier(random_state=seed)
+        return HistGradientBoostingClassifier(random_state=seed)
+    if family == "linear_regression":
+        return Ridge(random_state=seed)
+    if family == "random_forest":
+        return RandomForestRegressor(random_state=seed)
+    return HistGradientBoostingRegressor(random_state=seed)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to search for and fit the model.
+
+    label_column: the column to predict.
+    task: classification or regression.
+    model_families: families to search, in order of preference (ties go to the earlier one);
+        empty means every family of the task. Classification: logistic_regression, random_forest,
+        gradient_boosting; regression: linear_regression (Ridge), random_forest, gradient_boosting.
+        gradient_boosting is scikit-learn's histogram-based booster, which scales to millions of rows.
+    search: grid (every candidate) or random (n_iter candidates per family, seeded).
+    n_iter: candidates per family for random search.
+    cv_folds: cross-validation folds, at least 2; stratified and shuffled for classification.
+    scoring: a scikit-learn scorer name; empty means f1_macro for classification and
+        neg_root_mean_squared_error for regression. Higher is better, as for every sklearn scorer.
+    search_space: family -> {parameter: list of values}, replacing that family's default space;
+        spaces of families not in model_families are checked but not searched.
+    seed: seeds the estimators, the folds, the random search and the search sample.
+    max_search_rows: 0 searches on all rows; otherwise the search runs on a seeded (stratified, for
+        classification) sample of this many rows and the best candidate is refit on all rows.
+    n_jobs: parallel fits during the search.
+    """
+
+    label_column: str
+    task: str
+    model_families: tuple[str, ...] = ()
+    search: str = "grid"
+    n_iter: int = 10
+    cv_folds: int = 5
+    scoring: str = ""
+    search_space: Mapping[str, Mapping[str, Sequence[Any]]] = field(default_factory=dict)
+    seed: int = 42
+    max_search_rows: int = 0
+    n_jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if not str(self.label_column).strip():
+            raise ParameterError("parameter label_column is empty: name the column to predict")
+        require_choice("task", self.task, TASKS)
+        require_choice("search", self.search, SEARCHES)
+        families = tuple(self.model_families) or FAMILIES[self.task]
+        for family in families:
+            if family not in FAMILIES[self.task]:
+                raise ParameterError(
+                    f"parameter model_families: unknown family {family!r} for task {self.task!r}; "
+                    f"valid: {', '.join(FAMILIES[self.task])}"
+                )
+        if len(set(families)) != len(families):
+            raise ParameterError(f"parameter model_families lists a family twice: {list(families)}")
+        object.__setattr__(self, "model_families", families)
+        for name in ("n_iter", "cv_folds", "max_search_rows", "n_jobs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ParameterError(f"parameter {name}={value!r} must be an integer")
+        if self.cv_folds < 2:
+            raise ParameterError(
+                f"parameter cv_folds={self.cv_folds} must be at least 2 (cross-validation needs a "
+                "held-out fold)"
+            )
+        if self.n_iter < 1:
+            raise ParameterError(f"parameter n_iter={self.n_iter} must be at least 1")
+        if self.max_search_rows < 0:
+            raise ParameterError(
+                f"parameter max_search_rows={self.max_search_rows} must be 0 (all rows) or positive"
+            )
+        if self.n_jobs == 0 or self.n_jobs < -1:
+            raise ParameterError(f"parameter n_jobs={self.n_jobs} must be -1 (all cores) or positive")
+        object.__setattr__(self, "scoring", _check_scoring(self.scoring, self.task))
+        object.__setattr__(self, "search_space", _check_search_space(self))
+
+    def space(self, family: str) -> dict[str, list[Any]]:
+        """The search space used for ``family``: the caller's, or the default one."""
+        if family in self.search_space:
+            return {p: list(v) for p, v in self.search_space[family].items()}
+        return {p: list(v) for p, v in DEFAULT_SEARCH_SPACES[self.task][family].items()}
+
+
+def _check_scoring(scoring: str, task: str) -> str:
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    scoring = scoring or DEFAULT_SCORING[task]
+    names = get_scorer_names()
+    if scoring not in names:
+        raise ParameterError(
+            f"parameter scoring={scoring!r} is not a scikit-learn scorer; for {task} use for example "
+            f"{DEFAULT_SCORING[task]!r}; all names: {', '.join(sorted(names))}"
+        )
+    # The scorer's metric function tells which kind of task it measures.
+    module = getattr(getattr(get_scorer(scoring), "_score_func", None), "__module__", "") or ""
+    wrong = (
+        (task == CLASSIFICATION and module.endswith("_regression"))
+        or (task == REGRESSION and module.endswith(("_classification", "_ranking")))
+        or ".cluster" in module
+    )
+    if wrong:
+        raise ParameterError(
+            f"parameter scoring={scoring!r} does not measure {task}; use a {task} scorer such as "
+            f"{DEFAULT_SCORING[task]!r}"
+        )
+    return scoring
+
+
+def _check_search_space(config: TrainConfig) -> dict[str, dict[str, list[Any]]]:
+    if not isinstance(config.search_space, Mapping):
+        raise ParameterError(
+            "parameter search_space must map a model family to {parameter: [values]}, "
+            f"got {type(config.search_space).__name__}"
+        )
+    checked: dict[str, dict[str, list[Any]]] = {}
+    for family, space in config.search_space.items():
+        if family not in FAMILIES[config.task]:
+            raise ParameterError(
+                f"parameter search_space: unknown family {family!r} for task {config.task!r}; "
+                f"valid: {', '.join(FAMILIES[config.task])}"
+            )
+        if not isinstance(space, Mapping) or not space:
+            raise ParameterError(
+                f"parameter search_space[{family!r}] must be a non-empty {{parameter: [values]}} mapping"
+            )
+        estimator = base_estimator(config.task, family, config.seed)
+        valid = estimator.get_params(deep=False)
+        checked[family] = {}
+        for param, values in space.items():
+            if param not in valid:
+                raise ParameterError(
+                    f"parameter search_space[{family!r}]: {type(estimator).__name__} has no parameter "
+                    f"{param!r}; it has: {', '.join(sorted(valid))}"
+                )
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+                raise ParameterError(
+                    f"parameter search_space[{family!r}][{param!r}] must be a non-empty list of values, "
+                    f"got {values!r}"
+                )
+            checked[family][param] = [
+                _check_param_value(estimator, family, param, value, valid[param]) for value in values
+            ]
+    return checked
+
+
+def _check_param_value(estimator: Any, family: str, param: str, value: Any, default: Any) -> Any:
+    """``value`` as the estimator takes it, or a ParameterError saying why it cannot.
+
+    KFP passes dict and list parameters as JSON through a protobuf Struct, where every number is a
+    float: 200 arrives as 200.0. A whole float becomes an int when the parameter's default is an int
+    or when only the int is valid (max_depth=10.0). A float the estimator accepts otherwise stays a
+    float (max_features=1.0 means every feature).
+    """
+    if isinstance(value, float) and value.is_integer():
+        int_default = isinstance(default, int) and not isinstance(default, bool)
+        if (int_default or _param_error(estimator, param, value) is not None) and _param_error(
+            estimator, param, int(value)
+        ) is None:
+            value = int(value)
+    error = _param_error(estimator, param, value)
+    if error is not None:
+        raise ParameterError(f"parameter search_space[{family!r}][{param!r}]: value {value!r}: {error}")
+    return value
+
+
+def _param_error(estimator: Any, param: str, value: Any) -> str | None:
+    """Why ``estimator`` would reject ``param=value``, or None if it takes it."""
+    from sklearn.base import clone
+
+    candidate = clone(estimator).set_params(**{param: value})
+    # scikit-learn checks parameter values when fitting; its validator lets us fail before any fit.
+    validate = getattr(candidate, "_validate_params", None)
+    if validate is None:
+        return None
+    try:
+        validate()
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
