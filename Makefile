@@ -13,7 +13,7 @@ REGISTRY ?=
 # The Python image the suite's base image builds on (default python:3.11-slim-bookworm, or one made
 # with debootstrap when no registry is reachable).
 PYTHON_IMAGE ?=
-CONTAINERS := $(PY) -m mlstages.pipelines.containers $(if $(REGISTRY),--registry $(REGISTRY))
+CONTAINERS := $(PY) -m mlstages.tooling.containers $(if $(REGISTRY),--registry $(REGISTRY))
 
 # make submit / make schedule: the Kubeflow Pipelines API (default: $$KF_PIPELINES_ENDPOINT), the
 # pipeline (default: training for submit, monitoring for schedule) and the schedule (hourly).

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from mlstages.components.common.emulator import EmbeddedGCS
-from mlstages.pipelines import containers, local
+from mlstages.tooling import containers, local
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MODES = ("containers", "local")

@@ -4,7 +4,7 @@ Issue 2's benchmark: on a seeded synthetic dataset (default 1M rows: 20 numeric 
 different distributions and scales, 5 categorical columns of 4 to 50 levels, 5% missing values
 spread over the feature columns, a binary label that depends on some of them), it runs
 
-- ``pipeline``: ``mlstages.pipelines.local.run_pipeline("training", ...)``, the path ``make run``
+- ``pipeline``: ``mlstages.tooling.local.run_pipeline("training", ...)``, the path ``make run``
   takes: the embedded object store (fake-gcs-server) starts, and kfp.local's SubprocessRunner runs
   every component in its own Python process, which reads its inputs from the run folder and writes
   its outputs there;
@@ -69,7 +69,7 @@ SAMPLE_INTERVAL_SECONDS = 0.05
 MISSING_SHARE = 0.05
 LABEL_COLUMN = "label"
 MODEL_NAME = "synthetic"
-# The embedded store's bucket name in pipelines/local.py (run_pipeline creates it; the single path
+# The embedded store's bucket name in tooling/local.py (run_pipeline creates it; the single path
 # creates the same one so that both publish the model the same way).
 LOCAL_BUCKET = "mlstages-local"
 
@@ -111,7 +111,7 @@ PIPELINE_PARAMS: dict[str, Any] = {
 
 PATHS = ("pipeline", "single")
 PATH_DESCRIPTIONS = {
-    "pipeline": "mlstages.pipelines.local.run_pipeline('training'): embedded fake-gcs-server + "
+    "pipeline": "mlstages.tooling.local.run_pipeline('training'): embedded fake-gcs-server + "
     "kfp.local SubprocessRunner, one Python process per task, data between tasks as files",
     "single": "the same logic functions in one Python process (same configs, same outputs written, "
     "embedded fake-gcs-server for the registry), data between stages in memory",
@@ -231,7 +231,7 @@ def write_dataset_file(rows: int, path: Path) -> dict[str, Any]:
 
 def run_pipeline_path(data_path: Path, workdir: Path) -> dict[str, Any]:
     """The training pipeline through kfp.local, as `mlstages run` runs it."""
-    from mlstages.pipelines.local import run_pipeline
+    from mlstages.tooling.local import run_pipeline
 
     params = dict(PIPELINE_PARAMS, data_uri=str(data_path))
     report = run_pipeline("training", params, workdir=workdir)
@@ -326,7 +326,7 @@ def run_single_path(
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
 
-    # pipelines/local.py's object_store(): the embedded store with its data under the workdir.
+    # tooling/local.py's object_store(): the embedded store with its data under the workdir.
     with EmbeddedGCS(root=workdir / "gcs", buckets=[LOCAL_BUCKET]):
         model_registry = f"gs://{LOCAL_BUCKET}/models"
         lap("object_store")

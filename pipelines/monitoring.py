@@ -13,8 +13,8 @@ from kfp.dsl import Model, Output
 from mlstages.components.common.images import image
 from mlstages.components.ingest.component import ingest
 from mlstages.components.monitor_drift.component import monitor_drift
-from mlstages.pipelines.platform import PlatformSettings, configure_task
 from mlstages.pipelines.training import DEFAULT_MODEL_FAMILIES, build_training_pipeline, inputs_of
+from mlstages.tooling.platform import PlatformSettings, configure_task
 
 PIPELINE_NAME = "mlstages-monitoring"
 

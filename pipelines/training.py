@@ -13,7 +13,7 @@ from mlstages.components.preprocess.component import preprocess
 from mlstages.components.train.component import train
 from mlstages.components.validate_data.component import validate_data
 from mlstages.components.validate_model.component import validate_model
-from mlstages.pipelines.platform import PlatformSettings, configure_task
+from mlstages.tooling.platform import PlatformSettings, configure_task
 
 PIPELINE_NAME = "mlstages-training"
 DEFAULT_MODEL_FAMILIES = ["logistic_regression", "random_forest", "gradient_boosting"]

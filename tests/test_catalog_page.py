@@ -9,8 +9,8 @@ import re
 import pytest
 
 from mlstages.components import __version__
-from mlstages.pipelines import catalog
-from mlstages.pipelines.compile import catalog_page, component_image, component_readme
+from mlstages.tooling import catalog
+from mlstages.tooling.compile import catalog_page, component_image, component_readme
 
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
 

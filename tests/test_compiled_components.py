@@ -14,8 +14,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from mlstages.components import __version__
 from mlstages.components.common.errors import ParameterError
-from mlstages.pipelines import catalog
-from mlstages.pipelines.compile import _compile_to_text, component_image, read_release, release_line, released
+from mlstages.tooling import catalog
+from mlstages.tooling.compile import _compile_to_text, component_image, read_release, release_line, released
 
 
 @pytest.mark.parametrize("stage", list(catalog.COMPONENTS))

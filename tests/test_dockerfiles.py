@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 
 from mlstages.components import __version__
 from mlstages.components.common import images
-from mlstages.pipelines import catalog, containers
+from mlstages.tooling import catalog, containers
 
 DOCKERFILES = sorted(catalog.COMPONENTS_DIR.glob("*/Dockerfile"))
 STAGE_DOCKERFILES = [path for path in DOCKERFILES if path != containers.BASE_DOCKERFILE]
@@ -169,6 +169,8 @@ def test_the_build_context_holds_only_what_the_images_need():
         "README.md",
         "components",
         "pipelines",
+        # The wheel maps mlstages.tooling to tooling/, so the package build needs the folder.
+        "tooling",
         "containers/constraints.txt",
     }
 

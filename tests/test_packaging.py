@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from mlstages.pipelines import catalog
+from mlstages.tooling import catalog
 
 
 def test_every_component_folder_is_a_listed_package():
@@ -46,7 +46,7 @@ def test_component_modules_import_only_stdlib_and_kfp_at_top_level():
 
 
 def test_compiled_yaml_and_readmes_are_fresh():
-    from mlstages.pipelines.compile import stale_files
+    from mlstages.tooling.compile import stale_files
 
     stale = [str(p.relative_to(catalog.REPO_ROOT)) for p in stale_files()]
     assert not stale, f"stale generated files (run `make compile`): {stale}"

@@ -28,8 +28,8 @@ from kfp import components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from mlstages.components import __version__
-from mlstages.pipelines import catalog
-from mlstages.pipelines.compile import _compile_to_text, component_image, read_release
+from mlstages.tooling import catalog
+from mlstages.tooling.compile import _compile_to_text, component_image, read_release
 
 EXAMPLE = catalog.DOCS_DIR / "examples" / "reuse_pipeline.py"
 REUSE_DOC = catalog.DOCS_DIR / "reuse.md"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mlstages.components import __version__
-from mlstages.pipelines import containers, local
+from mlstages.tooling import containers, local
 
 pytestmark = pytest.mark.skipif(
     os.environ.get(containers.E2E_SWITCH) != "1",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlstages.pipelines import cli, local
+from mlstages.tooling import cli, local
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlstages.pipelines import local
+from mlstages.tooling import local
 
 pytestmark = pytest.mark.e2e
 

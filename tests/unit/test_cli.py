@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlstages.pipelines import cli, local
+from mlstages.tooling import cli, local
 
 
 def test_help_lists_the_commands(capsys):

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from mlstages.components.common.errors import ParameterError
-from mlstages.pipelines import catalog, kubeflow
-from mlstages.pipelines.kubeflow import Auth, Schedule, kfp_cron, resolve_auth
-from mlstages.pipelines.platform import PlatformSettings, TaskSettings
+from mlstages.tooling import catalog, kubeflow
+from mlstages.tooling.kubeflow import Auth, Schedule, kfp_cron, resolve_auth
+from mlstages.tooling.platform import PlatformSettings, TaskSettings
 
 NO_POD = ()  # no in-cluster token files
 

@@ -19,9 +19,9 @@ from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from mlstages.components.common.errors import ParameterError
-from mlstages.pipelines import catalog
-from mlstages.pipelines.compile import compile_for_cluster
-from mlstages.pipelines.platform import CREDENTIALS_MOUNT_PATH, TaskSettings, load_settings, parse_settings
+from mlstages.tooling import catalog
+from mlstages.tooling.compile import compile_for_cluster
+from mlstages.tooling.platform import CREDENTIALS_MOUNT_PATH, TaskSettings, load_settings, parse_settings
 
 EXAMPLE = catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml"
 

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from kfp_standin import KfpStandIn
 
-from mlstages.pipelines import catalog, cli, kubeflow
-from mlstages.pipelines.compile import compile_for_cluster
+from mlstages.tooling import catalog, cli, kubeflow
+from mlstages.tooling.compile import compile_for_cluster
 
 EXAMPLE_SETTINGS = catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml"
 DATA = "gs://mlstages-data/penguins.csv"
@@ -608,7 +608,7 @@ def test_registry_is_compiled_into_the_uploaded_images(standin):
     # The image names are fixed when the components are imported, so this runs in a new process,
     # as the command does.
     command = (
-        "import sys; from mlstages.pipelines import cli; "
+        "import sys; from mlstages.tooling import cli; "
         f"sys.exit(cli.main(['submit', '--host', {standin.url!r}, '--data', {DATA!r}, "
         "'--registry', 'registry.example.com/ml']))"
     )

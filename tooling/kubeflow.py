@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mlstages.components.common.errors import MlstagesError, ParameterError
-from mlstages.pipelines import catalog
-from mlstages.pipelines.platform import PlatformSettings, check_kubernetes_name
+from mlstages.tooling import catalog
+from mlstages.tooling.platform import PlatformSettings, check_kubernetes_name
 
 if TYPE_CHECKING:
-    from mlstages.pipelines.kfp_connection import Connection
+    from mlstages.tooling.kfp_connection import Connection
 
 DEFAULT_TOKEN_ENV = "MLSTAGES_KFP_TOKEN"
 # kfp's own variables: the API endpoint, the UI's address, and where a pod's audience-bound
@@ -328,7 +328,7 @@ class CompiledPipeline:
 def compile_pipeline(name: str, settings: PlatformSettings, registry: str | None = None) -> CompiledPipeline:
     """Compile pipeline ``name`` with ``settings``, as ``mlstages compile --settings`` does."""
     from mlstages.components.common.images import REGISTRY_ENV
-    from mlstages.pipelines.compile import pipeline_yaml
+    from mlstages.tooling.compile import pipeline_yaml
 
     if name not in catalog.PIPELINES:
         raise ParameterError(f"unknown pipeline {name!r}; pipelines: {', '.join(sorted(catalog.PIPELINES))}")
@@ -667,7 +667,7 @@ def _upload(prepared: Prepared, connection: Connection, progress: Callable[[str]
 def _connect(prepared: Prepared, target: Target, progress: Callable[[str], None]) -> Connection:
     for note in prepared.notes:
         progress(f"note: {note}")
-    from mlstages.pipelines.kfp_connection import Connection
+    from mlstages.tooling.kfp_connection import Connection
 
     connection = Connection(
         prepared.host,

@@ -173,7 +173,7 @@ def check_kubernetes_name(value: Any, where: str) -> str | None:
 
 
 def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> PlatformSettings:
-    from mlstages.pipelines.catalog import COMPONENTS
+    from mlstages.tooling.catalog import COMPONENTS
 
     if not isinstance(raw, dict):
         raise ParameterError(f"{source}: expected a mapping of settings, got {type(raw).__name__}")

@@ -27,7 +27,7 @@ import kfp_server_api
 import urllib3
 
 from mlstages.components.common.errors import ParameterError
-from mlstages.pipelines.kubeflow import (
+from mlstages.tooling.kubeflow import (
     DEFAULT_TIMEOUT,
     UI_ENV,
     Auth,

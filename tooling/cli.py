@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlstages.pipelines import catalog
+from mlstages.tooling import catalog
 
 if TYPE_CHECKING:
-    from mlstages.pipelines import kubeflow
+    from mlstages.tooling import kubeflow
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mlstages.pipelines import local
+    from mlstages.tooling import local
 
     params_file = args.params or catalog.pipeline_params_path(args.pipeline)
     params = local.load_params(params_file, args.set or [])
@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from mlstages.pipelines import local
+    from mlstages.tooling import local
 
     params = local.load_params(args.params or catalog.pipeline_params_path("monitoring"), args.set or [])
     report = local.monitor(
@@ -44,7 +44,7 @@ def _monitor(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from mlstages.components.common import registry
     from mlstages.components.serving.server import serve
-    from mlstages.pipelines import local
+    from mlstages.tooling import local
 
     with local.object_store(Path(args.workdir), print) as bucket:
         model_uri = args.model
@@ -71,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from mlstages.pipelines import compile as compiling
+    from mlstages.tooling import compile as compiling
 
     if args.check:
         stale = compiling.stale_files()
@@ -95,7 +95,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _submission(args: argparse.Namespace) -> kubeflow.Submission:
     """The pipeline, parameters and settings of `submit` and `schedule`, read from the files."""
-    from mlstages.pipelines import kubeflow, local, platform
+    from mlstages.tooling import kubeflow, local, platform
 
     params = local.load_params(args.params or catalog.pipeline_params_path(args.pipeline), args.set or [])
     if args.data:
@@ -116,7 +116,7 @@ def _submission(args: argparse.Namespace) -> kubeflow.Submission:
 
 
 def _target(args: argparse.Namespace) -> kubeflow.Target:
-    from mlstages.pipelines import kubeflow
+    from mlstages.tooling import kubeflow
 
     return kubeflow.Target(
         host=args.host,
@@ -138,7 +138,7 @@ def _positive(value: float, option: str) -> float:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from mlstages.pipelines import kubeflow
+    from mlstages.tooling import kubeflow
 
     if args.wait:
         _positive(args.wait_timeout, "--wait-timeout")
@@ -178,7 +178,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from mlstages.pipelines import kubeflow
+    from mlstages.tooling import kubeflow
 
     plan = kubeflow.Schedule(
         cron=args.cron,
@@ -195,7 +195,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 def _add_kubeflow_options(command: argparse.ArgumentParser, default_pipeline: str) -> None:
     """The options `submit` and `schedule` share: what to compile and where to send it."""
-    from mlstages.pipelines import kubeflow
+    from mlstages.tooling import kubeflow
 
     command.add_argument("pipeline", nargs="?", default=default_pipeline, choices=sorted(catalog.PIPELINES))
     where = command.add_argument_group("Kubeflow Pipelines")
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def kubeflow_defaults(name: str) -> float:
-    from mlstages.pipelines import kubeflow
+    from mlstages.tooling import kubeflow
 
     return getattr(kubeflow, name)
 

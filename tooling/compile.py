@@ -18,7 +18,7 @@ from typing import Any
 from kfp import compiler
 
 from mlstages.components.common.errors import ParameterError
-from mlstages.pipelines import catalog
+from mlstages.tooling import catalog
 
 # The last line of every component YAML's description: which release of the suite the file is and
 # which image its step runs. ASCII only, because KFP writes the YAML in the locale's encoding.
@@ -253,7 +253,7 @@ def write_all(registry: str | None = None) -> list[Path]:
 def compile_for_cluster(settings_path: Path, output_dir: Path, registry: str | None = None) -> list[Path]:
     """Compile every pipeline with a platform settings file into ``output_dir`` (not committed:
     the result is specific to one cluster)."""
-    from mlstages.pipelines.platform import load_settings
+    from mlstages.tooling.platform import load_settings
 
     if registry:
         from mlstages.components.common.images import REGISTRY_ENV
