@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlstages.tooling import catalog
+from mlstages.tooling import catalog, cron, kfp_runs, kfp_target
 
 if TYPE_CHECKING:
     from mlstages.tooling import kubeflow
@@ -150,7 +150,7 @@ def _submit(args: argparse.Namespace) -> int:
         f"Waiting for the run to finish (at most {args.wait_timeout:g} s; Ctrl-C stops waiting, not the run)"
     )
     try:
-        outcome = kubeflow.wait_for_run(
+        outcome = kfp_runs.wait_for_run(
             result.connection, result.run_id, timeout=args.wait_timeout, poll_interval=args.poll_interval
         )
     except KeyboardInterrupt:
@@ -184,8 +184,8 @@ def _schedule(args: argparse.Namespace) -> int:
         cron=args.cron,
         max_concurrency=args.max_concurrency,
         no_catchup=args.no_catchup,
-        start=kubeflow.parse_time(args.start, "--start") if args.start else None,
-        end=kubeflow.parse_time(args.end, "--end") if args.end else None,
+        start=cron.parse_time(args.start, "--start") if args.start else None,
+        end=cron.parse_time(args.end, "--end") if args.end else None,
         replace=args.replace,
         enabled=not args.disabled,
     )
@@ -195,18 +195,17 @@ def _schedule(args: argparse.Namespace) -> int:
 
 def _add_kubeflow_options(command: argparse.ArgumentParser, default_pipeline: str) -> None:
     """The options `submit` and `schedule` share: what to compile and where to send it."""
-    from mlstages.tooling import kubeflow
 
     command.add_argument("pipeline", nargs="?", default=default_pipeline, choices=sorted(catalog.PIPELINES))
     where = command.add_argument_group("Kubeflow Pipelines")
     where.add_argument(
         "--host",
         help=f"the Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline or "
-        f"http://localhost:8080 (default: ${kubeflow.HOST_ENV})",
+        f"http://localhost:8080 (default: ${kfp_target.HOST_ENV})",
     )
     where.add_argument("--namespace", help="the profile namespace (multi-user Kubeflow)")
     where.add_argument(
-        "--experiment", default=kubeflow.DEFAULT_EXPERIMENT, help="experiment to run in; created if missing"
+        "--experiment", default=kfp_target.DEFAULT_EXPERIMENT, help="experiment to run in; created if missing"
     )
     where.add_argument(
         "--run-name",
@@ -223,20 +222,20 @@ def _add_kubeflow_options(command: argparse.ArgumentParser, default_pipeline: st
     where.add_argument(
         "--timeout",
         type=float,
-        default=kubeflow.DEFAULT_TIMEOUT,
+        default=kfp_target.DEFAULT_TIMEOUT,
         help="seconds to wait for a connection, and for each answer, on every API call (default: %(default)g)",
     )
     where.add_argument("--ca-cert", help="CA certificate file for an https host with a private CA")
     where.add_argument(
         "--ui-url",
-        help=f"the Kubeflow Pipelines UI, for the printed links (default: ${kubeflow.UI_ENV}, or derived "
+        help=f"the Kubeflow Pipelines UI, for the printed links (default: ${kfp_target.UI_ENV}, or derived "
         "from --host: HOST/_/pipeline for HOST/pipeline, else the host)",
     )
     auth = where.add_mutually_exclusive_group()
     auth.add_argument(
         "--token-env",
         metavar="VAR",
-        help=f"send the bearer token in environment variable VAR (default: ${kubeflow.DEFAULT_TOKEN_ENV} "
+        help=f"send the bearer token in environment variable VAR (default: ${kfp_target.DEFAULT_TOKEN_ENV} "
         "when set, else in a pod its service-account token, else none)",
     )
     auth.add_argument(
@@ -402,9 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def kubeflow_defaults(name: str) -> float:
-    from mlstages.tooling import kubeflow
-
-    return getattr(kubeflow, name)
+    return getattr(kfp_target, name)
 
 
 def main(argv: list[str] | None = None) -> int:

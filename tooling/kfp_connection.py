@@ -27,17 +27,9 @@ import kfp_server_api
 import urllib3
 
 from mlstages.components.common.errors import ParameterError
-from mlstages.tooling.kubeflow import (
-    DEFAULT_TIMEOUT,
-    UI_ENV,
-    Auth,
-    CompiledPipeline,
-    KubeflowError,
-    PipelineVersion,
-    check_host,
-    rfc3339,
-    ui_base,
-)
+from mlstages.tooling.cron import rfc3339
+from mlstages.tooling.kfp_runs import CompiledPipeline, PipelineVersion
+from mlstages.tooling.kfp_target import DEFAULT_TIMEOUT, UI_ENV, Auth, KubeflowError, check_host, ui_base
 
 # --- a kfp client whose every call is bounded ----------------------------------------------------
 

@@ -9,8 +9,10 @@ import pytest
 import yaml
 
 from mlstages.components.common.errors import ParameterError
-from mlstages.tooling import catalog, kubeflow
-from mlstages.tooling.kubeflow import Auth, Schedule, kfp_cron, resolve_auth
+from mlstages.tooling import catalog, cron, kfp_runs, kfp_target
+from mlstages.tooling.cron import kfp_cron
+from mlstages.tooling.kfp_target import Auth, resolve_auth
+from mlstages.tooling.kubeflow import Schedule
 from mlstages.tooling.platform import PlatformSettings, TaskSettings
 
 NO_POD = ()  # no in-cluster token files
@@ -39,7 +41,7 @@ def test_token_env_names_the_variable_and_never_shows_the_token():
 def test_default_token_variable_then_pod_token_then_none(tmp_path):
     pod_token = tmp_path / "sa-token"
     pod_token.write_text("pod")
-    env = {kubeflow.DEFAULT_TOKEN_ENV: "mine"}
+    env = {kfp_target.DEFAULT_TOKEN_ENV: "mine"}
     assert resolve_auth(environ=env, in_cluster_token_paths=(str(pod_token),)).token == "mine"
     in_pod = resolve_auth(environ={}, in_cluster_token_paths=(str(tmp_path / "absent"), str(pod_token)))
     assert in_pod.token_path == str(pod_token) and "service-account token" in in_pod.description
@@ -79,12 +81,12 @@ def test_bad_token_sources_are_named(tmp_path, setup, message):
     ],
 )
 def test_ui_address_follows_how_kubeflow_serves_it(host, ui):
-    assert kubeflow.ui_base(kubeflow.check_host(host)) == ui
-    assert kubeflow.run_url(kubeflow.ui_base(host), "r1") == f"{ui}/#/runs/details/r1"
+    assert kfp_target.ui_base(kfp_target.check_host(host)) == ui
+    assert kfp_target.run_url(kfp_target.ui_base(host), "r1") == f"{ui}/#/runs/details/r1"
 
 
 def test_ui_address_can_be_given():
-    assert kubeflow.ui_base("http://localhost:8888", "https://ui.example.com/") == "https://ui.example.com"
+    assert kfp_target.ui_base("http://localhost:8888", "https://ui.example.com/") == "https://ui.example.com"
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,7 @@ def test_ui_address_can_be_given():
 )
 def test_bad_hosts_are_refused(host, message):
     with pytest.raises(ParameterError, match=message):
-        kubeflow.check_host(host)
+        kfp_target.check_host(host)
 
 
 # --- cron and times ------------------------------------------------------------------------------
@@ -148,16 +150,13 @@ def test_bad_cron_expressions_are_named(expression, message):
 
 
 def test_times_are_iso_and_utc():
-    assert kubeflow.parse_time("2030-01-31T06:00:00Z", "--start") == dt.datetime(
+    assert cron.parse_time("2030-01-31T06:00:00Z", "--start") == dt.datetime(
         2030, 1, 31, 6, tzinfo=dt.timezone.utc
     )
-    assert (
-        kubeflow.rfc3339(kubeflow.parse_time("2030-01-31T07:00:00+01:00", "--start"))
-        == "2030-01-31T06:00:00Z"
-    )
-    assert kubeflow.rfc3339(kubeflow.parse_time("2030-01-31 06:00", "--end")) == "2030-01-31T06:00:00Z"
+    assert cron.rfc3339(cron.parse_time("2030-01-31T07:00:00+01:00", "--start")) == "2030-01-31T06:00:00Z"
+    assert cron.rfc3339(cron.parse_time("2030-01-31 06:00", "--end")) == "2030-01-31T06:00:00Z"
     with pytest.raises(ParameterError, match="--start 'tomorrow': expected an ISO 8601 time"):
-        kubeflow.parse_time("tomorrow", "--start")
+        cron.parse_time("tomorrow", "--start")
 
 
 def test_schedule_checks_what_kfp_would_refuse_or_never_run():
@@ -181,8 +180,8 @@ def test_schedule_checks_what_kfp_would_refuse_or_never_run():
 
 
 @pytest.fixture(scope="module")
-def training() -> kubeflow.CompiledPipeline:
-    return kubeflow.compile_pipeline("training", PlatformSettings())
+def training() -> kfp_runs.CompiledPipeline:
+    return kfp_runs.compile_pipeline("training", PlatformSettings())
 
 
 def test_compiled_pipeline_is_the_committed_yaml(training):
@@ -194,24 +193,24 @@ def test_compiled_pipeline_is_the_committed_yaml(training):
 def test_version_name_follows_the_spec(training):
     from mlstages.components import __version__
 
-    name = kubeflow.version_name(training)
+    name = kfp_runs.version_name(training)
     assert name == f"{__version__}-{training.sha256[:12]}"
-    assert kubeflow.version_name(kubeflow.compile_pipeline("training", PlatformSettings())) == name
-    resources = kubeflow.compile_pipeline(
+    assert kfp_runs.version_name(kfp_runs.compile_pipeline("training", PlatformSettings())) == name
+    resources = kfp_runs.compile_pipeline(
         "training", PlatformSettings(defaults=TaskSettings(cpu_request="2"))
     )
-    assert kubeflow.version_name(resources) != name
+    assert kfp_runs.version_name(resources) != name
     # Kubernetes settings add a platform document; the server returns {pipeline_spec, platform_spec}.
-    pool = kubeflow.compile_pipeline(
+    pool = kfp_runs.compile_pipeline(
         "training", PlatformSettings(defaults=TaskSettings(node_selector={"pool": "a"}))
     )
     assert set(pool.as_server_struct()) == {"pipeline_spec", "platform_spec"}
-    assert kubeflow.version_name(pool) not in (name, kubeflow.version_name(resources))
+    assert kfp_runs.version_name(pool) not in (name, kfp_runs.version_name(resources))
 
 
 def test_unknown_parameters_are_named_with_the_known_ones(training):
     with pytest.raises(ParameterError) as error:
-        kubeflow.prepare_parameters(
+        kfp_runs.prepare_parameters(
             training, {"data_uri": "gs://b/d.csv", "label_column": "y", "label_colum": 1}
         )
     assert "unknown parameter(s) for pipeline training: label_colum; it takes: " in str(error.value)
@@ -220,7 +219,7 @@ def test_unknown_parameters_are_named_with_the_known_ones(training):
 
 def test_missing_parameters_are_named(training):
     with pytest.raises(ParameterError, match="pipeline training needs parameter\\(s\\): data_uri"):
-        kubeflow.prepare_parameters(training, {"label_column": "species"})
+        kfp_runs.prepare_parameters(training, {"label_column": "species"})
 
 
 @pytest.mark.parametrize(
@@ -237,11 +236,11 @@ def test_missing_parameters_are_named(training):
 )
 def test_parameter_types_are_checked(training, name, value, message):
     with pytest.raises(ParameterError, match=message):
-        kubeflow.prepare_parameters(training, {"data_uri": "gs://b/d.csv", "label_column": "y", name: value})
+        kfp_runs.prepare_parameters(training, {"data_uri": "gs://b/d.csv", "label_column": "y", name: value})
 
 
 def test_yaml_typed_values_go_back_to_text_where_the_pipeline_takes_a_string(training):
-    params = kubeflow.prepare_parameters(
+    params = kfp_runs.prepare_parameters(
         training,
         {"data_uri": "gs://b/d.csv", "label_column": 7, "snapshot": dt.date(2025, 1, 31), "test_size": 1},
     )
@@ -261,14 +260,14 @@ def test_registry_fixed_at_import_is_refused_rather_than_uploaded(monkeypatch):
     with pytest.raises(
         ParameterError, match="--registry registry.example.com/ml: the components were loaded"
     ):
-        kubeflow.compile_pipeline("training", PlatformSettings(), registry="registry.example.com/ml")
+        kfp_runs.compile_pipeline("training", PlatformSettings(), registry="registry.example.com/ml")
 
 
 def test_notes_warn_about_what_a_cluster_run_cannot_do():
     caching = PlatformSettings(stages={"ingest": TaskSettings(caching=True)})
-    training = kubeflow.compile_pipeline("training", PlatformSettings())
-    monitoring = kubeflow.compile_pipeline("monitoring", PlatformSettings())
-    notes = kubeflow.submission_notes(
+    training = kfp_runs.compile_pipeline("training", PlatformSettings())
+    monitoring = kfp_runs.compile_pipeline("monitoring", PlatformSettings())
+    notes = kfp_runs.submission_notes(
         training,
         {"data_uri": "/home/me/data.csv", "cluster": "none"},
         PlatformSettings(),
@@ -278,7 +277,7 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
     assert "data_uri='/home/me/data.csv' is a path on this machine" in text
     assert "cluster=none" in text
     assert "no --settings" in text
-    http = kubeflow.submission_notes(
+    http = kfp_runs.submission_notes(
         training,
         {"data_uri": "https://example.com/d.csv", "cluster": "in-cluster"},
         caching,
@@ -287,14 +286,14 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
     assert (
         len(http) == 1 and "caching on for ingest, and data_uri is an HTTP source with no snapshot" in http[0]
     )
-    database = kubeflow.submission_notes(
+    database = kfp_runs.submission_notes(
         monitoring,
         {"current_uri": "postgresql://db/x", "cluster": "in-cluster"},
         caching,
         settings_given=True,
     )
     assert len(database) == 1 and "current_uri is a database source with no snapshot" in database[0]
-    snapshotted = kubeflow.submission_notes(
+    snapshotted = kfp_runs.submission_notes(
         training,
         {"data_uri": "https://example.com/d.csv", "snapshot": "2025-01", "cluster": "in-cluster"},
         caching,
@@ -302,7 +301,7 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
     )
     assert snapshotted == []
     # Monitoring's snapshot names the window; retraining reads data_uri without one.
-    retraining = kubeflow.submission_notes(
+    retraining = kfp_runs.submission_notes(
         monitoring,
         {
             "current_uri": "gs://b/w/",
@@ -316,5 +315,5 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
     assert len(retraining) == 1 and "data_uri is an HTTP source with no snapshot" in retraining[0]
     # The pipeline's own default counts when the parameter is not given.
     assert any(
-        "cluster=none" in n for n in kubeflow.submission_notes(training, {}, caching, settings_given=True)
+        "cluster=none" in n for n in kfp_runs.submission_notes(training, {}, caching, settings_given=True)
     )

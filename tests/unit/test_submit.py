@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kfp_standin import KfpStandIn
 
-from mlstages.tooling import catalog, cli, kubeflow
+from mlstages.tooling import catalog, cli, kfp_runs, kfp_target, kubeflow
 from mlstages.tooling.compile import compile_for_cluster
 
 EXAMPLE_SETTINGS = catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml"
@@ -35,14 +35,14 @@ def no_ambient_credentials(monkeypatch, tmp_path):
     """Nothing from this machine's environment or filesystem: no token variable, no pod token,
     no kfp endpoint variables."""
     for name in (
-        kubeflow.DEFAULT_TOKEN_ENV,
-        kubeflow.HOST_ENV,
-        kubeflow.UI_ENV,
-        kubeflow.KFP_TOKEN_PATH_ENV,
+        kfp_target.DEFAULT_TOKEN_ENV,
+        kfp_target.HOST_ENV,
+        kfp_target.UI_ENV,
+        kfp_target.KFP_TOKEN_PATH_ENV,
     ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(kubeflow, "KFP_TOKEN_PATH", str(tmp_path / "no-kfp-token"))
-    monkeypatch.setattr(kubeflow, "SERVICE_ACCOUNT_TOKEN_PATH", str(tmp_path / "no-sa-token"))
+    monkeypatch.setattr(kfp_target, "KFP_TOKEN_PATH", str(tmp_path / "no-kfp-token"))
+    monkeypatch.setattr(kfp_target, "SERVICE_ACCOUNT_TOKEN_PATH", str(tmp_path / "no-sa-token"))
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_a_new_version_only_when_the_compiled_spec_changes(standin, capsys):
     uploads = standin.uploads()
     assert [u.path.rsplit("/", 1)[1] for u in uploads] == ["upload", "upload_version"]
     versions = standin.versions("mlstages-training")
-    compiled = kubeflow.compile_pipeline("training", kubeflow.PlatformSettings())
+    compiled = kfp_runs.compile_pipeline("training", kubeflow.PlatformSettings())
     assert [v["name"] for v in versions] == ["mlstages-training", f"{__version__}-{_sha(uploads[1])[:12]}"]
     assert compiled.sha256 != _sha(uploads[1])
     runs = list(standin.runs.values())
@@ -257,7 +257,7 @@ def test_no_host_is_refused(capsys):
 
 
 def test_host_from_the_kfp_variable(standin, monkeypatch):
-    monkeypatch.setenv(kubeflow.HOST_ENV, standin.url)
+    monkeypatch.setenv(kfp_target.HOST_ENV, standin.url)
     assert cli.main(["submit", "--data", DATA]) == 0
     assert len(standin.runs) == 1
 
@@ -266,13 +266,13 @@ def test_host_from_the_kfp_variable(standin, monkeypatch):
 
 
 def test_token_from_the_default_variable_is_sent_and_never_printed(monkeypatch, capsys):
-    monkeypatch.setenv(kubeflow.DEFAULT_TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(kfp_target.DEFAULT_TOKEN_ENV, TOKEN)
     with KfpStandIn(token=TOKEN) as server:
         assert submit(server.url) == 0
     assert server.requests and all(r.authorization == f"Bearer {TOKEN}" for r in server.requests)
     captured = capsys.readouterr()
     assert TOKEN not in captured.out + captured.err
-    assert f"auth: the token in ${kubeflow.DEFAULT_TOKEN_ENV}" in captured.out
+    assert f"auth: the token in ${kfp_target.DEFAULT_TOKEN_ENV}" in captured.out
 
 
 def test_token_from_a_named_variable_and_from_a_file(monkeypatch, tmp_path, capsys):
@@ -292,7 +292,7 @@ def test_token_from_a_named_variable_and_from_a_file(monkeypatch, tmp_path, caps
 def test_pod_token_is_used_in_a_pod(monkeypatch, tmp_path):
     pod_token = tmp_path / "sa-token"
     pod_token.write_text(TOKEN)
-    monkeypatch.setattr(kubeflow, "SERVICE_ACCOUNT_TOKEN_PATH", str(pod_token))
+    monkeypatch.setattr(kfp_target, "SERVICE_ACCOUNT_TOKEN_PATH", str(pod_token))
     with KfpStandIn(token=TOKEN) as server:
         assert submit(server.url) == 0
     assert all(r.authorization == f"Bearer {TOKEN}" for r in server.requests)
@@ -301,13 +301,13 @@ def test_pod_token_is_used_in_a_pod(monkeypatch, tmp_path):
 @pytest.mark.parametrize("token", [None, "wrong-token-value"])
 def test_401_says_which_credentials_were_sent(monkeypatch, capsys, token):
     if token:
-        monkeypatch.setenv(kubeflow.DEFAULT_TOKEN_ENV, token)
+        monkeypatch.setenv(kfp_target.DEFAULT_TOKEN_ENV, token)
     with KfpStandIn(token=TOKEN) as server:
         assert submit(server.url) == 2
     err = capsys.readouterr().err
     assert "refused the credentials (401 Unauthorized) while checking the API (healthz)" in err
     if token:
-        assert f"Auth used: the token in ${kubeflow.DEFAULT_TOKEN_ENV}; the token may have expired" in err
+        assert f"Auth used: the token in ${kfp_target.DEFAULT_TOKEN_ENV}; the token may have expired" in err
         assert token not in err
     else:
         assert "Auth used: no token; give a token with --token-env VAR or --token-file PATH" in err
@@ -315,7 +315,7 @@ def test_401_says_which_credentials_were_sent(monkeypatch, capsys, token):
 
 
 def test_403_on_a_later_call_names_the_call_and_the_credentials(standin, capsys, monkeypatch):
-    monkeypatch.setenv(kubeflow.DEFAULT_TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(kfp_target.DEFAULT_TOKEN_ENV, TOKEN)
     standin.fail_next("POST", "/pipelines/upload", 403, "pipeline upload denied in namespace 'kubeflow'")
     assert submit(standin.url) == 2
     err = capsys.readouterr().err
@@ -347,7 +347,7 @@ MARGIN = 1.5
     ],
 )
 def test_a_silent_host_fails_within_the_timeout(capsys, hang_on, doing):
-    kubeflow.compile_pipeline("training", kubeflow.PlatformSettings())  # warm: imports and compiler
+    kfp_runs.compile_pipeline("training", kubeflow.PlatformSettings())  # warm: imports and compiler
     with KfpStandIn(silent=hang_on is None, hang_on=hang_on) as server:
         host = server.url
         started = time.monotonic()
@@ -530,7 +530,7 @@ def test_schedule_creates_a_recurring_run_with_the_cron(standin, capsys):
     (version,) = standin.versions("mlstages-monitoring")
     assert recurring["pipeline_version_reference"]["pipeline_version_id"] == version["pipeline_version_id"]
     (upload,) = standin.uploads()
-    compiled = kubeflow.compile_pipeline("monitoring", kubeflow.PlatformSettings())
+    compiled = kfp_runs.compile_pipeline("monitoring", kubeflow.PlatformSettings())
     assert documents(upload.body["file"]) != documents(compiled.text)  # the settings were applied
     assert not standin.runs  # a schedule starts no run itself
     out = capsys.readouterr().out
@@ -612,7 +612,9 @@ def test_registry_is_compiled_into_the_uploaded_images(standin):
         f"sys.exit(cli.main(['submit', '--host', {standin.url!r}, '--data', {DATA!r}, "
         "'--registry', 'registry.example.com/ml']))"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("MLSTAGES_REGISTRY", kubeflow.DEFAULT_TOKEN_ENV)}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MLSTAGES_REGISTRY", kfp_target.DEFAULT_TOKEN_ENV)
+    }
     result = subprocess.run(
         [sys.executable, "-c", command], env=env, capture_output=True, text=True, timeout=120
     )
