@@ -30,21 +30,25 @@ import time
 from pathlib import Path
 
 from mlstages.components.common.emulator import EmbeddedGCS
-from mlstages.tooling import containers, local
+from mlstages.tooling import container_engine, container_images, container_tasks, local
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MODES = ("containers", "local")
 
 
 def missing_images(engine: str) -> list[str]:
-    return [spec.tag for spec in containers.image_specs() if not containers.image_exists(engine, spec.tag)]
+    return [
+        spec.tag
+        for spec in container_images.image_specs()
+        if not container_images.image_exists(engine, spec.tag)
+    ]
 
 
 def run(repeats: int, workdir: Path, engine: str) -> dict:
     seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
     with (
         EmbeddedGCS(root=workdir / "gcs", buckets=[local.LOCAL_BUCKET]),
-        containers.docker_api(engine, workdir) as docker_host,
+        container_tasks.docker_api(engine, workdir) as docker_host,
     ):
         if docker_host:
             os.environ["DOCKER_HOST"] = docker_host
@@ -107,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     try:
-        engine = containers.find_engine()
-    except containers.ContainerError as exc:
+        engine = container_engine.find_engine()
+    except container_engine.ContainerError as exc:
         print(f"bench_containers: skipped, {exc}")
         return 0
     missing = missing_images(engine)

@@ -162,7 +162,7 @@ def run_pipeline(
         if "model_registry" in _declared(pipeline_name) and not params.get("model_registry"):
             params["model_registry"] = f"gs://{bucket}/models"
         if containers:
-            from mlstages.tooling.containers import docker_runner, exit_codes_kept
+            from mlstages.tooling.container_tasks import docker_runner, exit_codes_kept
 
             runner, guard = docker_runner(pipeline_root), exit_codes_kept()
         else:

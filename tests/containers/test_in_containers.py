@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from mlstages.components import __version__
-from mlstages.tooling import containers, local
+from mlstages.tooling import container_engine, container_images, container_tasks, containers, local
 
 pytestmark = pytest.mark.skipif(
-    os.environ.get(containers.E2E_SWITCH) != "1",
+    os.environ.get(container_tasks.E2E_SWITCH) != "1",
     reason="needs the built images and a container engine: run `make e2e-containers`",
 )
 
@@ -47,14 +47,14 @@ STAGE_IMPORTS = {
 
 
 def engine() -> str:
-    return containers.find_engine()
+    return container_engine.find_engine()
 
 
 def in_image(image: str, *command: str) -> str:
     """Run ``command`` in a throwaway container of ``image``; its standard output."""
     result = subprocess.run(
         [engine(), "run", "--rm", "--network", "host", image, *command],
-        env=containers.engine_environment(engine()),
+        env=container_engine.engine_environment(engine()),
         capture_output=True,
         text=True,
         check=False,
@@ -91,7 +91,7 @@ def runs(store, tmp_path_factory):
     return reports
 
 
-@pytest.mark.parametrize("spec", containers.image_specs(), ids=lambda s: s.stage)
+@pytest.mark.parametrize("spec", container_images.image_specs(), ids=lambda s: s.stage)
 def test_image_runs_the_compiling_kfp_and_the_suite_as_non_root(spec):
     from kfp import __version__ as kfp_version
 
@@ -107,11 +107,11 @@ def test_image_runs_the_compiling_kfp_and_the_suite_as_non_root(spec):
     assert found == {"kfp": kfp_version, "suite": __version__, "uid": 10001, "compilers": []}
 
 
-@pytest.mark.parametrize("spec", containers.image_specs(), ids=lambda s: s.stage)
+@pytest.mark.parametrize("spec", container_images.image_specs(), ids=lambda s: s.stage)
 def test_image_is_labelled_and_within_its_size_ceiling(spec):
     inspected = subprocess.run(
         [engine(), "image", "inspect", spec.tag],
-        env=containers.engine_environment(engine()),
+        env=container_engine.engine_environment(engine()),
         capture_output=True,
         text=True,
         check=True,
@@ -122,7 +122,7 @@ def test_image_is_labelled_and_within_its_size_ceiling(spec):
     assert labels["org.opencontainers.image.title"] == f"mlstages-{spec.stage.replace('_', '-')}"
     assert labels["org.opencontainers.image.revision"] not in ("", "unknown")
     assert config["Config"].get("Entrypoint") in (None, [])
-    ceiling = containers.size_ceiling(spec.stage)
+    ceiling = container_engine.size_ceiling(spec.stage)
     assert config["Size"] < ceiling, (
         f"{spec.tag}: {config['Size'] / 1e6:.0f} MB, ceiling {ceiling / 1e6:.0f} MB"
     )
@@ -174,13 +174,13 @@ def test_a_failing_task_fails_the_run(tmp_path):
     def fails(message: str) -> str:
         raise ValueError(message)
 
-    kfp_local.init(runner=containers.docker_runner(tmp_path), pipeline_root=str(tmp_path))
-    with containers.exit_codes_kept() as ran, pytest.raises(RuntimeError, match="FAILURE"):
+    kfp_local.init(runner=container_tasks.docker_runner(tmp_path), pipeline_root=str(tmp_path))
+    with container_tasks.exit_codes_kept() as ran, pytest.raises(RuntimeError, match="FAILURE"):
         fails(message="broken on purpose")
     assert [c.exit_code for c in ran] != [0] and len(ran) == 1
 
 
-@pytest.mark.skipif(os.environ.get(containers.ENGINE_ENV) != "podman", reason="podman's behaviour")
+@pytest.mark.skipif(os.environ.get(container_engine.ENGINE_ENV) != "podman", reason="podman's behaviour")
 def test_without_the_suites_runner_podman_makes_a_failed_task_read_as_success(tmp_path):
     """Why exit_codes_kept exists: kfp 2.17's own DockerRunner path, under podman, reports a task
     that raised as a success. Should kfp fix this, this test fails and the guard can go."""
@@ -191,5 +191,5 @@ def test_without_the_suites_runner_podman_makes_a_failed_task_read_as_success(tm
     def fails_quietly(message: str):
         raise ValueError(message)
 
-    kfp_local.init(runner=containers.docker_runner(tmp_path), pipeline_root=str(tmp_path))
+    kfp_local.init(runner=container_tasks.docker_runner(tmp_path), pipeline_root=str(tmp_path))
     fails_quietly(message="read as a success")
