@@ -19,6 +19,7 @@ from kfp import compiler
 
 from mlstages.components.common.errors import ParameterError
 from mlstages.tooling import catalog
+from mlstages.tooling.component_metadata import component_metadata, metadata_markdown
 
 # The last line of every component YAML's description: which release of the suite the file is and
 # which image its step runs. ASCII only, because KFP writes the YAML in the locale's encoding.
@@ -166,6 +167,7 @@ def component_readme(stage: str) -> str:
     lines += [paragraph + "\n" for paragraph in doc.details]
     lines += [f"Image: `{doc.image}` (mlstages {__version__}).", ""]
     lines += _interface_tables(doc, "##")
+    lines += metadata_markdown(component_metadata(stage))
     lines += [
         "## Use it in your pipeline",
         "",
