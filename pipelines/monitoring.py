@@ -13,7 +13,7 @@ from kfp.dsl import Model, Output
 from mlstages.components.common.images import image
 from mlstages.components.ingest.component import ingest
 from mlstages.components.monitor_drift.component import monitor_drift
-from mlstages.pipelines.training import DEFAULT_MODEL_FAMILIES, build_training_pipeline, inputs_of
+from mlstages.pipelines.training import build_training_pipeline, inputs_of
 from mlstages.tooling.platform import PlatformSettings, configure_task
 
 PIPELINE_NAME = "mlstages-monitoring"
@@ -152,7 +152,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         derived_features: list = [],
         selection: str = "none",
         max_features: int = 0,
-        model_families: list = DEFAULT_MODEL_FAMILIES,
+        model_families: list = [],
         search: str = "grid",
         n_iter: int = 10,
         cv_folds: int = 5,

@@ -16,7 +16,6 @@ from mlstages.components.validate_model.component import validate_model
 from mlstages.tooling.platform import PlatformSettings, configure_task
 
 PIPELINE_NAME = "mlstages-training"
-DEFAULT_MODEL_FAMILIES = ["logistic_regression", "random_forest", "gradient_boosting"]
 
 
 class TrainingOutputs(NamedTuple):
@@ -90,7 +89,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         derived_features: list = [],
         selection: str = "none",
         max_features: int = 0,
-        model_families: list = DEFAULT_MODEL_FAMILIES,
+        model_families: list = [],
         search: str = "grid",
         n_iter: int = 10,
         cv_folds: int = 5,

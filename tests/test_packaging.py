@@ -21,7 +21,14 @@ def test_every_component_folder_is_a_listed_package():
 def test_every_stage_folder_has_its_whole_contract():
     for stage in catalog.COMPONENTS:
         folder = catalog.COMPONENTS_DIR / stage
-        for name in (f"{stage}.py", "component.py", "metadata.yaml", "Dockerfile", "component.yaml", "README.md"):
+        for name in (
+            f"{stage}.py",
+            "component.py",
+            "metadata.yaml",
+            "Dockerfile",
+            "component.yaml",
+            "README.md",
+        ):
             assert (folder / name).exists(), f"components/{stage}/{name} is missing"
 
 
