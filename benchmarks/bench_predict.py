@@ -283,7 +283,9 @@ def _decode(text: str, shape: list[int]) -> np.ndarray:
 
 
 def bench_model(kind: str, scratch: Path, sizes: dict[str, int]) -> dict[str, Any]:
-    from mlstages.components.serving.server import input_features, load_model_dir, rows_to_frame, v1_request
+    from mlstages.components.serving.client import v1_request
+    from mlstages.components.serving.model_dir import input_features, load_model_dir
+    from mlstages.components.serving.protocol import rows_to_frame
 
     directory = scratch / kind
     built = build_model(kind, directory)

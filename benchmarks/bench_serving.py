@@ -51,15 +51,11 @@ from threadpoolctl import threadpool_limits
 
 from mlstages.components.common.artifacts import save_estimator
 from mlstages.components.common.datasets import column_types
+from mlstages.components.common.model_card import InputFeature
+from mlstages.components.serving.client import v1_request, v2_request
 from mlstages.components.serving.infra import latency_summary
-from mlstages.components.serving.server import (
-    InputFeature,
-    input_features,
-    load_model_dir,
-    serve_in_background,
-    v1_request,
-    v2_request,
-)
+from mlstages.components.serving.model_dir import input_features, load_model_dir
+from mlstages.components.serving.process import serve_in_background
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LABEL = "species"

@@ -121,7 +121,7 @@ def serving_controller(standin: KubernetesStandIn) -> Controller:
     starts mlstages' real model server on 127.0.0.1 (serve_in_background, which downloads gs://
     models through the storage module) and reports Ready at its URL; a model the server cannot
     load is reported Ready=False with the server's error. The servers stop with the stand-in."""
-    from mlstages.components.serving.server import ServerStartError, serve_in_background
+    from mlstages.components.serving.process import ServerStartError, serve_in_background
 
     servers: dict[str, str] = {}
 

@@ -43,7 +43,7 @@ def _monitor(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from mlstages.components.common import registry
-    from mlstages.components.serving.server import serve
+    from mlstages.components.serving.app import serve
     from mlstages.tooling import local
 
     with local.object_store(Path(args.workdir), print) as bucket:

@@ -1214,7 +1214,7 @@ def deploy_locally(
     test against it, stop the server, and move the champion pointer."""
     notes = [NO_CLUSTER_NOTE]
     champion = _previous_champion(model_registry, config.model_name)
-    from mlstages.components.serving.server import serve_in_background
+    from mlstages.components.serving.process import serve_in_background
 
     with serve_in_background(model_uri, config.model_name) as server:
         endpoint = str(server.base_url)

@@ -32,12 +32,12 @@ HOST_ENV = "MLSTAGES_SERVING_HOST"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from mlstages.components.serving.app import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
     from mlstages.components.serving.prediction_log import (
         DEFAULT_MAX_ROWS,
         DEFAULT_MAX_SECONDS,
         PREDICTION_LOG_ENV,
     )
-    from mlstages.components.serving.server import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
 
     parser = argparse.ArgumentParser(
         prog="python -m mlstages.components.serving",
@@ -87,7 +87,7 @@ def resolve_model_uri(args: argparse.Namespace, environ: dict[str, str] | None =
 
 def main(argv: Sequence[str] | None = None) -> int:
     from mlstages.components.common.errors import MlstagesError
-    from mlstages.components.serving.server import serve
+    from mlstages.components.serving.app import serve
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

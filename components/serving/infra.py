@@ -11,7 +11,6 @@ process. It also checks the health and readiness routes, that a malformed reques
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,27 +21,21 @@ import pandas as pd
 import requests
 
 from mlstages.components.common.errors import InputDataError, MlstagesError, ParameterError
+from mlstages.components.common.model_card import InputFeature
 from mlstages.components.common.registry import check_model_name
 from mlstages.components.common.reports import markdown_table, markdown_text
-from mlstages.components.serving.server import (
-    PREDICT_OUTPUT,
-    PROBA_OUTPUT,
-    InputFeature,
+from mlstages.components.serving import client as serving_client
+from mlstages.components.serving.model_dir import input_features, load_model_dir
+from mlstages.components.serving.process import (
     ServerHandle,
     ServerStartError,
-    input_features,
-    load_model_dir,
     local_session,
     serve_in_background,
-    v1_request,
-    v2_request,
 )
+from mlstages.components.serving.protocol import PROBA_OUTPUT
 
 DEFAULT_MAX_ROWS = 100
 DEFAULT_SINGLE_ROW_REQUESTS = 20
-# Served regression values must equal in-process ones to this relative tolerance (JSON carries
-# floats exactly; the slack covers a column the server builds as float64 from integers).
-REGRESSION_RTOL = 1e-6
 PROBABILITY_ATOL = 1e-9
 DETAIL_CHARS = 1500
 MAX_MISMATCHES_SHOWN = 3
@@ -163,35 +156,10 @@ def _is_classifier(model: Any) -> bool:
     return getattr(model, "classes_", None) is not None and callable(getattr(model, "predict_proba", None))
 
 
-def _mismatches(
-    served: Sequence[Any], expected: Sequence[Any], classification: bool, first_row: int = 0
-) -> list[str]:
-    if len(served) != len(expected):
-        return [f"{len(served)} prediction(s) for {len(expected)} row(s)"]
-    found = []
-    for i, (got, want) in enumerate(zip(served, expected, strict=True), start=first_row):
-        if classification:
-            same = got == want and type(got) is type(want)
-        else:
-            same = isinstance(got, (int, float)) and math.isclose(
-                got, want, rel_tol=REGRESSION_RTOL, abs_tol=1e-12
-            )
-        if not same:
-            found.append(f"row {i}: served {got!r}, in-process {want!r}")
-    return found
-
-
 def _describe(mismatches: list[str]) -> str:
     shown = "; ".join(mismatches[:MAX_MISMATCHES_SHOWN])
     more = len(mismatches) - MAX_MISMATCHES_SHOWN
     return shown + (f"; and {more} more" if more > 0 else "")
-
-
-def _v2_output(answer: dict, name: str) -> list[Any]:
-    for output in answer.get("outputs") or []:
-        if output.get("name") == name:
-            return list(output.get("data") or [])
-    raise ValueError(f"the response has no output {name!r}")
 
 
 class _Client:
@@ -209,16 +177,8 @@ class _Client:
             return None, time.perf_counter() - started, f"{method} {url} failed: {exc}"
         return response, time.perf_counter() - started, ""
 
-
-def _answer(response: requests.Response | None, error: str, url: str) -> tuple[dict | None, str]:
-    if response is None:
-        return None, error
-    if response.status_code != 200:
-        return None, f"POST {url} answered HTTP {response.status_code}: {response.text[:500]}"
-    try:
-        return response.json(), ""
-    except ValueError:
-        return None, f"POST {url} answered HTTP 200 with a body that is not JSON: {response.text[:500]}"
+    def post(self, url: str, body: Any) -> serving_client.Reply:
+        return serving_client.post(self.session, url, body, self.timeout)
 
 
 def _check_routes(
@@ -264,30 +224,30 @@ def _check_batch(
     checks: _Checks,
 ) -> float | None:
     with_proba = probabilities is not None
-    if protocol == "v1":
-        url, body = server.v1_predict_url, v1_request(rows, features, return_probabilities=with_proba)
-    else:
-        url, body = server.v2_infer_url, v2_request(rows, features, return_probabilities=with_proba)
+    url = server.v1_predict_url if protocol == "v1" else server.v2_infer_url
+    body = serving_client.request_body(rows, features, protocol, return_probabilities=with_proba)
     label = f"{protocol.upper()} batch of {len(rows)} row(s) matches the in-process model"
-    response, seconds, error = client.call("POST", url, body)
-    answer, problem = _answer(response, error, url)
-    if answer is None:
-        checks.record(label, False, problem)
+    reply = client.post(url, body)
+    if not reply.ok:
+        checks.record(label, False, reply.problem)
         return None
+    answer, seconds = reply.answer, reply.seconds
     try:
-        if protocol == "v1":
-            served = list(answer["predictions"])
-            served_proba = answer.get("probabilities") if with_proba else None
-        else:
-            served = _v2_output(answer, PREDICT_OUTPUT)
-            served_proba = _v2_output(answer, PROBA_OUTPUT) if with_proba else None
-    except (KeyError, TypeError, ValueError) as exc:
+        served = serving_client.predictions_of(answer, protocol)
+        served_proba = None
+        if with_proba:
+            served_proba = (
+                answer.get("probabilities")
+                if protocol == "v1"
+                else serving_client.v2_output(answer, PROBA_OUTPUT)
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         checks.record(label, False, f"POST {url}: unexpected response ({exc}): {str(answer)[:300]}")
         return None
-    found = _mismatches(served, expected, classification)
+    found = serving_client.mismatches(served, expected, classification)
     if not found and with_proba:
         got = np.asarray(served_proba, dtype=float).reshape(probabilities.shape)
-        if not np.allclose(got, probabilities, rtol=REGRESSION_RTOL, atol=PROBABILITY_ATOL):
+        if not np.allclose(got, probabilities, rtol=serving_client.REGRESSION_RTOL, atol=PROBABILITY_ATOL):
             worst = float(np.max(np.abs(got - probabilities)))
             found.append(f"class probabilities differ from predict_proba by up to {worst:.3g}")
     detail = _describe(found) if found else f"{len(expected)} prediction(s) equal, in {seconds * 1000:.1f} ms"
@@ -311,19 +271,17 @@ def _check_single_rows(
     for i in range(len(rows)):
         row = rows.iloc[[i]]
         url = server.v1_predict_url if protocol == "v1" else server.v2_infer_url
-        body = v1_request(row, features) if protocol == "v1" else v2_request(row, features)
-        response, took, error = client.call("POST", url, body)
-        answer, problem = _answer(response, error, url)
-        if answer is None:
-            checks.record(label, False, f"row {i}: {problem}")
+        reply = client.post(url, serving_client.request_body(row, features, protocol))
+        if not reply.ok:
+            checks.record(label, False, f"row {i}: {reply.problem}")
             return seconds
-        seconds.append(took)
+        seconds.append(reply.seconds)
         try:
-            served = answer["predictions"] if protocol == "v1" else _v2_output(answer, PREDICT_OUTPUT)
+            served = serving_client.predictions_of(reply.answer, protocol)
         except (KeyError, TypeError, ValueError) as exc:
-            checks.record(label, False, f"row {i}: unexpected response ({exc}): {str(answer)[:300]}")
+            checks.record(label, False, f"row {i}: unexpected response ({exc}): {str(reply.answer)[:300]}")
             return seconds
-        found += _mismatches(served, expected[i : i + 1], classification, first_row=i)
+        found += serving_client.mismatches(served, expected[i : i + 1], classification, first_row=i)
     summary = latency_summary(seconds)
     detail = (
         _describe(found)

@@ -42,7 +42,7 @@ STAGE_IMPORTS = {
     "ingest": "import sqlalchemy, psycopg, pymysql; ",
     "validate_model": "import kserve, grpc; ",
     "deploy": "import kserve, kserve.models; ",
-    "serving": "import kserve, grpc, uvloop, mlstages.components.serving.server; ",
+    "serving": "import kserve, grpc, uvloop, mlstages.components.serving.app; ",
 }
 
 

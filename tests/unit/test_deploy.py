@@ -57,7 +57,7 @@ from mlstages.components.deploy.deploy import (
     wait_until_ready,
 )
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
-from mlstages.components.serving.server import serve_in_background
+from mlstages.components.serving.process import serve_in_background
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model
 from mlstages.components.train.train import train
@@ -813,7 +813,7 @@ def test_without_a_cluster_the_model_is_served_locally_checked_and_promoted(regi
 
 
 def test_a_model_the_local_server_cannot_load_fails_without_moving_the_champion(registry, rows, tmp_path):
-    from mlstages.components.serving.server import ServerStartError
+    from mlstages.components.serving.process import ServerStartError
 
     broken = tmp_path / "broken"
     broken.mkdir()

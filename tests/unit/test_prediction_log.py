@@ -30,18 +30,14 @@ from mlstages.components.engineer_features.engineer_features import FeatureConfi
 from mlstages.components.ingest.ingest import IngestConfig, read_source
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.__main__ import parse_args
+from mlstages.components.serving.client import v1_request, v2_request
+from mlstages.components.serving.model import SklearnPipelineModel
 from mlstages.components.serving.prediction_log import (
     PredictionLogger,
     join_labels,
     model_version_of,
 )
-from mlstages.components.serving.server import (
-    SklearnPipelineModel,
-    local_session,
-    serve_in_background,
-    v1_request,
-    v2_request,
-)
+from mlstages.components.serving.process import local_session, serve_in_background
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model
 from mlstages.components.train.train import train

@@ -31,23 +31,16 @@ from mlstages.components.common import storage
 from mlstages.components.common.artifacts import METADATA_FILE
 from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import DigestMismatch, ParameterError
+from mlstages.components.common.model_card import InputFeature
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.__main__ import parse_args, resolve_model_uri
-from mlstages.components.serving.server import (
-    InputFeature,
-    LibraryVersionMismatch,
-    ModelLoadError,
-    ServerStartError,
-    SklearnPipelineModel,
-    load_model_dir,
-    local_session,
-    rows_to_frame,
-    serve,
-    serve_in_background,
-    v1_request,
-    v2_request,
-)
+from mlstages.components.serving.app import serve
+from mlstages.components.serving.client import v1_request, v2_request
+from mlstages.components.serving.model import SklearnPipelineModel
+from mlstages.components.serving.model_dir import LibraryVersionMismatch, ModelLoadError, load_model_dir
+from mlstages.components.serving.process import ServerStartError, local_session, serve_in_background
+from mlstages.components.serving.protocol import rows_to_frame
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model
 from mlstages.components.train.train import train
