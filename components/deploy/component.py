@@ -87,8 +87,9 @@ def deploy(
     """
     from collections import namedtuple
 
-    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.artifacts import load_estimator
     from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.model_card import ModelCard
     from mlstages.components.deploy.deploy import (
         NO_CLUSTER,
         DeployConfig,
@@ -97,7 +98,6 @@ def deploy(
         cluster_api,
         deploy_locally,
         deploy_to_cluster,
-        input_columns_of,
         manifest_yaml,
         render_markdown,
         sample_rows,
@@ -122,19 +122,23 @@ def deploy(
         cluster=cluster,
         kubeconfig=kubeconfig,
     )
-    metadata = read_metadata(model.path)
+    card = ModelCard.read(model.path)
     checks = check_runtime_compatibility(model.path, runtime)
     manifest = build_inference_service(config, model_uri)
-    rows = sample_rows(
-        read_dataset(test.path, what="test split"), input_columns_of(metadata), smoke_test_rows
-    )
+    rows = sample_rows(read_dataset(test.path, what="test split"), card.input_names, smoke_test_rows)
     # The endpoint must answer what the model itself predicts for the same rows.
     expected = load_estimator(model.path, "model").predict(rows).tolist()
-    task = metadata.get("task", "classification")
+    features, task = card.input_features, card.task
 
     if cluster == NO_CLUSTER:
         result = deploy_locally(
-            config, model_uri, rows, expected=expected, task=task, model_registry=model_registry
+            config,
+            model_uri,
+            rows,
+            features=features,
+            expected=expected,
+            task=task,
+            model_registry=model_registry,
         )
     else:
         result = deploy_to_cluster(
@@ -143,6 +147,7 @@ def deploy(
             config,
             model_uri,
             rows,
+            features=features,
             expected=expected,
             task=task,
             model_registry=model_registry,

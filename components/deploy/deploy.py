@@ -23,18 +23,13 @@ still accepts the old names, which older controllers also understand; both spell
 
 from __future__ import annotations
 
-import datetime as dt
-import io
 import json
-import math
 import os
-import pickletools
 import re
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlstages.components.common.errors import InputDataError, MlstagesError, ParameterError, require_choice
@@ -42,6 +37,8 @@ from mlstages.components.common.errors import InputDataError, MlstagesError, Par
 if TYPE_CHECKING:
     import pandas as pd
     from kubernetes.client import CustomObjectsApi
+
+    from mlstages.components.common.model_card import InputFeature
 
 # --- vocabulary -------------------------------------------------------------------------------
 
@@ -68,12 +65,9 @@ CLUSTER_MODES = (NO_CLUSTER, "in-cluster", "kubeconfig")
 # The stock kserve-sklearnserver image pins scikit-learn ~=1.5.1 (>= 1.5.1, < 1.6).
 STOCK_RUNTIME_SKLEARN = ((1, 5, 1), (1, 6))
 STOCK_RUNTIME_SKLEARN_TEXT = "~=1.5.1"
-# Classes from these modules exist only in mlstages' own images.
-CUSTOM_MODULE_PREFIXES = ("mlstages.",)
 
 NO_CLUSTER_NOTE = "no cluster configured: served on the local model server instead"
 MAX_BODY_IN_MESSAGE = 500
-REGRESSION_RELATIVE_TOLERANCE = 1e-6
 
 # Kubernetes names: an InferenceService name is a DNS-1035 label (KServe requires a leading
 # letter); namespaces are DNS-1123 labels; service accounts DNS-1123 subdomains.
@@ -326,254 +320,21 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(numbers)
 
 
-def referenced_globals(joblib_path: str | os.PathLike) -> list[str]:
-    """Every ``module.name`` a joblib pickle refers to (GLOBAL, INST and STACK_GLOBAL opcodes),
-    found by reading its opcodes: nothing in the file is imported or run.
-
-    joblib writes the bytes of numpy arrays between the pickle's opcodes; they are skipped using
-    the shape and dtype recorded in the array's wrapper, and arrays of Python objects (a nested
-    pickle) are read the same way.
-    """
-    path = Path(joblib_path)
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise InputDataError(f"cannot read {path}: {exc}") from exc
-    with handle:
-        if handle.read(1) != b"\x80":
-            raise InputDataError(
-                f"{path} is not an uncompressed pickle (it does not start with a PROTO opcode): "
-                "save the model with joblib.dump(..., compress=0) to deploy it"
-            )
-        handle.seek(0)
-        found: list[str] = []
-        try:
-            _scan_pickle(handle, found)
-        except (ValueError, KeyError, IndexError, TypeError, EOFError) as exc:
-            raise InputDataError(
-                f"cannot read the pickle opcodes of {path} at byte {handle.tell()}: {exc}"
-            ) from exc
-    return sorted(set(found))
-
-
-class _Mark:
-    pass
-
-
-_MARK = _Mark()
-
-
-@dataclass
-class _Global:
-    module: str
-    name: str
-
-
-@dataclass
-class _Object:
-    callable: Any
-    args: Any
-    state: Any = None
-
-
-_PUSH_ARG = {
-    "INT",
-    "BININT",
-    "BININT1",
-    "BININT2",
-    "LONG",
-    "LONG1",
-    "LONG4",
-    "STRING",
-    "BINSTRING",
-    "SHORT_BINSTRING",
-    "BINBYTES",
-    "SHORT_BINBYTES",
-    "BINBYTES8",
-    "UNICODE",
-    "SHORT_BINUNICODE",
-    "BINUNICODE",
-    "BINUNICODE8",
-    "FLOAT",
-    "BINFLOAT",
-    "BYTEARRAY8",
-}
-_PUSH_CONSTANT = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
-
-
-def _pop_mark(stack: list) -> list:
-    for index in range(len(stack) - 1, -1, -1):
-        if stack[index] is _MARK:
-            items = stack[index + 1 :]
-            del stack[index:]
-            return items
-    raise ValueError("MARK expected on the pickle stack")
-
-
-def _scan_pickle(handle: io.BufferedIOBase, found: list[str]) -> None:
-    """Follow one pickle (to its STOP) on a symbolic stack, recording the globals it names."""
-    stack: list[Any] = []
-    memo: dict[int, Any] = {}
-    for opcode, arg, _position in pickletools.genops(handle):
-        name = opcode.name
-        if name in ("PROTO", "FRAME", "STOP", "READONLY_BUFFER"):
-            continue
-        if name in _PUSH_ARG:
-            stack.append(arg)
-        elif name in _PUSH_CONSTANT:
-            stack.append(_PUSH_CONSTANT[name])
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name in ("GLOBAL", "INST"):
-            module, _, qualname = arg.partition(" ")
-            found.append(f"{module}.{qualname}")
-            target = _Global(module, qualname)
-            stack.append(_Object(target, tuple(_pop_mark(stack))) if name == "INST" else target)
-        elif name == "STACK_GLOBAL":
-            qualname, module = stack.pop(), stack.pop()
-            found.append(f"{module}.{qualname}")
-            stack.append(_Global(str(module), str(qualname)))
-        elif name == "MEMOIZE":
-            memo[len(memo)] = stack[-1]
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = stack[-1]
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo[int(arg)])
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            size = int(name[-1])
-            items = tuple(stack[-size:])
-            del stack[-size:]
-            stack.append(items)
-        elif name == "TUPLE":
-            stack.append(tuple(_pop_mark(stack)))
-        elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
-            stack.append({"EMPTY_LIST": [], "EMPTY_DICT": {}, "EMPTY_SET": []}[name])
-        elif name in ("LIST", "FROZENSET"):
-            stack.append(_pop_mark(stack))
-        elif name == "DICT":
-            items = _pop_mark(stack)
-            stack.append(_as_dict(items))
-        elif name == "APPEND":
-            value = stack.pop()
-            if isinstance(stack[-1], list):
-                stack[-1].append(value)
-        elif name in ("APPENDS", "ADDITEMS"):
-            items = _pop_mark(stack)
-            if isinstance(stack[-1], list):
-                stack[-1].extend(items)
-        elif name == "SETITEM":
-            value, key = stack.pop(), stack.pop()
-            _set_item(stack[-1], key, value)
-        elif name == "SETITEMS":
-            items = _pop_mark(stack)
-            for key, value in zip(items[::2], items[1::2], strict=True):
-                _set_item(stack[-1], key, value)
-        elif name in ("REDUCE", "NEWOBJ"):
-            args = stack.pop()
-            stack.append(_Object(stack.pop(), args))
-        elif name == "NEWOBJ_EX":
-            stack.pop()  # keyword arguments
-            args = stack.pop()
-            stack.append(_Object(stack.pop(), args))
-        elif name == "OBJ":
-            items = _pop_mark(stack)
-            stack.append(_Object(items[0], tuple(items[1:])))
-        elif name == "BUILD":
-            state = stack.pop()
-            target = stack[-1]
-            if isinstance(target, _Object):
-                target.state = state
-                if _is_joblib_array(target):
-                    _skip_array_bytes(handle, target.state, found)
-        elif name == "POP":
-            stack.pop()
-        elif name == "POP_MARK":
-            _pop_mark(stack)
-        elif name == "DUP":
-            stack.append(stack[-1])
-        elif name == "BINPERSID":
-            stack[-1] = None
-        elif name in ("PERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER"):
-            stack.append(None)
-        else:  # an opcode added to pickle after this was written
-            raise ValueError(f"opcode {name} is not understood")
-
-
-def _as_dict(items: list) -> dict:
-    result: dict = {}
-    for key, value in zip(items[::2], items[1::2], strict=True):
-        _set_item(result, key, value)
-    return result
-
-
-def _set_item(target: Any, key: Any, value: Any) -> None:
-    if isinstance(target, dict):
-        try:
-            target[key] = value
-        except TypeError:  # an unhashable symbolic key: irrelevant to what is looked for
-            pass
-
-
-def _is_joblib_array(target: _Object) -> bool:
-    return (
-        isinstance(target.callable, _Global)
-        and target.callable.name == "NumpyArrayWrapper"
-        and target.callable.module.endswith("joblib.numpy_pickle")
-    )
-
-
-def _skip_array_bytes(handle: io.BufferedIOBase, state: Any, found: list[str]) -> None:
-    """Move past the array data joblib wrote right after a NumpyArrayWrapper's BUILD opcode."""
-    import numpy as np
-
-    if not isinstance(state, dict) or "shape" not in state or "dtype" not in state:
-        raise ValueError("a joblib array wrapper without shape and dtype")
-    dtype = state["dtype"]
-    if not isinstance(dtype, _Object) or not isinstance(dtype.args, tuple) or not dtype.args:
-        raise ValueError("a joblib array wrapper whose dtype cannot be read")
-    dtype_state = dtype.state if isinstance(dtype.state, tuple) else ()
-    flags = dtype_state[-1] if dtype_state and isinstance(dtype_state[-1], int) else 0
-    descriptor = str(dtype.args[0])
-    has_object = descriptor.startswith("O") or bool(flags & 1)  # 1: NPY_ITEM_REFCOUNT
-    if has_object:
-        # Arrays of Python objects are a nested pickle stream of their own.
-        _scan_pickle(handle, found)
-        return
-    itemsize = dtype_state[5] if len(dtype_state) > 5 and isinstance(dtype_state[5], int) else -1
-    if itemsize <= 0:
-        itemsize = np.dtype(descriptor).itemsize
-    count = 1
-    for size in state["shape"]:
-        count *= int(size)
-    if state.get("numpy_array_alignment_bytes") is not None:
-        padding = handle.read(1)
-        if len(padding) != 1:
-            raise EOFError("the file ends inside an array")
-        handle.seek(padding[0], io.SEEK_CUR)
-    handle.seek(count * itemsize, io.SEEK_CUR)
-
-
-def custom_classes(joblib_path: str | os.PathLike) -> list[str]:
-    """The mlstages classes and functions a pickled model needs in order to load."""
-    return [name for name in referenced_globals(joblib_path) if name.startswith(CUSTOM_MODULE_PREFIXES)]
-
-
 def check_runtime_compatibility(model: str | os.PathLike | Mapping[str, Any], runtime: str) -> list[str]:
     """Refuse (ParameterError naming ``runtime``) a model the runtime cannot load.
 
-    ``model`` is the model directory (model.joblib + metadata.json) or its metadata. The
-    mlstages-sklearn runtime serves with the suite's own libraries: the model's scikit-learn must
-    be the one installed here. The stock kserve-sklearnserver pins scikit-learn ~=1.5.1 and has no
-    mlstages classes, which model.joblib is scanned for (only with a directory). Returns notes on
-    what was checked, for the summary.
+    ``model`` is the model directory or its card (as a mapping). The mlstages-sklearn runtime
+    serves with the suite's own libraries: the model's scikit-learn must be the one installed
+    here. The stock kserve-sklearnserver pins scikit-learn ~=1.5.1, which the suite (scikit-learn
+    1.8 or newer) never trains with, so the version check alone refuses it; its image also lacks the
+    suite's estimators. Returns notes on what was checked, for the summary.
     """
     import sklearn
 
-    from mlstages.components.common.artifacts import read_metadata
+    from mlstages.components.common.model_card import read_metadata
 
     require_choice("runtime", runtime, RUNTIMES)
-    directory = None if isinstance(model, Mapping) else Path(model)
-    metadata = dict(model) if isinstance(model, Mapping) else read_metadata(directory)
+    metadata = dict(model) if isinstance(model, Mapping) else read_metadata(model)
     framework = metadata.get("framework", "scikit-learn")
     if framework not in ("scikit-learn", "sklearn"):
         raise ParameterError(
@@ -597,29 +358,12 @@ def check_runtime_compatibility(model: str | os.PathLike | Mapping[str, Any], ru
             )
         notes.append(f"the {MLSTAGES_RUNTIME} runtime serves scikit-learn {sklearn.__version__}")
         return notes
-
-    problems = []
     low, high = STOCK_RUNTIME_SKLEARN
-    version = _version_tuple(trained_with)
-    if not low <= version < high:
-        problems.append(
-            f"it was trained with scikit-learn {trained_with}, and the stock runtime loads "
-            f"scikit-learn {STOCK_RUNTIME_SKLEARN_TEXT}"
-        )
-    if directory is not None:
-        custom = custom_classes(directory / "model.joblib")
-        if custom:
-            problems.append(
-                "model.joblib contains mlstages classes the stock runtime's image does not have: "
-                + ", ".join(custom)
-            )
-        else:
-            notes.append("model.joblib references no mlstages classes")
-    if problems:
+    if not low <= _version_tuple(trained_with) < high:
         raise ParameterError(
-            f"parameter runtime={runtime!r} cannot serve this model: "
-            + "; and ".join(problems)
-            + f". Deploy with runtime={MLSTAGES_RUNTIME!r} (manifests/base/serving-runtime.yaml), which "
+            f"parameter runtime={runtime!r} cannot serve this model: it was trained with scikit-learn "
+            f"{trained_with}, and the stock runtime loads scikit-learn {STOCK_RUNTIME_SKLEARN_TEXT}. "
+            f"Deploy with runtime={MLSTAGES_RUNTIME!r} (manifests/base/serving-runtime.yaml), which "
             "serves it with the libraries it was trained with."
         )
     notes.append(f"scikit-learn {trained_with} fits the stock runtime's {STOCK_RUNTIME_SKLEARN_TEXT}")
@@ -638,19 +382,6 @@ class SmokeTestResult:
     seconds: float
     predictions: list[Any]
     compared: bool
-
-
-def input_columns_of(metadata: Mapping[str, Any]) -> list[str]:
-    """The model's raw input columns, in order (metadata input_features, else input_columns)."""
-    features = metadata.get("input_features")
-    if features:
-        return [str(f["name"]) for f in features]
-    columns = metadata.get("input_columns")
-    if columns:
-        return [str(c) for c in columns]
-    raise InputDataError(
-        "the model's metadata.json lists no input_features: export it with mlstages' train step"
-    )
 
 
 def sample_rows(test_df: pd.DataFrame, columns: Sequence[str], count: int) -> pd.DataFrame:
@@ -672,177 +403,65 @@ def sample_rows(test_df: pd.DataFrame, columns: Sequence[str], count: int) -> pd
     return frame.iloc[positions].reset_index(drop=True)
 
 
-def _json_value(value: Any) -> Any:
-    import numpy as np
-    import pandas as pd
-
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    # JSON has no NaN or infinity: a non-finite number is sent as missing.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
-        return value.isoformat()
-    return value
-
-
-def _v2_datatype(series: pd.Series) -> str:
-    import pandas as pd
-
-    if pd.api.types.is_bool_dtype(series):
-        return "BOOL"
-    if pd.api.types.is_integer_dtype(series):
-        return "INT64"
-    if pd.api.types.is_float_dtype(series):
-        return "FP64"
-    return "BYTES"
-
-
-def v1_request(rows: pd.DataFrame) -> dict[str, Any]:
-    """{"instances": [{column: value, ...}, ...]}: one JSON object per row, missing values null."""
-    return {
-        "instances": [
-            {str(column): _json_value(value) for column, value in zip(rows.columns, row, strict=True)}
-            for row in rows.itertuples(index=False, name=None)
-        ]
-    }
-
-
-def v2_request(rows: pd.DataFrame) -> dict[str, Any]:
-    """Open Inference Protocol: one input tensor per column (BYTES strings, FP64 floats, INT64
-    integers, BOOL booleans; shape [rows]; missing values null). ``content_type: pd`` asks servers
-    built on KServe's SDK to assemble the tensors into one DataFrame."""
-    return {
-        "inputs": [
-            {
-                "name": str(column),
-                "datatype": _v2_datatype(rows[column]),
-                "shape": [len(rows)],
-                "data": [_json_value(value) for value in rows[column].tolist()],
-            }
-            for column in rows.columns
-        ],
-        "parameters": {"content_type": "pd"},
-    }
-
-
-def _is_loopback(url: str) -> bool:
-    import ipaddress
-
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def smoke_test(
     url: str,
     name: str,
     protocol: str,
     rows: pd.DataFrame,
     *,
+    features: Sequence[InputFeature],
     expected: Sequence[Any] | None = None,
     task: str = "classification",
     timeout: float = 30.0,
 ) -> SmokeTestResult:
-    """Send ``rows`` to the endpoint at ``url`` in ``protocol`` (v1 or v2) and check the answer:
-    HTTP 200, one prediction per row and, given ``expected`` (the model's own predictions), the
-    same predictions (exactly for classes, to 1e-6 relative for regression).
+    """Send ``rows`` to the endpoint at ``url`` in ``protocol`` (v1 or v2), built by the one serving
+    client from the model card's ``features``, and check the answer: HTTP 200, one prediction per
+    row and, given ``expected`` (the model's own predictions), the same predictions (exactly for
+    classes, to the client's tolerance for regression).
 
     Raises DeployFailed saying what was sent where and what came back.
     """
     import requests
 
+    from mlstages.components.serving import client
+
     require_choice("protocol_version", protocol, PROTOCOLS)
-    base = url.rstrip("/")
-    if protocol == "v1":
-        target, body = f"{base}/v1/models/{name}:predict", v1_request(rows)
-    else:
-        target, body = f"{base}/v2/models/{name}/infer", v2_request(rows)
+    target = client.predict_url(url, name, protocol)
     session = requests.Session()
     # A loopback endpoint is reached directly even when the environment names a proxy.
-    session.trust_env = not _is_loopback(target)
-    started = time.perf_counter()
+    session.trust_env = not client.is_loopback(target)
     try:
-        response = session.post(
-            target,
-            data=json.dumps(body, allow_nan=False),
-            timeout=timeout,
-            headers={"Content-Type": "application/json"},
-        )
-    except requests.RequestException as exc:
-        raise DeployFailed(f"smoke test: POST {target} failed: {exc}") from exc
+        reply = client.post(session, target, client.request_body(rows, features, protocol), timeout)
     finally:
         session.close()
-    seconds = time.perf_counter() - started
-    text = response.text[:MAX_BODY_IN_MESSAGE]
-    if response.status_code != 200:
-        raise DeployFailed(f"smoke test: POST {target} answered HTTP {response.status_code}: {text}")
+    if not reply.ok:
+        raise DeployFailed(f"smoke test: {reply.problem}")
+    shown = json.dumps(reply.answer)[: client.MAX_BODY_IN_MESSAGE]
     try:
-        answer = response.json()
+        predictions = client.predictions_of(reply.answer, protocol)
     except ValueError as exc:
         raise DeployFailed(
-            f"smoke test: POST {target} answered HTTP 200 with a body that is not JSON: {text}"
+            f"smoke test: POST {target} answered without predictions ({exc}): {shown}"
         ) from exc
-    predictions = _predictions(answer, protocol, target, text)
     if len(predictions) != len(rows):
         raise DeployFailed(
-            f"smoke test: POST {target} returned {len(predictions)} prediction(s) for {len(rows)} row(s): {text}"
+            f"smoke test: POST {target} returned {len(predictions)} prediction(s) for {len(rows)} row(s): {shown}"
         )
     if expected is not None:
-        _compare(predictions, list(expected), task, target)
+        found = client.mismatches(predictions, list(expected), task != "regression")
+        if found:
+            raise DeployFailed(
+                f"smoke test: POST {target}: {'; '.join(found[:3])}: the endpoint does not serve this model"
+            )
     return SmokeTestResult(
         url=target,
         protocol=protocol,
         rows=len(rows),
-        status_code=response.status_code,
-        seconds=seconds,
+        status_code=int(reply.status_code or 0),
+        seconds=reply.seconds,
         predictions=predictions,
         compared=expected is not None,
     )
-
-
-def _predictions(answer: Any, protocol: str, target: str, text: str) -> list[Any]:
-    if protocol == "v1":
-        if isinstance(answer, dict) and isinstance(answer.get("predictions"), list):
-            return answer["predictions"]
-        raise DeployFailed(f"smoke test: POST {target} answered without a 'predictions' list: {text}")
-    outputs = answer.get("outputs") if isinstance(answer, dict) else None
-    if isinstance(outputs, list) and outputs:
-        chosen = next((o for o in outputs if isinstance(o, dict) and o.get("name") == "predict"), None)
-        # KServe's stock runtime names its one output "output-0".
-        if chosen is None and len(outputs) == 1 and isinstance(outputs[0], dict):
-            chosen = outputs[0]
-        if chosen is not None and isinstance(chosen.get("data"), list):
-            return chosen["data"]
-    raise DeployFailed(f"smoke test: POST {target} answered without a 'predict' output tensor: {text}")
-
-
-def _compare(predictions: list[Any], expected: list[Any], task: str, target: str) -> None:
-    for row, (got, want) in enumerate(zip(predictions, expected, strict=True)):
-        want = _json_value(want)
-        if task == "regression":
-            try:
-                same = math.isclose(
-                    float(got),
-                    float(want),
-                    rel_tol=REGRESSION_RELATIVE_TOLERANCE,
-                    abs_tol=REGRESSION_RELATIVE_TOLERANCE,
-                )
-            except (TypeError, ValueError):
-                same = False
-        else:
-            same = got == want or str(got) == str(want)
-        if not same:
-            raise DeployFailed(
-                f"smoke test: POST {target} predicted {got!r} for sample row {row}, but the model "
-                f"predicts {want!r}: the endpoint does not serve this model"
-            )
 
 
 # --- the cluster ------------------------------------------------------------------------------
@@ -1122,6 +741,7 @@ def deploy_to_cluster(
     model_uri: str,
     rows: pd.DataFrame,
     *,
+    features: Sequence[InputFeature],
     expected: Sequence[Any] | None,
     task: str,
     model_registry: str = "",
@@ -1161,6 +781,7 @@ def deploy_to_cluster(
             name,
             config.protocol_version,
             rows,
+            features=features,
             expected=expected if config.promotes else None,
             task=task,
             timeout=config.smoke_test_timeout,
@@ -1206,6 +827,7 @@ def deploy_locally(
     model_uri: str,
     rows: pd.DataFrame,
     *,
+    features: Sequence[InputFeature],
     expected: Sequence[Any] | None,
     task: str,
     model_registry: str = "",
@@ -1223,6 +845,7 @@ def deploy_locally(
             config.model_name,
             config.protocol_version,
             rows,
+            features=features,
             expected=expected,
             task=task,
             timeout=config.smoke_test_timeout,

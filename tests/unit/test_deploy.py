@@ -14,7 +14,6 @@ import pickle
 import socket
 from pathlib import Path
 
-import joblib
 import pandas as pd
 import pytest
 import yaml
@@ -30,6 +29,7 @@ from palmerpenguins import load_penguins
 from mlstages.components.common import storage
 from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.common.registry import read_champion, set_champion
 from mlstages.components.deploy.deploy import (
     DEPLOYMENT_MODE_ANNOTATION,
@@ -40,20 +40,15 @@ from mlstages.components.deploy.deploy import (
     build_inference_service,
     check_runtime_compatibility,
     cluster_api,
-    custom_classes,
     deploy_locally,
     deploy_to_cluster,
     describe_conditions,
     endpoint_from_status,
-    input_columns_of,
     manifest_yaml,
-    referenced_globals,
     render_markdown,
     rollback,
     sample_rows,
     smoke_test,
-    v1_request,
-    v2_request,
     wait_until_ready,
 )
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
@@ -95,8 +90,13 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def features(model_dir):
+    return ModelCard.read(model_dir).input_features
+
+
+@pytest.fixture(scope="module")
 def rows(model_dir) -> pd.DataFrame:
-    return sample_rows(load_penguins(), input_columns_of(read_metadata(model_dir)), 5)
+    return sample_rows(load_penguins(), ModelCard.read(model_dir).input_names, 5)
 
 
 @pytest.fixture(scope="module")
@@ -262,65 +262,7 @@ def test_manifest_yaml_keeps_comments_and_loads_back_to_the_same_object():
 # --- can the runtime load the model? ----------------------------------------------------------
 
 
-class _RecordingUnpickler(joblib.numpy_pickle.NumpyUnpickler):
-    """joblib's own unpickler, recording every global it resolves: the truth to compare with."""
-
-    def __init__(self, path: Path, handle, seen: set[str]) -> None:
-        super().__init__(str(path), handle, ensure_native_byte_order=True)
-        self.seen = seen
-
-    def find_class(self, module, name):
-        self.seen.add(f"{module}.{name}")
-        return super().find_class(module, name)
-
-
-def globals_resolved_by_loading(path: Path) -> set[str]:
-    seen: set[str] = set()
-    with open(path, "rb") as handle:
-        _RecordingUnpickler(path, handle, seen).load()
-    return seen
-
-
-def test_the_opcode_scan_finds_exactly_the_globals_loading_resolves(model_dir):
-    path = model_dir / "model.joblib"
-    found = referenced_globals(path)
-    assert set(found) == globals_resolved_by_loading(path)
-    # The pipeline holds numeric arrays (skipped by size) and object arrays (nested pickles).
-    assert "joblib.numpy_pickle.NumpyArrayWrapper" in found
-    assert "mlstages.components.preprocess.preprocess.OutlierClipper" in custom_classes(path)
-
-
-def test_the_opcode_scan_reads_old_protocols_with_global_opcodes(model_dir, tmp_path):
-    model = load_estimator(model_dir, "model")
-    path = tmp_path / "protocol2.joblib"
-    joblib.dump(model, path, protocol=2)
-    assert set(referenced_globals(path)) == globals_resolved_by_loading(path)
-    assert custom_classes(path) == custom_classes(model_dir / "model.joblib")
-
-
-def test_a_plain_scikit_learn_model_has_no_custom_classes(tmp_path):
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], ["a", "a", "b", "b"])
-    save_estimator(model, tmp_path, "model")
-    assert custom_classes(tmp_path / "model.joblib") == []
-    assert "sklearn.linear_model._logistic.LogisticRegression" in referenced_globals(
-        tmp_path / "model.joblib"
-    )
-
-
-def test_compressed_and_truncated_pickles_are_refused_with_the_file_named(model_dir, tmp_path):
-    compressed = tmp_path / "compressed.joblib"
-    joblib.dump({"a": 1}, compressed, compress=3)
-    with pytest.raises(InputDataError, match=r"compressed.joblib is not an uncompressed pickle"):
-        referenced_globals(compressed)
-    truncated = tmp_path / "truncated.joblib"
-    truncated.write_bytes((model_dir / "model.joblib").read_bytes()[:3000])
-    with pytest.raises(InputDataError, match=r"cannot read the pickle opcodes of .*truncated.joblib at byte"):
-        referenced_globals(truncated)
-
-
-def test_the_stock_runtime_refuses_our_model_naming_the_version_and_the_classes(model_dir):
+def test_the_stock_runtime_refuses_our_model_naming_the_version(model_dir):
     with pytest.raises(ParameterError) as error:
         check_runtime_compatibility(model_dir, "kserve-sklearnserver")
     message = str(error.value)
@@ -329,8 +271,6 @@ def test_the_stock_runtime_refuses_our_model_naming_the_version_and_the_classes(
     assert message.startswith("parameter runtime='kserve-sklearnserver' cannot serve this model")
     assert f"trained with scikit-learn {sklearn.__version__}" in message
     assert "the stock runtime loads scikit-learn ~=1.5.1" in message
-    assert "mlstages classes the stock runtime's image does not have" in message
-    assert "mlstages.components.preprocess.preprocess.OutlierClipper" in message
     assert "Deploy with runtime='mlstages-sklearn'" in message
 
 
@@ -350,7 +290,7 @@ def test_the_stock_runtime_takes_a_plain_model_of_its_scikit_learn_and_ours_refu
     metadata["versions"]["scikit-learn"] = "1.5.2"
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     notes = check_runtime_compatibility(tmp_path, "kserve-sklearnserver")
-    assert "model.joblib references no mlstages classes" in notes
+    assert "scikit-learn 1.5.2 fits the stock runtime's ~=1.5.1" in notes
     with pytest.raises(
         ParameterError, match=r"trained with scikit-learn 1.5.2, but the mlstages-sklearn runtime"
     ):
@@ -370,35 +310,6 @@ def test_a_model_without_recorded_versions_or_of_another_framework_is_refused():
 # --- the smoke test ---------------------------------------------------------------------------
 
 
-def test_requests_carry_one_object_per_row_v1_and_one_typed_tensor_per_column_v2():
-    frame = pd.DataFrame(
-        {
-            "island": ["Biscoe", None],
-            "mass": [3750.0, float("nan")],
-            "year": [2007, 2008],
-            "tagged": [True, False],
-            "seen": pd.to_datetime(["2024-01-02", "2024-03-04"]),
-        }
-    )
-    assert v1_request(frame)["instances"][1] == {
-        "island": None,
-        "mass": None,
-        "year": 2008,
-        "tagged": False,
-        "seen": "2024-03-04T00:00:00",
-    }
-    tensors = {t["name"]: t for t in v2_request(frame)["inputs"]}
-    assert {name: t["datatype"] for name, t in tensors.items()} == {
-        "island": "BYTES",
-        "mass": "FP64",
-        "year": "INT64",
-        "tagged": "BOOL",
-        "seen": "BYTES",
-    }
-    assert tensors["mass"] == {"name": "mass", "datatype": "FP64", "shape": [2], "data": [3750.0, None]}
-    json.dumps(v2_request(frame), allow_nan=False)  # valid JSON: no NaN
-
-
 def test_sample_rows_puts_complete_rows_first_and_names_missing_columns():
     frame = pd.DataFrame({"a": [None, 1.0, 2.0], "b": ["x", "y", None], "label": [0, 1, 0]})
     picked = sample_rows(frame, ["a", "b"], 2)
@@ -412,35 +323,42 @@ def test_sample_rows_puts_complete_rows_first_and_names_missing_columns():
 
 @pytest.mark.parametrize("protocol", ["v1", "v2"])
 def test_the_smoke_test_gets_the_models_own_predictions_from_the_real_server(
-    model_server, rows, expected, protocol
+    model_server, rows, expected, protocol, features
 ):
-    result = smoke_test(model_server.base_url, NAME, protocol, rows, expected=expected, timeout=10)
+    result = smoke_test(
+        model_server.base_url, NAME, protocol, rows, features=features, expected=expected, timeout=10
+    )
     assert result.status_code == 200 and result.rows == len(rows) == 5
     assert result.predictions == expected and result.compared
     suffix = "/v1/models/penguins:predict" if protocol == "v1" else "/v2/models/penguins/infer"
     assert result.url == model_server.base_url + suffix
 
 
-def test_the_smoke_test_fails_when_the_endpoint_serves_other_predictions(model_server, rows, expected):
+def test_the_smoke_test_fails_when_the_endpoint_serves_other_predictions(
+    model_server, rows, expected, features
+):
     wrong = ["Gentoo" if e != "Gentoo" else "Adelie" for e in expected]
     with pytest.raises(
-        DeployFailed, match=r"predicted 'Adelie' for sample row 0, but the model predicts 'Gentoo'"
+        DeployFailed,
+        match=r"row 0: served 'Adelie', in-process 'Gentoo'.*the endpoint does not serve this model",
     ):
-        smoke_test(model_server.base_url, NAME, "v2", rows, expected=wrong)
+        smoke_test(model_server.base_url, NAME, "v2", rows, features=features, expected=wrong)
 
 
-def test_the_smoke_test_reports_http_errors_and_unreachable_endpoints(model_server, rows):
+def test_the_smoke_test_reports_http_errors_and_unreachable_endpoints(model_server, rows, features):
     with pytest.raises(DeployFailed, match=r"POST .*/v1/models/other:predict answered HTTP 404"):
-        smoke_test(model_server.base_url, "other", "v1", rows)
+        smoke_test(model_server.base_url, "other", "v1", rows, features=features)
     url = closed_port_url()
     with pytest.raises(DeployFailed, match=rf"smoke test: POST {url}/v2/models/penguins/infer failed"):
-        smoke_test(url, NAME, "v2", rows, timeout=2)
+        smoke_test(url, NAME, "v2", rows, features=features, timeout=2)
 
 
-def test_regression_predictions_are_compared_with_a_tolerance(model_server, rows, expected):
+def test_regression_predictions_are_compared_with_a_tolerance(model_server, rows, expected, features):
     # The classifier's labels are not numbers: compared as regression values they fail.
     with pytest.raises(DeployFailed, match="the endpoint does not serve this model"):
-        smoke_test(model_server.base_url, NAME, "v1", rows, expected=[1.0] * 5, task="regression")
+        smoke_test(
+            model_server.base_url, NAME, "v1", rows, features=features, expected=[1.0] * 5, task="regression"
+        )
 
 
 # --- the cluster path, against the Kubernetes API stand-in ----------------------------------------
@@ -546,7 +464,7 @@ def test_rollback_patches_the_previous_storage_uri_back_or_deletes(standin, api)
 
 
 def test_deploy_to_cluster_moves_the_champion_after_ready_and_smoke_test(
-    standin, api, registry, model_server, rows, expected
+    standin, api, registry, model_server, rows, expected, features
 ):
     standin.controller = ready_controller(model_server.base_url)
     chosen = config()
@@ -557,6 +475,7 @@ def test_deploy_to_cluster_moves_the_champion_after_ready_and_smoke_test(
         chosen,
         registry["v1"],
         rows,
+        features=features,
         expected=expected,
         task="classification",
         model_registry=registry["root"],
@@ -572,7 +491,7 @@ def test_deploy_to_cluster_moves_the_champion_after_ready_and_smoke_test(
 
 
 def test_a_rollout_that_never_gets_ready_rolls_back_to_the_champion(
-    standin, api, registry, model_server, rows, expected
+    standin, api, registry, model_server, rows, expected, features
 ):
     set_champion(registry["root"], NAME, registry["v1"])
     standin.controller = ready_controller(
@@ -587,6 +506,7 @@ def test_a_rollout_that_never_gets_ready_rolls_back_to_the_champion(
             chosen,
             registry["v2"],
             rows,
+            features=features,
             expected=expected,
             task="classification",
             model_registry=registry["root"],
@@ -604,7 +524,9 @@ def test_a_rollout_that_never_gets_ready_rolls_back_to_the_champion(
     ]
 
 
-def test_a_failed_smoke_test_rolls_back_and_keeps_the_champion(standin, api, registry, rows, expected):
+def test_a_failed_smoke_test_rolls_back_and_keeps_the_champion(
+    standin, api, registry, rows, expected, features
+):
     set_champion(registry["root"], NAME, registry["v1"])
     standin.controller = ready_controller(closed_port_url())  # Ready, but nothing answers there
     chosen = config()
@@ -615,6 +537,7 @@ def test_a_failed_smoke_test_rolls_back_and_keeps_the_champion(standin, api, reg
             chosen,
             registry["v2"],
             rows,
+            features=features,
             expected=expected,
             task="classification",
             model_registry=registry["root"],
@@ -625,7 +548,7 @@ def test_a_failed_smoke_test_rolls_back_and_keeps_the_champion(standin, api, reg
     assert read_champion(registry["root"], NAME)["model_uri"] == registry["v1"]
 
 
-def test_a_first_deploy_that_fails_deletes_what_it_created(standin, api, registry, rows, expected):
+def test_a_first_deploy_that_fails_deletes_what_it_created(standin, api, registry, rows, expected, features):
     standin.controller = ready_controller("http://x", failing_storage_uris={registry["v1"]: ("Failed", "")})
     chosen = config()
     with pytest.raises(
@@ -637,6 +560,7 @@ def test_a_first_deploy_that_fails_deletes_what_it_created(standin, api, registr
             chosen,
             registry["v1"],
             rows,
+            features=features,
             expected=expected,
             task="classification",
             model_registry=registry["root"],
@@ -646,7 +570,7 @@ def test_a_first_deploy_that_fails_deletes_what_it_created(standin, api, registr
 
 
 def test_without_a_champion_an_existing_service_is_restored_not_deleted(
-    standin, api, registry, rows, expected
+    standin, api, registry, rows, expected, features
 ):
     standin.controller = ready_controller("http://x", failing_storage_uris={registry["v2"]: ("Failed", "")})
     standin.put(build_inference_service(config(service_account="hand-made"), registry["v1"]))
@@ -660,6 +584,7 @@ def test_without_a_champion_an_existing_service_is_restored_not_deleted(
             chosen,
             registry["v2"],
             rows,
+            features=features,
             expected=expected,
             task="classification",
             model_registry="",
@@ -668,7 +593,9 @@ def test_without_a_champion_an_existing_service_is_restored_not_deleted(
     assert restored["model"]["storageUri"] == registry["v1"] and restored["serviceAccountName"] == "hand-made"
 
 
-def test_a_failing_rollback_is_reported_with_the_original_failure(standin, api, registry, rows, expected):
+def test_a_failing_rollback_is_reported_with_the_original_failure(
+    standin, api, registry, rows, expected, features
+):
     set_champion(registry["root"], NAME, registry["v1"])
     standin.controller = ready_controller(
         "http://x", failing_storage_uris={registry["v2"]: ("Failed", "boom")}
@@ -692,6 +619,7 @@ def test_a_failing_rollback_is_reported_with_the_original_failure(standin, api, 
             chosen,
             registry["v2"],
             rows,
+            features=features,
             expected=expected,
             task="classification",
             model_registry=registry["root"],
@@ -706,7 +634,7 @@ def test_a_failing_rollback_is_reported_with_the_original_failure(standin, api, 
     assert read_champion(registry["root"], NAME)["model_uri"] == registry["v1"]
 
 
-def test_a_canary_is_smoke_tested_but_not_promoted(standin, api, registry, model_server, rows):
+def test_a_canary_is_smoke_tested_but_not_promoted(standin, api, registry, model_server, rows, features):
     set_champion(registry["root"], NAME, registry["v1"])
     standin.controller = ready_controller(model_server.base_url)
     chosen = config(deployment_mode="Serverless", canary_traffic_percent=10)
@@ -716,6 +644,7 @@ def test_a_canary_is_smoke_tested_but_not_promoted(standin, api, registry, model
         chosen,
         registry["v2"],
         rows,
+        features=features,
         expected=["not compared"] * 5,
         task="classification",
         model_registry=registry["root"],
@@ -725,7 +654,7 @@ def test_a_canary_is_smoke_tested_but_not_promoted(standin, api, registry, model
     assert read_champion(registry["root"], NAME)["model_uri"] == registry["v1"]
 
 
-def test_a_local_path_is_not_a_storage_uri_for_a_cluster(api, rows, tmp_path):
+def test_a_local_path_is_not_a_storage_uri_for_a_cluster(api, rows, tmp_path, features):
     chosen = config()
     with pytest.raises(ParameterError, match=r"is not a URI a cluster can read"):
         deploy_to_cluster(
@@ -734,6 +663,7 @@ def test_a_local_path_is_not_a_storage_uri_for_a_cluster(api, rows, tmp_path):
             chosen,
             str(tmp_path),
             rows,
+            features=features,
             expected=None,
             task="classification",
         )
@@ -787,13 +717,16 @@ def test_the_stand_in_applies_merge_patches_as_rfc_7386_says():
 # --- the local path -----------------------------------------------------------------------------
 
 
-def test_without_a_cluster_the_model_is_served_locally_checked_and_promoted(registry, rows, expected):
+def test_without_a_cluster_the_model_is_served_locally_checked_and_promoted(
+    registry, rows, expected, features
+):
     set_champion(registry["root"], NAME, registry["v1"])
     chosen = DeployConfig(model_name=NAME, protocol_version="v1")
     result = deploy_locally(
         chosen,
         registry["v2"],
         rows,
+        features=features,
         expected=expected,
         task="classification",
         model_registry=registry["root"],
@@ -809,10 +742,12 @@ def test_without_a_cluster_the_model_is_served_locally_checked_and_promoted(regi
     assert "No cluster configured: served on the local model server instead." in summary
     # The server was stopped when the step ended.
     with pytest.raises(DeployFailed, match="failed"):
-        smoke_test(result.endpoint, NAME, "v1", rows, timeout=2)
+        smoke_test(result.endpoint, NAME, "v1", rows, features=features, timeout=2)
 
 
-def test_a_model_the_local_server_cannot_load_fails_without_moving_the_champion(registry, rows, tmp_path):
+def test_a_model_the_local_server_cannot_load_fails_without_moving_the_champion(
+    registry, rows, tmp_path, features
+):
     from mlstages.components.serving.process import ServerStartError
 
     broken = tmp_path / "broken"
@@ -824,6 +759,7 @@ def test_a_model_the_local_server_cannot_load_fails_without_moving_the_champion(
             DeployConfig(model_name=NAME),
             str(broken),
             rows,
+            features=features,
             expected=None,
             task="classification",
             model_registry=registry["root"],
