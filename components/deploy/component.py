@@ -90,18 +90,16 @@ def deploy(
     from mlstages.components.common.artifacts import load_estimator
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.common.model_card import ModelCard
-    from mlstages.components.deploy.deploy import (
-        NO_CLUSTER,
-        DeployConfig,
+    from mlstages.components.deploy.cluster import cluster_api
+    from mlstages.components.deploy.config import NO_CLUSTER, DeployConfig
+    from mlstages.components.deploy.deploy import deploy_locally, deploy_to_cluster
+    from mlstages.components.deploy.manifest import (
         build_inference_service,
         check_runtime_compatibility,
-        cluster_api,
-        deploy_locally,
-        deploy_to_cluster,
         manifest_yaml,
-        render_markdown,
-        sample_rows,
     )
+    from mlstages.components.deploy.report import render_markdown
+    from mlstages.components.deploy.smoke import sample_rows
 
     config = DeployConfig(
         model_name=model_name,

@@ -18,7 +18,8 @@ from kfp.dsl import Artifact, Dataset, Markdown, Model, Output
 
 from mlstages.components.common.registry import read_champion
 from mlstages.components.deploy.component import deploy
-from mlstages.components.deploy.deploy import NO_CLUSTER_NOTE, DeployConfig, build_inference_service
+from mlstages.components.deploy.config import NO_CLUSTER_NOTE, DeployConfig
+from mlstages.components.deploy.manifest import build_inference_service
 
 pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
 

@@ -27,7 +27,7 @@ CONFIGS = {
     "engineer_features": "mlstages.components.engineer_features.engineer_features:FeatureConfig",
     "train": "mlstages.components.train.config:TrainConfig",
     "validate_model": "mlstages.components.validate_model.thresholds:BlessingConfig",
-    "deploy": "mlstages.components.deploy.deploy:DeployConfig",
+    "deploy": "mlstages.components.deploy.config:DeployConfig",
     "monitor_drift": "mlstages.components.monitor_drift.config:DriftConfig",
 }
 # Component parameter -> config field, where the names differ.

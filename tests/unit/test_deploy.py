@@ -31,26 +31,28 @@ from mlstages.components.common.artifacts import load_estimator, read_metadata, 
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.model_card import ModelCard
 from mlstages.components.common.registry import read_champion, set_champion
-from mlstages.components.deploy.deploy import (
+from mlstages.components.deploy.cluster import (
+    apply_inference_service,
+    cluster_api,
+    describe_conditions,
+    endpoint_from_status,
+    rollback,
+    wait_until_ready,
+)
+from mlstages.components.deploy.config import (
     DEPLOYMENT_MODE_ANNOTATION,
     NO_CLUSTER_NOTE,
     DeployConfig,
     DeployFailed,
-    apply_inference_service,
+)
+from mlstages.components.deploy.deploy import deploy_locally, deploy_to_cluster
+from mlstages.components.deploy.manifest import (
     build_inference_service,
     check_runtime_compatibility,
-    cluster_api,
-    deploy_locally,
-    deploy_to_cluster,
-    describe_conditions,
-    endpoint_from_status,
     manifest_yaml,
-    render_markdown,
-    rollback,
-    sample_rows,
-    smoke_test,
-    wait_until_ready,
 )
+from mlstages.components.deploy.report import render_markdown
+from mlstages.components.deploy.smoke import sample_rows, smoke_test
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
 from mlstages.components.serving.process import serve_in_background
 from mlstages.components.train.config import TrainConfig

@@ -22,14 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mlstages.components.deploy.deploy import (
-    DeployConfig,
-    apply_inference_service,
-    build_inference_service,
-    example_inference_service_yaml,
-    rollback,
-    wait_until_ready,
-)
+from mlstages.components.deploy.cluster import apply_inference_service, rollback, wait_until_ready
+from mlstages.components.deploy.config import DeployConfig
+from mlstages.components.deploy.manifest import build_inference_service
+from mlstages.components.deploy.report import example_inference_service_yaml
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 OVERLAYS = ("overlays/namespace", "overlays/bucket")
