@@ -48,16 +48,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from mlstages.components.common.datasets import BOOLEAN, NUMERIC, column_types, logical_type
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
-from mlstages.components.common.labels import CLASSIFICATION, REGRESSION, check_label, resolve_task
-from mlstages.components.preprocess.preprocess import (
+from mlstages.components.common.estimators.fast_transform import (
     PreprocessorPlan,
-    apply_scaling,
     compile_preprocessor,
     impute,
-    make_scaler,
     plan_mismatch,
-    scaling_steps,
 )
+from mlstages.components.common.estimators.scalers import apply_scaling, make_scaler, scaling_steps
+from mlstages.components.common.labels import CLASSIFICATION, REGRESSION, check_label, resolve_task
 
 DERIVED_KINDS = ("ratio", "log", "date_parts", "bin", "interaction")
 DATE_PARTS = ("year", "month", "day", "dayofweek", "hour")

@@ -91,9 +91,7 @@ def preprocess(
         preprocessor_metadata,
         render_markdown,
     )
-    from mlstages.components.preprocess.preprocess import (
-        preprocess as run_preprocess,
-    )
+    from mlstages.components.preprocess.preprocess import preprocess as run_preprocess
 
     config = PreprocessConfig(
         label_column=label_column,

@@ -19,36 +19,28 @@ The transformer is a scikit-learn ``ColumnTransformer`` with one path per logica
 Its output is a pandas DataFrame with readable, unique names: ``num__bill_length_mm``,
 ``cat__island_Biscoe``, ``bool__flag``, ``text_review__great``, ``missing__sex``.
 
-``compile_preprocessor`` turns the fitted transformer into a ``PreprocessorPlan``: the same
-arithmetic read from the fitted steps and applied with numpy, which transforms one row in ~0.1 ms
-instead of ~10 ms of scikit-learn's per-step overhead. The exported model uses it (through
-engineer_features); ``plan_mismatch`` checks that it gives exactly the transformer's numbers.
+Its custom steps (OutlierClipper, TfidfColumn, the FunctionTransformer functions, the scalers) live
+in ``mlstages.components.common.estimators``, where ``fast_transform`` also turns the fitted
+transformer into its numpy arithmetic for fast single-row predictions.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
-    MinMaxScaler,
     OneHotEncoder,
     OrdinalEncoder,
-    RobustScaler,
-    StandardScaler,
 )
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mlstages.components.common.datasets import (
     BOOLEAN,
@@ -59,6 +51,15 @@ from mlstages.components.common.datasets import (
     require_columns,
 )
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
+from mlstages.components.common.estimators.functions import (
+    as_category_strings,
+    as_float,
+    missing_as_nan,
+    output_feature_name,
+)
+from mlstages.components.common.estimators.outliers import OutlierClipper
+from mlstages.components.common.estimators.scalers import SCALINGS, make_scaler
+from mlstages.components.common.estimators.text import TEXT_MAX_FEATURES, TfidfColumn
 from mlstages.components.common.labels import (
     CLASSIFICATION,
     REGRESSION,
@@ -69,22 +70,45 @@ from mlstages.components.common.labels import (
 )
 
 SPLITS = ("stratified", "random", "time")
+
+
 NUMERIC_IMPUTATIONS = ("mean", "median", "most_frequent", "constant")
+
+
 CATEGORICAL_IMPUTATIONS = ("most_frequent", "constant")
+
+
 ENCODINGS = ("onehot", "ordinal")
+
+
 OUTLIER_METHODS = ("none", "iqr", "zscore")
+
+
 DEFAULT_OUTLIER_FACTORS = {"iqr": 1.5, "zscore": 3.0}
-SCALINGS = ("standard", "minmax", "robust", "none")
-TEXT_MAX_FEATURES = 200
+
+
 SPLIT_NAMES = ("train", "validation", "test")
+
 
 # Column-plan paths: how each input column is treated.
 PATH_NUMERIC = "numeric"
+
+
 PATH_CATEGORICAL = "categorical"
+
+
 PATH_BOOLEAN = "boolean"
+
+
 PATH_TEXT = "text"
+
+
 PATH_DROPPED = "dropped"
+
+
 PATH_LABEL = "label"
+
+
 PATH_EXCLUDED = "excluded"
 
 
@@ -244,9 +268,6 @@ def _column_tuple(parameter: str, columns: Any) -> tuple[str, ...]:
     return names
 
 
-# --- splitting ---------------------------------------------------------------------------------
-
-
 def split_sizes(n_rows: int, config: PreprocessConfig) -> tuple[int, int, int]:
     """Rows for (train, validation, test): ``ceil(size * n_rows)`` for validation and test."""
     # round() first: 0.1 * 30 is 3.0000000000000004 in floating point, which must not ceil to 4.
@@ -395,124 +416,6 @@ def _check_classes_present(
                 f"class {label!r} ({int(count)} row(s) in all) has no row in the {split_name} split."
             )
     return notes
-
-
-# --- the transformer ---------------------------------------------------------------------------
-
-
-def as_float(X: Any) -> pd.DataFrame:
-    """Numbers and booleans (nullable ones included) as float64, missing values as NaN."""
-    return pd.DataFrame(X).astype("float64")
-
-
-def missing_as_nan(X: Any) -> pd.DataFrame:
-    """Object columns whose missing values (None, pd.NA, NaN, NaT) are all NaN.
-
-    scikit-learn's imputers and MissingIndicator only recognise NaN, but Parquet and nullable
-    dtypes give None and pd.NA.
-    """
-    frame = pd.DataFrame(X).astype(object)
-    return frame.where(frame.notna(), np.nan)
-
-
-def as_category_strings(X: Any) -> pd.DataFrame:
-    """Category values as strings (encoders need one type per column), missing values as NaN."""
-    frame = pd.DataFrame(X).astype(object)
-    present = frame.notna()
-    return frame.map(str).where(present, np.nan)
-
-
-def output_feature_name(transformer_name: str, feature_name: str) -> str:
-    """``<path>__<feature>``, as scikit-learn names it, minus MissingIndicator's long prefix."""
-    if transformer_name == "missing":
-        feature_name = feature_name.removeprefix("missingindicator_")
-    return f"{transformer_name}__{feature_name}"
-
-
-class OutlierClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """Clips each numeric column to bounds fitted on the training data; NaN passes through.
-
-    method: ``"iqr"`` clips to [Q1 - factor·IQR, Q3 + factor·IQR], ``"zscore"`` to
-    mean ± factor·std. A column whose IQR (or std) is 0 is left unclipped.
-    """
-
-    def __init__(self, method: str = "iqr", factor: float = 1.5) -> None:
-        self.method = method
-        self.factor = factor
-
-    def fit(self, X: Any, y: Any = None) -> OutlierClipper:
-        require_choice("outliers", self.method, ("iqr", "zscore"))
-        values = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no bounds, see below
-            if self.method == "iqr":
-                low, high = np.nanpercentile(values, [25, 75], axis=0)
-                spread = high - low
-            else:
-                center = np.nanmean(values, axis=0)
-                spread = np.nanstd(values, axis=0)
-                low = high = center
-        usable = np.isfinite(spread) & (spread > 0)
-        self.lower_ = np.where(usable, low - self.factor * spread, -np.inf)
-        self.upper_ = np.where(usable, high + self.factor * spread, np.inf)
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "lower_")
-        values = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
-        return np.clip(values, self.lower_, self.upper_)
-
-
-class TfidfColumn(TransformerMixin, BaseEstimator):
-    """TF-IDF of ONE text column, as dense named columns; missing values count as empty text.
-
-    A wrapper because ``TfidfVectorizer`` takes a 1-D input, returns a sparse matrix and cannot be
-    set to pandas output, while the rest of the transformer yields named DataFrame columns.
-    """
-
-    def __init__(self, max_features: int = TEXT_MAX_FEATURES) -> None:
-        self.max_features = max_features
-
-    @staticmethod
-    def _texts(X: Any) -> tuple[str, pd.Series]:
-        if isinstance(X, pd.DataFrame):
-            if X.shape[1] != 1:
-                raise InputDataError(f"TfidfColumn takes one text column, got {X.shape[1]}")
-            X = X.iloc[:, 0]
-        series = pd.Series(np.asarray(X, dtype=object).ravel()) if not isinstance(X, pd.Series) else X
-        name = str(series.name) if series.name is not None else "text"
-        return name, series.astype(object).where(series.notna(), "").map(str)
-
-    def fit(self, X: Any, y: Any = None) -> TfidfColumn:
-        name, texts = self._texts(X)
-        self.column_ = name
-        try:
-            self.vectorizer_ = TfidfVectorizer(max_features=self.max_features).fit(texts)
-        except ValueError as exc:  # "empty vocabulary": no word of two letters or more
-            raise InputDataError(
-                f"text column {name!r} has no words to build a TF-IDF vocabulary from in the train "
-                "split; encode it as a category or drop it (drop_columns)"
-            ) from exc
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "vectorizer_")
-        return self.vectorizer_.transform(self._texts(X)[1]).toarray()
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        check_is_fitted(self, "vectorizer_")
-        return np.asarray(self.vectorizer_.get_feature_names_out(), dtype=object)
-
-
-def make_scaler(scaling: str) -> BaseEstimator | None:
-    """The scikit-learn scaler for a ``scaling`` name; None for ``"none"``."""
-    require_choice("scaling", scaling, SCALINGS)
-    return {
-        "standard": StandardScaler,
-        "minmax": MinMaxScaler,
-        "robust": RobustScaler,
-        "none": lambda: None,
-    }[scaling]()
 
 
 @dataclass(frozen=True)
@@ -696,460 +599,6 @@ def build_preprocessor(train_X: pd.DataFrame, config: PreprocessConfig) -> Colum
 def fit_preprocessor(train_X: pd.DataFrame, config: PreprocessConfig) -> ColumnTransformer:
     """The preprocessing transformer, fitted on ``train_X`` only."""
     return build_preprocessor(train_X, config).fit(train_X)
-
-
-# --- the compiled transform --------------------------------------------------------------------
-#
-# The fitted ColumnTransformer takes ~10 ms to transform ONE row, nearly all of it scikit-learn's
-# per-step overhead (input validation, tags, set_output wrapping, joblib dispatch) repeated over a
-# dozen nested steps; the arithmetic itself takes microseconds. PreprocessorPlan reads the fitted
-# steps' parameters once and applies the same operations, in the same order, with numpy, so that a
-# served model answers one row in well under a millisecond. The ColumnTransformer stays the fitted
-# object of record (fit, inspection, feature names); the plan is a read-only view of it.
-
-NUMERIC_BLOCK = "numeric"
-BOOLEAN_BLOCK = "boolean"
-CATEGORICAL_BLOCK = "categorical"
-TEXT_BLOCK = "text"
-MISSING_BLOCK = "missing"
-# Encoded categories are looked up in a dict row by row up to this many rows, and with a pandas
-# hash index above it (which costs ~40 µs to call but is much faster per value).
-_DICT_LOOKUP_ROWS = 256
-
-
-class _NotCompilable(Exception):
-    """The transformer is not one preprocessor_from_plan builds, so it has no plan."""
-
-
-def scaling_steps(scaler: Any) -> tuple[tuple[str, np.ndarray], ...]:
-    """A fitted scaler's arithmetic as (operation, operand) steps, in the order its ``transform``
-    applies them (``StandardScaler``: subtract ``mean_``, divide by ``scale_``; ``MinMaxScaler``:
-    multiply by ``scale_``, add ``min_``; ``RobustScaler``: subtract ``center_``, divide by
-    ``scale_``). None (no scaling) has no steps. Any other scaler raises ValueError."""
-    if scaler is None:
-        return ()
-    steps: list[tuple[str, np.ndarray]] = []
-    if type(scaler) is StandardScaler:
-        if scaler.with_mean:
-            steps.append(("subtract", scaler.mean_))
-        if scaler.with_std:
-            steps.append(("divide", scaler.scale_))
-    elif type(scaler) is MinMaxScaler and not scaler.clip:
-        steps += [("multiply", scaler.scale_), ("add", scaler.min_)]
-    elif type(scaler) is RobustScaler:
-        if scaler.with_centering:
-            steps.append(("subtract", scaler.center_))
-        if scaler.with_scaling:
-            steps.append(("divide", scaler.scale_))
-    else:
-        raise ValueError(f"no arithmetic known for the scaler {scaler!r}")
-    return tuple((operation, np.asarray(operand, dtype=np.float64)) for operation, operand in steps)
-
-
-def apply_scaling(values: np.ndarray, steps: tuple[tuple[str, np.ndarray], ...]) -> np.ndarray:
-    """``values`` (float64, owned by the caller: changed in place) after ``scaling_steps``."""
-    for operation, operand in steps:
-        if operation == "subtract":
-            values -= operand
-        elif operation == "divide":
-            values /= operand
-        elif operation == "multiply":
-            values *= operand
-        else:
-            values += operand
-    return values
-
-
-def impute(values: np.ndarray, statistics: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-    """``values`` (float64, changed in place) with each NaN replaced by its column's statistic,
-    as a fitted ``SimpleImputer`` fills them; ``missing`` is ``np.isnan(values)`` when known."""
-    if missing is None:
-        missing = np.isnan(values)
-    if missing.any():
-        values[missing] = np.broadcast_to(statistics, values.shape)[missing]
-    return values
-
-
-def float_columns(X: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[bool]]:
-    """The columns as one float64 matrix (a new array), converted as ``as_float`` converts them,
-    and per column whether it was a numpy number or boolean column (in which a NaN of the matrix
-    is exactly a missing value of the column)."""
-    values = np.empty((len(X), len(columns)), dtype=np.float64)
-    numpy_backed = []
-    for j, name in enumerate(columns):
-        series = X[name]
-        # Series.astype costs ~50 µs even when there is nothing to convert; numpy's cast of a
-        # numpy-backed column is the same conversion.
-        if isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf":
-            values[:, j] = series.to_numpy(dtype=np.float64)
-            numpy_backed.append(True)
-        else:
-            values[:, j] = series.astype("float64").to_numpy()
-            numpy_backed.append(False)
-    return values, numpy_backed
-
-
-def _category_strings(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(values, missing) as ``as_category_strings`` sees them: each present value as ``str(value)``."""
-    values = series.to_numpy(dtype=object)
-    missing = pd.isna(values)
-    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
-        values = np.array(
-            [value if absent else str(value) for value, absent in zip(values, missing, strict=True)],
-            dtype=object,
-        )
-    return values, missing
-
-
-class PreprocessorPlan:
-    """A fitted preprocessor's arithmetic, applied with numpy: the same numbers, fast on one row.
-
-    Built by ``compile_preprocessor`` from the fitted steps of a transformer that
-    ``preprocessor_from_plan`` made, through their fitted attributes: clipping bounds, imputation
-    statistics, scaler parameters, encoder categories (with infrequent ones grouped), the TF-IDF
-    columns themselves. Each operation is the one scikit-learn applies, in the same order, so the
-    output equals the transformer's, value for value; ``plan_mismatch`` checks that on real rows.
-    Unknown categories are encoded as the encoder does (one-hot: all zeros; ordinal: -1), without
-    the encoder's "unknown categories" warning.
-
-    input_columns: the raw columns the preprocessor was fitted on.
-    blocks: (kind, parameters) per output block, in the transformer's output order; the
-        parameters include the block's output ``width``.
-    """
-
-    def __init__(
-        self, input_columns: tuple[str, ...], blocks: tuple[tuple[str, dict[str, Any]], ...]
-    ) -> None:
-        self.input_columns = input_columns
-        self.blocks = blocks
-        self.n_features_out = sum(block["width"] for _, block in blocks)
-
-    def categorical_columns(self) -> list[str]:
-        """The columns encoded as categories."""
-        return [c for kind, block in self.blocks if kind == CATEGORICAL_BLOCK for c in block["columns"]]
-
-    def transform(self, X: pd.DataFrame, out: np.ndarray | None = None) -> np.ndarray:
-        """The preprocessed features of the raw rows ``X`` (a DataFrame with the input columns), as a
-        float64 matrix in the preprocessor's output order; written into ``out`` when given (a
-        float64 array of shape (rows, n_features_out), e.g. the first columns of a wider one)."""
-        missing = [c for c in self.input_columns if c not in X.columns]
-        if missing:
-            raise InputDataError(
-                f"the rows lack column(s) {', '.join(map(repr, missing))} that the preprocessor was fitted on"
-            )
-        if out is None:
-            out = np.empty((len(X), self.n_features_out), dtype=np.float64)
-        # Missing-value masks found by the blocks, for the indicator block (always last) to reuse.
-        found: dict[str, np.ndarray] = {}
-        start = 0
-        for kind, block in self.blocks:
-            _BLOCK_TRANSFORMS[kind](X, block, out[:, start : start + block["width"]], found)
-            start += block["width"]
-        return out
-
-
-def _numeric_block(
-    X: pd.DataFrame, block: dict[str, Any], out: np.ndarray, found: dict[str, np.ndarray]
-) -> None:
-    columns = block["columns"]
-    values, numpy_backed = float_columns(X, columns)
-    infinite = np.isinf(values)
-    if infinite.any():
-        row, column = np.argwhere(infinite)[0]
-        # scikit-learn's input validation refuses it too; this message names the column.
-        raise InputDataError(
-            f"column {columns[column]!r} has an infinite value at row {row} (0-based); "
-            "send a finite number, or a missing value"
-        )
-    missing = np.isnan(values)  # clipping keeps NaN where it is
-    found.update((name, missing[:, j]) for j, name in enumerate(columns) if numpy_backed[j])
-    if block["lower"] is not None:
-        values = np.clip(values, block["lower"], block["upper"])
-    out[:] = apply_scaling(impute(values, block["statistics"], missing), block["scaling"])
-
-
-def _boolean_block(
-    X: pd.DataFrame, block: dict[str, Any], out: np.ndarray, found: dict[str, np.ndarray]
-) -> None:
-    values, numpy_backed = float_columns(X, block["columns"])
-    missing = np.isnan(values)
-    found.update((name, missing[:, j]) for j, name in enumerate(block["columns"]) if numpy_backed[j])
-    out[:] = impute(values, block["statistics"], missing)
-
-
-def _codes(values: np.ndarray, missing: np.ndarray, table: dict[str, int], fill_code: int) -> np.ndarray:
-    """Each value's code in ``table`` (-1: unknown); a missing value gets the imputed value's code."""
-    if len(values) <= _DICT_LOOKUP_ROWS:
-        codes = np.fromiter((table.get(v, -1) for v in values), dtype=np.intp, count=len(values))
-    else:
-        positions = pd.Index(list(table), dtype=object).get_indexer(values)
-        codes = np.where(positions >= 0, np.fromiter(table.values(), dtype=np.intp)[positions], -1)
-    codes[missing] = fill_code
-    return codes
-
-
-def _categorical_block(
-    X: pd.DataFrame, block: dict[str, Any], out: np.ndarray, found: dict[str, np.ndarray]
-) -> None:
-    if block["onehot"]:
-        out[:] = 0.0
-    offset = 0
-    for j, (name, table, fill_code, width) in enumerate(
-        zip(block["columns"], block["tables"], block["fill_codes"], block["widths"], strict=True)
-    ):
-        values, missing = _category_strings(X[name])
-        found[name] = missing
-        codes = _codes(values, missing, table, fill_code)
-        if block["onehot"]:
-            rows = np.flatnonzero(codes >= 0)
-            out[rows, offset + codes[rows]] = 1.0
-            offset += width
-        else:
-            out[:, j] = np.where(codes >= 0, codes, block["unknown_value"])
-
-
-def _text_block(
-    X: pd.DataFrame, block: dict[str, Any], out: np.ndarray, found: dict[str, np.ndarray]
-) -> None:
-    # TfidfColumn's input handling, without its pandas round trips: missing → "", others str().
-    values = X[block["column"]].to_numpy(dtype=object)
-    missing = pd.isna(values)
-    found[block["column"]] = missing
-    texts = ["" if absent else str(value) for value, absent in zip(values, missing, strict=True)]
-    out[:] = block["transformer"].vectorizer_.transform(texts).toarray()
-
-
-def _missing_block(
-    X: pd.DataFrame, block: dict[str, Any], out: np.ndarray, found: dict[str, np.ndarray]
-) -> None:
-    for j, name in enumerate(block["columns"]):
-        missing = found.get(name)
-        out[:, j] = pd.isna(X[name].to_numpy()) if missing is None else missing
-
-
-_BLOCK_TRANSFORMS = {
-    NUMERIC_BLOCK: _numeric_block,
-    BOOLEAN_BLOCK: _boolean_block,
-    CATEGORICAL_BLOCK: _categorical_block,
-    TEXT_BLOCK: _text_block,
-    MISSING_BLOCK: _missing_block,
-}
-
-
-def _steps(pipeline: Any, expected: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    """The steps of a fitted Pipeline, checked against ``expected`` (name, then a type, a tuple of
-    types, or the function of a FunctionTransformer), in order; a step may be absent."""
-    if not isinstance(pipeline, Pipeline):
-        raise _NotCompilable
-    steps = dict(pipeline.steps)
-    if list(steps) != [name for name, _ in expected if name in steps]:
-        raise _NotCompilable
-    for name, kind in expected:
-        step = steps.get(name)
-        if step is None:
-            continue
-        if isinstance(kind, (type, tuple)):
-            if not isinstance(step, kind):
-                raise _NotCompilable
-        elif type(step) is not FunctionTransformer or step.func is not kind or step.kw_args or step.validate:
-            raise _NotCompilable
-    return steps
-
-
-def _imputer_statistics(imputer: SimpleImputer) -> np.ndarray:
-    if imputer.add_indicator or not (
-        isinstance(imputer.missing_values, float) and math.isnan(imputer.missing_values)
-    ):
-        raise _NotCompilable
-    statistics = imputer.statistics_
-    # A statistic SimpleImputer could not compute (an all-missing column) drops that column.
-    if statistics.dtype.kind == "f" and np.isnan(statistics).any():
-        raise _NotCompilable
-    return statistics
-
-
-def _category_table(encoder: Any, column: int) -> tuple[dict[str, int], int]:
-    """{category: output code} of one encoder column, with infrequent categories grouped last, and
-    the column's number of one-hot outputs (one per frequent category, plus one if any is infrequent)."""
-    categories = list(encoder.categories_[column])
-    infrequent = getattr(encoder, "infrequent_categories_", None)
-    grouped = set() if infrequent is None or infrequent[column] is None else set(infrequent[column])
-    frequent = [c for c in categories if c not in grouped]
-    table = {c: i for i, c in enumerate(frequent)}
-    table.update(dict.fromkeys(grouped, len(frequent)))
-    if not all(isinstance(c, str) for c in table):
-        raise _NotCompilable  # as_category_strings makes every category a string
-    return table, len(frequent) + (1 if grouped else 0)
-
-
-def _compile_block(name: str, transformer: Any, columns: Any) -> tuple[str, dict[str, Any]]:
-    if name.startswith("text_") and isinstance(transformer, TfidfColumn) and isinstance(columns, str):
-        width = len(transformer.get_feature_names_out())
-        return TEXT_BLOCK, {"column": columns, "transformer": transformer, "width": width}
-    if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
-        raise _NotCompilable
-    columns = tuple(columns)
-    if name == "num":
-        steps = _steps(
-            transformer,
-            (
-                ("as_float", as_float),
-                ("clip", OutlierClipper),
-                ("impute", SimpleImputer),
-                ("scale", (StandardScaler, MinMaxScaler, RobustScaler)),
-            ),
-        )
-        clip = steps.get("clip")
-        try:
-            scaling = scaling_steps(steps.get("scale"))
-        except ValueError as exc:
-            raise _NotCompilable from exc
-        return NUMERIC_BLOCK, {
-            "columns": columns,
-            "width": len(columns),
-            "lower": None if clip is None else np.asarray(clip.lower_, dtype=np.float64),
-            "upper": None if clip is None else np.asarray(clip.upper_, dtype=np.float64),
-            "statistics": _imputer_statistics(steps["impute"]).astype(np.float64),
-            "scaling": scaling,
-        }
-    if name == "bool":
-        steps = _steps(transformer, (("as_float", as_float), ("impute", SimpleImputer)))
-        return BOOLEAN_BLOCK, {
-            "columns": columns,
-            "width": len(columns),
-            "statistics": _imputer_statistics(steps["impute"]).astype(np.float64),
-        }
-    if name == "cat":
-        steps = _steps(
-            transformer,
-            (
-                ("as_str", as_category_strings),
-                ("impute", SimpleImputer),
-                ("encode", (OneHotEncoder, OrdinalEncoder)),
-            ),
-        )
-        encoder = steps["encode"]
-        onehot = isinstance(encoder, OneHotEncoder)
-        if onehot and (
-            encoder.handle_unknown != "ignore" or encoder.drop is not None or encoder.sparse_output
-        ):
-            raise _NotCompilable
-        if not onehot and encoder.handle_unknown != "use_encoded_value":
-            raise _NotCompilable
-        if np.dtype(encoder.dtype) != np.float64:
-            raise _NotCompilable
-        fills = _imputer_statistics(steps["impute"])
-        tables, widths = zip(*(_category_table(encoder, j) for j in range(len(columns))), strict=True)
-        return CATEGORICAL_BLOCK, {
-            "columns": columns,
-            "width": sum(widths) if onehot else len(columns),
-            "tables": tables,
-            "widths": widths,
-            "fill_codes": tuple(table.get(str(fill), -1) for table, fill in zip(tables, fills, strict=True)),
-            "onehot": onehot,
-            "unknown_value": None if onehot else float(encoder.unknown_value),
-        }
-    if name == "missing":
-        steps = _steps(
-            transformer,
-            (("as_nan", missing_as_nan), ("indicate", MissingIndicator), ("as_float", as_float)),
-        )
-        indicator = steps["indicate"]
-        if indicator.features != "all" or not (
-            isinstance(indicator.missing_values, float) and math.isnan(indicator.missing_values)
-        ):
-            raise _NotCompilable
-        return MISSING_BLOCK, {"columns": columns, "width": len(columns)}
-    raise _NotCompilable
-
-
-def compile_preprocessor(preprocessor: Any) -> PreprocessorPlan | None:
-    """The fitted ``preprocessor`` as a PreprocessorPlan; None if it is not a fitted transformer made
-    by ``preprocessor_from_plan`` (such a transformer is used as it is, with its own transform)."""
-    if not isinstance(preprocessor, ColumnTransformer) or not hasattr(preprocessor, "transformers_"):
-        return None
-    if not hasattr(preprocessor, "feature_names_in_"):
-        return None
-    try:
-        blocks = tuple(
-            _compile_block(name, transformer, columns)
-            for name, transformer, columns in preprocessor.transformers_
-            if not (isinstance(transformer, str) and transformer == "drop")
-        )
-    except _NotCompilable:
-        return None
-    plan = PreprocessorPlan(tuple(str(c) for c in preprocessor.feature_names_in_), blocks)
-    # The blocks must account for every output column, in the transformer's order of blocks.
-    return plan if plan.n_features_out == len(preprocessor.get_feature_names_out()) else None
-
-
-def _check_frames(plan: PreprocessorPlan, X: pd.DataFrame, max_rows: int) -> list[tuple[str, pd.DataFrame]]:
-    """Rows to compare a plan with its transformer on: real rows, and the awkward cases."""
-    sample = X if len(X) <= max_rows else X.sample(n=max_rows, random_state=0)
-    frames = [("rows of the data", sample)]
-    if len(X) == 0:
-        return frames
-    columns = list(plan.input_columns)
-    frames.append(
-        ("a row with every value missing", pd.DataFrame({c: [None] for c in columns}, dtype=object))
-    )
-    categorical = plan.categorical_columns()
-    if categorical:
-        first = sample.iloc[:1]
-        frames.append(
-            (
-                "a row with unseen categories",
-                first.assign(**dict.fromkeys(categorical, "__mlstages_unseen__")),
-            )
-        )
-        known = {
-            name: list(table)
-            for kind, block in plan.blocks
-            if kind == CATEGORICAL_BLOCK
-            for name, table in zip(block["columns"], block["tables"], strict=True)
-        }
-        rows = min(max(len(v) for v in known.values()), max_rows)
-        every = sample.iloc[[0] * rows].reset_index(drop=True)
-        for name, categories in known.items():
-            every[name] = pd.Series([categories[i % len(categories)] for i in range(rows)], dtype=object)
-        frames.append(("rows with every known category", every))
-    return frames
-
-
-def plan_mismatch(
-    plan: PreprocessorPlan, preprocessor: Any, X: pd.DataFrame, max_rows: int = 1000
-) -> str | None:
-    """Where ``plan`` and ``preprocessor.transform`` disagree on ``X`` (up to ``max_rows`` of its rows)
-    or on awkward rows (every value missing, unseen categories, every known category); None when
-    they give exactly the same numbers (or raise alike)."""
-    names = [str(n) for n in preprocessor.get_feature_names_out()]
-    for label, frame in _check_frames(plan, X, max_rows):
-        outcomes = []
-        for transform in (plan.transform, preprocessor.transform):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # unknown categories, on purpose
-                    outcomes.append(np.asarray(transform(frame), dtype=np.float64))
-            except (ValueError, TypeError) as exc:
-                outcomes.append(exc)
-        got, expected = outcomes
-        if isinstance(got, Exception) or isinstance(expected, Exception):
-            if isinstance(got, Exception) and isinstance(expected, Exception):
-                continue
-            return f"{label}: the plan {'raised ' + repr(got) if isinstance(got, Exception) else 'did not raise'}, the transformer {'raised ' + repr(expected) if isinstance(expected, Exception) else 'did not raise'}"
-        if got.shape != expected.shape:
-            return f"{label}: the plan gives shape {got.shape}, the transformer {expected.shape}"
-        different = np.argwhere(~((got == expected) | (np.isnan(got) & np.isnan(expected))))
-        if len(different):
-            row, column = different[0]
-            return (
-                f"{label}: feature {names[column]!r} of row {row}: the plan gives {got[row, column]!r}, "
-                f"the transformer {expected[row, column]!r}"
-            )
-    return None
-
-
-# --- the whole stage ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,14 @@ from sklearn.preprocessing import MinMaxScaler, OrdinalEncoder, RobustScaler, St
 
 from mlstages.components.common.artifacts import load_estimator, save_estimator
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.estimators.fast_transform import compile_preprocessor, plan_mismatch
+from mlstages.components.common.estimators.outliers import OutlierClipper
 from mlstages.components.preprocess.preprocess import (
-    OutlierClipper,
     PreprocessConfig,
     build_preprocessor,
-    compile_preprocessor,
     features_and_label,
     fit_preprocessor,
     plan_columns,
-    plan_mismatch,
     preprocess,
     preprocessor_metadata,
     render_markdown,
