@@ -43,18 +43,25 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LassoCV, LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.validation import check_is_fitted
 
 from mlstages.components.common.datasets import BOOLEAN, NUMERIC, column_types, logical_type
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
 from mlstages.components.common.estimators.fast_transform import (
+    FITTED_BLOCK,
     PreprocessorPlan,
     compile_preprocessor,
     impute,
     plan_mismatch,
 )
-from mlstages.components.common.estimators.scalers import apply_scaling, make_scaler, scaling_steps
+from mlstages.components.common.estimators.scalers import (
+    SCALINGS,
+    make_scaler,
+    scale,
+    scaling_name,
+    scaling_steps,
+)
 from mlstages.components.common.labels import CLASSIFICATION, REGRESSION, check_label, resolve_task
 
 DERIVED_KINDS = ("ratio", "log", "date_parts", "bin", "interaction")
@@ -271,7 +278,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
             raise InputDataError(
                 "DerivedFeatures needs a pandas DataFrame: features refer to columns by name"
             )
-        require_choice("scaling", self.scaling, ("standard", "minmax", "robust", "none"))
+        require_choice("scaling", self.scaling, SCALINGS)
         specs = validate_derived(self.derived)
         check_derived_columns(X, specs)
         for index, spec in enumerate(specs):
@@ -305,6 +312,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
             self.scaler_ = make_scaler(self.scaling)
             if self.scaler_ is not None:
                 self.scaler_.fit(self.imputer_.transform(raw))
+        self.scaling_steps_ = scaling_steps(self.scaler_)
         return self
 
     def _raw(self, X: pd.DataFrame) -> np.ndarray:
@@ -363,7 +371,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
             return raw
         # The fitted imputer's and scaler's own arithmetic, without their per-call validation.
         values = impute(raw, self.imputer_.statistics_)
-        return apply_scaling(values, scaling_steps(self.scaler_))
+        return scale(values, self.scaler_, self.scaling_steps_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         specs = getattr(self, "specs_", None) or validate_derived(self.derived)
@@ -450,6 +458,14 @@ def _checked_plan(preprocessor: Any, X: pd.DataFrame) -> tuple[PreprocessorPlan 
             "the preprocessor was not made by the preprocess stage, so the feature pipeline applies it "
             "with its own transform (correct, but slower on single rows)"
         )
+    fallback = [block["name"] for kind, block in plan.blocks if kind == FITTED_BLOCK]
+    note = (
+        f"block(s) {', '.join(map(repr, fallback))} of the preprocessor were not made by the preprocess "
+        "stage, so the feature pipeline applies them with their own transform (correct, but slower on "
+        "single rows)"
+        if fallback
+        else ""
+    )
     mismatch = plan_mismatch(plan, preprocessor, X)
     if mismatch is not None:
         message = (
@@ -458,7 +474,7 @@ def _checked_plan(preprocessor: Any, X: pd.DataFrame) -> tuple[PreprocessorPlan 
         )
         warnings.warn(message, RuntimeWarning, stacklevel=3)
         return None, message
-    return plan, ""
+    return plan, note
 
 
 class SelectedColumns(TransformerMixin, BaseEstimator):
@@ -743,9 +759,6 @@ class FeatureResult:
     notes: tuple[str, ...] = ()
 
 
-_SCALER_NAMES = {StandardScaler: "standard", MinMaxScaler: "minmax", RobustScaler: "robust"}
-
-
 def preprocessor_scaling(preprocessor: Any) -> str:
     """How the preprocessor scales numeric columns (its ``num`` path's ``scale`` step).
 
@@ -755,7 +768,8 @@ def preprocessor_scaling(preprocessor: Any) -> str:
     if not isinstance(numeric, Pipeline):
         return "standard"
     scaler = numeric.named_steps.get("scale")
-    return "none" if scaler is None else _SCALER_NAMES.get(type(scaler), "standard")
+    # A scaler the registry does not name: derived features are still put on a common scale.
+    return scaling_name(scaler) or "standard"
 
 
 def engineer_features(train_df: pd.DataFrame, preprocessor: Any, config: FeatureConfig) -> FeatureResult:

@@ -628,7 +628,8 @@ def test_a_preprocessor_from_elsewhere_is_applied_with_its_own_transform_and_the
     result = engineer_features(
         penguins.train[[*numeric, "species"]], own, feature_config(derived=[BILL_RATIO])
     )
-    assert result.feature_pipeline.named_steps["union"].plan_ is None
+    plan = result.feature_pipeline.named_steps["union"].plan_
+    assert [kind for kind, _ in plan.blocks] == ["fitted"]  # applied by its own fitted transform
     assert any("not made by the preprocess stage" in note for note in result.notes)
     assert "not made by the preprocess stage" in render_markdown(result)
     rows = penguins.test[numeric]

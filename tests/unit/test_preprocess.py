@@ -691,12 +691,16 @@ def test_plan_mismatch_names_the_feature_and_row_where_a_plan_is_wrong():
     assert message.startswith(f"rows of the data: feature 'num__x' of row {first_missing}: the plan gives")
 
 
-def test_only_transformers_made_by_preprocess_have_a_plan():
+def test_a_block_the_plan_cannot_compile_is_applied_by_its_fitted_transformer():
     from sklearn.compose import ColumnTransformer
+
+    from mlstages.components.common.estimators.fast_transform import FITTED_BLOCK
 
     frame = every_kind_frame()
     X = frame[["x", "counts"]]
     plain = ColumnTransformer([("num", StandardScaler(), ["x", "counts"])]).fit(X.fillna(0))
-    assert compile_preprocessor(plain) is None
+    plan = compile_preprocessor(plain)
+    assert [kind for kind, _ in plan.blocks] == [FITTED_BLOCK]
+    np.testing.assert_array_equal(plan.transform(X.fillna(0)), plain.transform(X.fillna(0)))
     assert compile_preprocessor(build_preprocessor(X, config(drop_columns=()))) is None  # not fitted
     assert compile_preprocessor(StandardScaler().fit(X.fillna(0))) is None

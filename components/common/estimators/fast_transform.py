@@ -16,16 +16,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
-    MinMaxScaler,
     OneHotEncoder,
     OrdinalEncoder,
-    RobustScaler,
-    StandardScaler,
 )
 
 from mlstages.components.common.errors import InputDataError
@@ -47,6 +45,8 @@ TEXT_BLOCK = "text"
 
 
 MISSING_BLOCK = "missing"
+# A block applied by its own fitted sub-transformer (what the plan cannot compile).
+FITTED_BLOCK = "fitted"
 
 
 # Encoded categories are looked up in a dict row by row up to this many rows, and with a pandas
@@ -294,14 +294,13 @@ def _compile_block(name: str, transformer: Any, columns: Any) -> tuple[str, dict
                 ("as_float", as_float),
                 ("clip", OutlierClipper),
                 ("impute", SimpleImputer),
-                ("scale", (StandardScaler, MinMaxScaler, RobustScaler)),
+                ("scale", BaseEstimator),
             ),
         )
         clip = steps.get("clip")
-        try:
-            scaling = scaling_steps(steps.get("scale"))
-        except ValueError as exc:
-            raise _NotCompilable from exc
+        scaling = scaling_steps(steps.get("scale"))
+        if scaling is None:  # a scaler whose arithmetic is not known: the block falls back
+            raise _NotCompilable
         return NUMERIC_BLOCK, {
             "columns": columns,
             "width": len(columns),
@@ -361,20 +360,43 @@ def _compile_block(name: str, transformer: Any, columns: Any) -> tuple[str, dict
     raise _NotCompilable
 
 
+def _fitted_block(
+    X: pd.DataFrame, block: dict[str, Any], out: np.ndarray, found: dict[str, np.ndarray]
+) -> None:
+    """A block the plan cannot compile: its fitted sub-transformer, called as it is."""
+    columns = block["columns"]
+    values = block["transformer"].transform(X[columns] if isinstance(columns, str) else X[list(columns)])
+    if hasattr(values, "toarray"):
+        values = values.toarray()
+    out[:] = np.asarray(values, dtype=np.float64).reshape(len(X), block["width"])
+
+
+_BLOCK_TRANSFORMS[FITTED_BLOCK] = _fitted_block
+
+
+def _block_or_fallback(name: str, transformer: Any, columns: Any) -> tuple[str, dict[str, Any]]:
+    try:
+        return _compile_block(name, transformer, columns)
+    except _NotCompilable:
+        width = len(transformer.get_feature_names_out())
+        return FITTED_BLOCK, {"name": name, "transformer": transformer, "columns": columns, "width": width}
+
+
 def compile_preprocessor(preprocessor: Any) -> PreprocessorPlan | None:
-    """The fitted ``preprocessor`` as a PreprocessorPlan; None if it is not a fitted transformer made
-    by ``preprocessor_from_plan`` (such a transformer is used as it is, with its own transform)."""
+    """The fitted ``preprocessor`` as a PreprocessorPlan; None if it is not a fitted ColumnTransformer
+    (such a transformer is used as it is, with its own transform). A block it cannot compile (a step
+    it does not know, a scaler without known arithmetic) is applied by its fitted sub-transformer."""
     if not isinstance(preprocessor, ColumnTransformer) or not hasattr(preprocessor, "transformers_"):
         return None
     if not hasattr(preprocessor, "feature_names_in_"):
         return None
     try:
         blocks = tuple(
-            _compile_block(name, transformer, columns)
+            _block_or_fallback(name, transformer, columns)
             for name, transformer, columns in preprocessor.transformers_
             if not (isinstance(transformer, str) and transformer == "drop")
         )
-    except _NotCompilable:
+    except (AttributeError, TypeError, ValueError):  # a sub-transformer without feature names out
         return None
     plan = PreprocessorPlan(tuple(str(c) for c in preprocessor.feature_names_in_), blocks)
     # The blocks must account for every output column, in the transformer's order of blocks.
