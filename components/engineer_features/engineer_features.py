@@ -28,7 +28,6 @@ columns, so the report and the pipeline cannot disagree.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -36,59 +35,44 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.feature_selection import chi2, mutual_info_classif, mutual_info_regression
 from sklearn.frozen import FrozenEstimator
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LassoCV, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.validation import check_is_fitted
 
-from mlstages.components.common.datasets import BOOLEAN, NUMERIC, column_types, logical_type
+from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
-from mlstages.components.common.estimators.fast_transform import (
-    FITTED_BLOCK,
-    PreprocessorPlan,
-    compile_preprocessor,
-    impute,
-    plan_mismatch,
+from mlstages.components.common.estimators.derived import (
+    DerivedFeatures,
+    check_derived_columns,
+    derived_output_names,
+    validate_derived,
 )
 from mlstages.components.common.estimators.scalers import (
-    SCALINGS,
-    make_scaler,
-    scale,
     scaling_name,
-    scaling_steps,
 )
+from mlstages.components.common.estimators.selection import CandidateFeatures, SelectedColumns
 from mlstages.components.common.labels import CLASSIFICATION, REGRESSION, check_label, resolve_task
 
-DERIVED_KINDS = ("ratio", "log", "date_parts", "bin", "interaction")
-DATE_PARTS = ("year", "month", "day", "dayofweek", "hour")
 SELECTIONS = ("none", "variance", "mutual_info", "chi2", "l1")
+
+
 TASKS = (CLASSIFICATION, REGRESSION)
-DEFAULT_BINS = 5
+
+
 # SelectFromModel's default threshold for L1-penalised models: a coefficient this small is zero.
 L1_ZERO = 1e-5
+
+
 L1_C = 1.0
+
+
 L1_MAX_ITER = 5000
 
-# The keys each derived kind accepts besides name, kind and columns.
-_OPTIONAL_KEYS = {
-    "ratio": (),
-    "log": (),
-    "date_parts": ("parts",),
-    "bin": ("n_bins",),
-    "interaction": ("pairwise",),
-}
-_COLUMN_COUNTS = {
-    "ratio": (2, 2),
-    "log": (1, 1),
-    "date_parts": (1, 1),
-    "bin": (1, 1),
-    "interaction": (2, None),
-}
+
 _SCORE_NAMES = {
     "none": "variance",
     "variance": "variance",
@@ -96,452 +80,6 @@ _SCORE_NAMES = {
     "chi2": "chi-squared",
     "l1": "|L1 coefficient|",
 }
-
-
-# --- the derived-feature spec ------------------------------------------------------------------
-
-
-def _entry_label(index: int, entry: Any) -> str:
-    name = entry.get("name") if isinstance(entry, dict) else None
-    return f"derived_features[{index}]" + (f" ({name!r})" if isinstance(name, str) and name else "")
-
-
-def validate_derived(derived: Any) -> tuple[dict[str, Any], ...]:
-    """Check the derived-feature spec and return it normalised (defaults filled in).
-
-    Each entry is a JSON-able dict: ``{"name": ..., "kind": ..., "columns": [...]}`` plus, per
-    kind, ``parts`` (date_parts), ``n_bins`` (bin) or ``pairwise`` (interaction). Every error
-    names the offending entry by index and name. Whole-number floats are accepted for ``n_bins``,
-    because KFP passes the numbers inside list parameters as floats.
-    """
-    if derived is None:
-        return ()
-    if isinstance(derived, (str, dict)) or not isinstance(derived, (list, tuple)):
-        raise ParameterError(
-            f"parameter derived_features must be a list of feature specs (dicts), got {type(derived).__name__}"
-        )
-    normalised = []
-    for index, entry in enumerate(derived):
-        label = _entry_label(index, entry)
-        if not isinstance(entry, dict):
-            raise ParameterError(
-                f"{label} must be a dict such as "
-                '{"name": "bill_ratio", "kind": "ratio", "columns": ["a", "b"]}, '
-                f"got {entry!r}"
-            )
-        for key in ("name", "kind", "columns"):
-            if key not in entry:
-                raise ParameterError(f"{label} has no {key!r} key")
-        name, kind, columns = entry["name"], entry["kind"], entry["columns"]
-        if not isinstance(name, str) or not name.strip():
-            raise ParameterError(f"{label}: 'name' must be a non-empty string, got {name!r}")
-        if kind not in DERIVED_KINDS:
-            raise ParameterError(
-                f"{label}: unknown kind {kind!r}; kinds are: {', '.join(map(repr, DERIVED_KINDS))}"
-            )
-        unknown_keys = set(entry) - {"name", "kind", "columns", *_OPTIONAL_KEYS[kind]}
-        if unknown_keys:
-            allowed = ", ".join(map(repr, ("name", "kind", "columns", *_OPTIONAL_KEYS[kind])))
-            raise ParameterError(
-                f"{label}: unknown key(s) {', '.join(map(repr, sorted(unknown_keys)))} for kind "
-                f"{kind!r}; it takes: {allowed}"
-            )
-        if isinstance(columns, str) or not isinstance(columns, (list, tuple)):
-            raise ParameterError(f"{label}: 'columns' must be a list of column names, got {columns!r}")
-        if not all(isinstance(c, str) and c for c in columns):
-            raise ParameterError(f"{label}: 'columns' must hold column names (strings), got {columns!r}")
-        low, high = _COLUMN_COUNTS[kind]
-        if len(columns) < low or (high is not None and len(columns) > high):
-            wanted = f"exactly {low}" if low == high else f"at least {low}"
-            raise ParameterError(
-                f"{label}: kind {kind!r} takes {wanted} column(s), got {len(columns)}: {list(columns)}"
-            )
-        if len(set(columns)) != len(columns):
-            raise ParameterError(f"{label}: 'columns' lists a column more than once: {list(columns)}")
-        spec: dict[str, Any] = {"name": name, "kind": kind, "columns": list(columns)}
-        if kind == "date_parts":
-            parts = entry.get("parts", list(DATE_PARTS))
-            if isinstance(parts, str) or not isinstance(parts, (list, tuple)) or not parts:
-                raise ParameterError(
-                    f"{label}: 'parts' must be a non-empty list drawn from {list(DATE_PARTS)}"
-                )
-            bad = [p for p in parts if p not in DATE_PARTS]
-            if bad:
-                raise ParameterError(
-                    f"{label}: unknown date part(s) {bad!r}; parts are: {', '.join(DATE_PARTS)}"
-                )
-            spec["parts"] = list(dict.fromkeys(parts))
-        elif kind == "bin":
-            n_bins = entry.get("n_bins", DEFAULT_BINS)
-            if isinstance(n_bins, float) and n_bins.is_integer():
-                n_bins = int(n_bins)
-            if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 2:
-                raise ParameterError(f"{label}: 'n_bins' must be an integer of at least 2, got {n_bins!r}")
-            spec["n_bins"] = n_bins
-        elif kind == "interaction":
-            pairwise = entry.get("pairwise", False)
-            if not isinstance(pairwise, bool):
-                raise ParameterError(f"{label}: 'pairwise' must be true or false, got {pairwise!r}")
-            if pairwise and len(columns) < 2:
-                raise ParameterError(f"{label}: 'pairwise' needs at least 2 columns")
-            spec["pairwise"] = pairwise
-        normalised.append(spec)
-    names = [n for spec in normalised for n in derived_output_names(spec)]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ParameterError(
-            f"parameter derived_features gives more than one feature the name(s) "
-            f"{', '.join(map(repr, repeated))}; give each entry its own name"
-        )
-    return tuple(normalised)
-
-
-def derived_output_names(spec: dict[str, Any]) -> list[str]:
-    """The feature names one (normalised) entry produces."""
-    name = spec["name"]
-    if spec["kind"] == "date_parts":
-        return [f"{name}_{part}" for part in spec["parts"]]
-    if spec["kind"] == "interaction" and spec["pairwise"]:
-        return [f"{name}_{a}_x_{b}" for a, b in itertools.combinations(spec["columns"], 2)]
-    return [name]
-
-
-def check_derived_columns(
-    X: pd.DataFrame,
-    specs: tuple[dict[str, Any], ...],
-    *,
-    all_columns: list[str] | None = None,
-    label_column: str | None = None,
-) -> None:
-    """Raise ParameterError when an entry names a column ``X`` lacks, or one of the wrong type.
-
-    ``all_columns`` (the whole train split's) and ``label_column`` only make the message say why
-    a column is not available: it is the label, or it is not a transformer input (drop_columns).
-    """
-    for index, spec in enumerate(specs):
-        label = _entry_label(index, spec)
-        for column in spec["columns"]:
-            if column not in X.columns:
-                if column == label_column:
-                    why = "it is the label column, which a feature cannot be derived from"
-                elif all_columns is not None and column in all_columns:
-                    why = "it is not an input of the preprocessor (it was excluded with drop_columns)"
-                else:
-                    why = f"the data has no such column; the columns are: {', '.join(map(str, X.columns))}"
-                raise ParameterError(f"{label}: column {column!r} is not available: {why}")
-            kind = logical_type(X[column])
-            if spec["kind"] == "date_parts":
-                if kind in (NUMERIC, BOOLEAN):
-                    raise ParameterError(
-                        f"{label}: date_parts needs a datetime column or dates as text, but column "
-                        f"{column!r} is {kind}"
-                    )
-            elif kind != NUMERIC:
-                raise ParameterError(
-                    f"{label}: kind {spec['kind']!r} needs numeric columns, but column {column!r} is {kind}"
-                )
-
-
-def _numbers(X: pd.DataFrame, column: str) -> np.ndarray:
-    values = X[column]
-    if values.dtype == np.float64:  # to_numeric and astype cost ~100 µs even with nothing to convert
-        return values.to_numpy()
-    return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
-
-
-def _dates(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values
-    # Each string parsed on its own (format="mixed"); offsets are normalised to UTC.
-    return pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
-
-
-class DerivedFeatures(TransformerMixin, BaseEstimator):
-    """Derived features computed from raw columns, imputed with their train median, then scaled.
-
-    derived: the spec, as validated by ``validate_derived`` (dicts with name, kind, columns...).
-    scaling: standard, minmax, robust or none, as the preprocessor scales numeric columns.
-
-    Fitted state: the ``log`` shift (train minimum), the ``bin`` edges (train quantiles), the
-    imputer's medians and the scaler, all learned from the data passed to ``fit``.
-    Values outside what was seen in training are handled, never fatal: a zero denominator or an
-    unparseable date gives a missing value (then imputed), a value below the train minimum of a
-    ``log`` feature maps to log1p(0) = 0, values beyond the outer bin edges fall in the end bins.
-    """
-
-    def __init__(self, derived: tuple[dict[str, Any], ...] = (), scaling: str = "standard") -> None:
-        self.derived = derived
-        self.scaling = scaling
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> DerivedFeatures:
-        if not isinstance(X, pd.DataFrame):
-            raise InputDataError(
-                "DerivedFeatures needs a pandas DataFrame: features refer to columns by name"
-            )
-        require_choice("scaling", self.scaling, SCALINGS)
-        specs = validate_derived(self.derived)
-        check_derived_columns(X, specs)
-        for index, spec in enumerate(specs):
-            if spec["kind"] == "date_parts":
-                _check_dates_parse(X[spec["columns"][0]], _entry_label(index, spec))
-        self.specs_ = specs
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
-        self.n_features_in_ = X.shape[1]
-        self.log_shifts_: dict[str, float] = {}
-        self.bin_edges_: dict[str, np.ndarray] = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: nanmin / quantile of nothing
-            for spec in specs:
-                values = _numbers(X, spec["columns"][0]) if spec["kind"] in ("log", "bin") else None
-                if spec["kind"] == "log":
-                    self.log_shifts_[spec["name"]] = (
-                        float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
-                    )
-                elif spec["kind"] == "bin":
-                    seen = values[np.isfinite(values)]
-                    quantiles = np.linspace(0, 1, spec["n_bins"] + 1)
-                    edges = np.unique(np.quantile(seen, quantiles)) if len(seen) else np.array([])
-                    # Only the inner edges decide a bin: outer values fall in the first or last bin.
-                    self.bin_edges_[spec["name"]] = edges[1:-1]
-        raw = self._raw(X)
-        self.imputer_ = None
-        self.scaler_ = None
-        if raw.shape[1]:
-            # keep_empty_features: a feature with no value in train stays (as 0) rather than vanish.
-            self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True).fit(raw)
-            self.scaler_ = make_scaler(self.scaling)
-            if self.scaler_ is not None:
-                self.scaler_.fit(self.imputer_.transform(raw))
-        self.scaling_steps_ = scaling_steps(self.scaler_)
-        return self
-
-    def _raw(self, X: pd.DataFrame) -> np.ndarray:
-        columns: list[np.ndarray] = []
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for spec in self.specs_:
-                kind, names = spec["kind"], spec["columns"]
-                if kind == "ratio":
-                    numerator, denominator = _numbers(X, names[0]), _numbers(X, names[1])
-                    ratio = np.where(denominator == 0, np.nan, numerator / denominator)
-                    columns.append(np.where(np.isfinite(ratio), ratio, np.nan))
-                elif kind == "log":
-                    shifted = _numbers(X, names[0]) - self.log_shifts_[spec["name"]]
-                    columns.append(np.log1p(np.clip(shifted, 0, None)))
-                elif kind == "bin":
-                    values = _numbers(X, names[0])
-                    index = np.searchsorted(self.bin_edges_[spec["name"]], values, side="right").astype(float)
-                    columns.append(np.where(np.isnan(values), np.nan, index))
-                elif kind == "interaction":
-                    if spec["pairwise"]:
-                        for a, b in itertools.combinations(names, 2):
-                            columns.append(_numbers(X, a) * _numbers(X, b))
-                    else:
-                        product = np.ones(len(X))
-                        for name in names:
-                            product = product * _numbers(X, name)
-                        columns.append(product)
-                else:  # date_parts
-                    dates = _dates(X[names[0]])
-                    for part in spec["parts"]:
-                        columns.append(getattr(dates.dt, part).astype("float64").to_numpy())
-        if not columns:
-            return np.empty((len(X), 0))
-        raw = np.column_stack(columns).astype("float64")
-        return np.where(np.isfinite(raw), raw, np.nan)
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        # A plain attribute check: check_is_fitted reads the estimator's tags, which costs more
-        # than computing a derived feature of one row.
-        if not hasattr(self, "specs_"):
-            raise NotFittedError(
-                "This DerivedFeatures instance is not fitted yet. Call 'fit' with appropriate "
-                "arguments before using this estimator."
-            )
-        if not isinstance(X, pd.DataFrame):
-            raise InputDataError(
-                "DerivedFeatures needs a pandas DataFrame: features refer to columns by name"
-            )
-        needed = sorted({c for spec in self.specs_ for c in spec["columns"]} - set(X.columns))
-        if needed:
-            raise InputDataError(
-                f"the rows lack column(s) {', '.join(map(repr, needed))} that derived features are computed from"
-            )
-        raw = self._raw(X)
-        if self.imputer_ is None:
-            return raw
-        # The fitted imputer's and scaler's own arithmetic, without their per-call validation.
-        values = impute(raw, self.imputer_.statistics_)
-        return scale(values, self.scaler_, self.scaling_steps_)
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        specs = getattr(self, "specs_", None) or validate_derived(self.derived)
-        return np.asarray([n for spec in specs for n in derived_output_names(spec)], dtype=object)
-
-
-class CandidateFeatures(TransformerMixin, BaseEstimator):
-    """Every candidate feature of raw rows: the frozen preprocessor's output, then the derived ones.
-
-    What ``FeatureUnion([("preprocessed", FrozenEstimator(preprocessor)), ("derived", derived)])``
-    computes, without its per-call overhead (~10 ms for one row, nearly all of it scikit-learn's
-    validation and dispatch around microseconds of arithmetic). The preprocessor is applied through
-    its compiled plan (``preprocess.compile_preprocessor``), which ``fit`` checks against the
-    preprocessor's own transform on the training rows; a preprocessor without a plan (one that
-    preprocess did not make) or whose plan disagrees is applied with its own transform.
-
-    preprocessor: preprocess' fitted transformer, in FrozenEstimator: used as it is, never refitted.
-    derived: the DerivedFeatures to fit; ``fit`` fits a copy, ``derived_``.
-
-    ``transform`` returns a float64 array, or a DataFrame (with the input's index) after
-    ``set_output(transform="pandas")``.
-    """
-
-    def __init__(self, preprocessor: Any = None, derived: Any = None) -> None:
-        self.preprocessor = preprocessor
-        self.derived = derived
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> CandidateFeatures:
-        if not isinstance(X, pd.DataFrame):
-            raise InputDataError("CandidateFeatures needs a pandas DataFrame of raw rows")
-        if not isinstance(self.preprocessor, FrozenEstimator):
-            raise InputDataError("CandidateFeatures needs the fitted preprocessor wrapped in FrozenEstimator")
-        fitted = self.preprocessor.estimator
-        self.derived_ = clone(self.derived if self.derived is not None else DerivedFeatures()).fit(X)
-        self.plan_, self.plan_note_ = _checked_plan(fitted, X)
-        preprocessed = [str(n) for n in fitted.get_feature_names_out()]
-        derived = [str(n) for n in self.derived_.get_feature_names_out()]
-        self.n_preprocessed_ = len(preprocessed)
-        self.feature_names_out_ = np.asarray(preprocessed + derived, dtype=object)
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        _check_fitted(self, "feature_names_out_")
-        if not isinstance(X, pd.DataFrame):
-            raise InputDataError(
-                "the feature pipeline needs a pandas DataFrame of raw rows (columns by name)"
-            )
-        # One array for every candidate, filled block by block: nothing to concatenate afterwards.
-        values = np.empty((len(X), len(self.feature_names_out_)), dtype=np.float64)
-        preprocessed = values[:, : self.n_preprocessed_]
-        if self.plan_ is not None:
-            self.plan_.transform(X, out=preprocessed)
-        else:
-            output = self.preprocessor.transform(X)
-            preprocessed[:] = (
-                output.toarray() if hasattr(output, "toarray") else np.asarray(output, dtype=np.float64)
-            )
-        if self.n_preprocessed_ < values.shape[1]:
-            values[:, self.n_preprocessed_ :] = self.derived_.transform(X)
-        return values
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        _check_fitted(self, "feature_names_out_")
-        return self.feature_names_out_.copy()
-
-
-def _check_fitted(estimator: Any, attribute: str) -> None:
-    # A plain attribute check: check_is_fitted reads the estimator's tags, which costs more than
-    # transforming one row.
-    if not hasattr(estimator, attribute):
-        raise NotFittedError(
-            f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with appropriate "
-            "arguments before using this estimator."
-        )
-
-
-def _checked_plan(preprocessor: Any, X: pd.DataFrame) -> tuple[PreprocessorPlan | None, str]:
-    """The preprocessor's compiled plan, if it has one that agrees with it on ``X``; and a note."""
-    plan = compile_preprocessor(preprocessor)
-    if plan is None:
-        return None, (
-            "the preprocessor was not made by the preprocess stage, so the feature pipeline applies it "
-            "with its own transform (correct, but slower on single rows)"
-        )
-    fallback = [block["name"] for kind, block in plan.blocks if kind == FITTED_BLOCK]
-    note = (
-        f"block(s) {', '.join(map(repr, fallback))} of the preprocessor were not made by the preprocess "
-        "stage, so the feature pipeline applies them with their own transform (correct, but slower on "
-        "single rows)"
-        if fallback
-        else ""
-    )
-    mismatch = plan_mismatch(plan, preprocessor, X)
-    if mismatch is not None:
-        message = (
-            "the preprocessor's compiled plan disagrees with its transform, so the feature pipeline "
-            f"applies the transform itself (correct, but slower on single rows): {mismatch}"
-        )
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-        return None, message
-    return plan, note
-
-
-class SelectedColumns(TransformerMixin, BaseEstimator):
-    """Keeps the named columns of its input, found by position once at fit.
-
-    columns: the names to keep, in output order. ``fit`` (on a DataFrame) finds their positions;
-    ``transform`` takes those positions from an array of the same width, or from a DataFrame with
-    the same columns (other DataFrames: by name). Returns a float64 array, or a DataFrame after
-    ``set_output(transform="pandas")``.
-    """
-
-    def __init__(self, columns: Any = ()) -> None:
-        self.columns = columns
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> SelectedColumns:
-        if not isinstance(X, pd.DataFrame):
-            raise InputDataError("SelectedColumns is fitted on a DataFrame: it finds the columns by name")
-        wanted = [str(c) for c in self.columns]
-        positions = X.columns.get_indexer(wanted)
-        if (positions < 0).any():
-            absent = [c for c, p in zip(wanted, positions, strict=True) if p < 0]
-            raise InputDataError(
-                f"the candidate features lack the selected column(s) {', '.join(map(repr, absent))}"
-            )
-        self.positions_ = positions
-        self.keeps_all_ = bool(len(positions) == X.shape[1] and (positions == np.arange(X.shape[1])).all())
-        self.feature_names_out_ = np.asarray(wanted, dtype=object)
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        _check_fitted(self, "positions_")
-        if isinstance(X, pd.DataFrame):
-            if X.shape[1] != self.n_features_in_ or not (X.columns == self.feature_names_in_).all():
-                absent = [c for c in self.feature_names_out_ if c not in X.columns]
-                if absent:
-                    raise InputDataError(
-                        f"the features lack the selected column(s) {', '.join(map(repr, absent))}"
-                    )
-                return X[list(self.feature_names_out_)].to_numpy()
-            values = X.to_numpy()
-        else:
-            values = np.asarray(X)
-            if values.ndim != 2 or values.shape[1] != self.n_features_in_:
-                raise InputDataError(
-                    f"SelectedColumns expects {self.n_features_in_} candidate features, got shape {values.shape}"
-                )
-        return values if self.keeps_all_ else values[:, self.positions_]
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        _check_fitted(self, "feature_names_out_")
-        return self.feature_names_out_.copy()
-
-
-def _check_dates_parse(values: pd.Series, label: str) -> None:
-    parsed = _dates(values)
-    bad = (parsed.isna() & values.notna()).to_numpy()
-    if bad.any():
-        position = int(bad.nonzero()[0][0])
-        raise InputDataError(
-            f"{label}: column {values.name!r} has values that are not dates, e.g. "
-            f"{values.iloc[position]!r} at row {position} (0-based) of the train split"
-        )
-
-
-# --- configuration -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -607,9 +145,6 @@ class FeatureConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ParameterError(f"parameter seed={self.seed!r} must be an integer in [0, 2**32)")
         object.__setattr__(self, "derived", validate_derived(self.derived))
-
-
-# --- selection ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -741,9 +276,6 @@ def _fail_reason(config: FeatureConfig, score: float) -> str:
     }[config.selection]
 
 
-# --- the whole stage ---------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class FeatureResult:
     """The fitted feature pipeline, the selection report, and the names that come out of it."""
@@ -863,6 +395,8 @@ def feature_metadata(result: FeatureResult, train_df: pd.DataFrame) -> dict[str,
 
 
 _REPORT_COLUMNS = ["feature", "source", "score", "rank", "status", "reason"]
+
+
 _DERIVED_COLUMNS = ["name", "kind", "columns", "features"]
 
 

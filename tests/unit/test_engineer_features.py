@@ -21,11 +21,10 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from mlstages.components.common.artifacts import load_estimator, save_estimator
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.estimators.derived import DerivedFeatures, validate_derived
+from mlstages.components.common.estimators.selection import CandidateFeatures, SelectedColumns
 from mlstages.components.engineer_features.engineer_features import (
-    CandidateFeatures,
-    DerivedFeatures,
     FeatureConfig,
-    SelectedColumns,
     check_matches_preprocess,
     engineer_features,
     feature_metadata,
@@ -33,7 +32,6 @@ from mlstages.components.engineer_features.engineer_features import (
     render_html,
     render_markdown,
     select_features,
-    validate_derived,
 )
 from mlstages.components.preprocess.preprocess import PreprocessConfig, build_preprocessor, preprocess
 

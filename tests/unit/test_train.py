@@ -577,7 +577,7 @@ def feature_union_model(prepared, features, result, label: str) -> Pipeline:
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import FeatureUnion
 
-    from mlstages.components.engineer_features.engineer_features import DerivedFeatures
+    from mlstages.components.common.estimators.derived import DerivedFeatures
 
     train_X = prepared.train[result.input_columns]
     union = FeatureUnion(
