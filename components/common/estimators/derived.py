@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.impute import SimpleImputer
+from sklearn.utils._param_validation import StrOptions
 
 from mlstages.components.common.datasets import BOOLEAN, NUMERIC, logical_type
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
@@ -220,6 +221,11 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
     unparseable date gives a missing value (then imputed), a value below the train minimum of a
     ``log`` feature maps to log1p(0) = 0, values beyond the outer bin edges fall in the end bins.
     """
+
+    _parameter_constraints: dict = {
+        "derived": [list, tuple],
+        "scaling": [StrOptions(set(SCALINGS))],
+    }
 
     def __init__(self, derived: tuple[dict[str, Any], ...] = (), scaling: str = "standard") -> None:
         self.derived = derived

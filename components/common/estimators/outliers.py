@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from numbers import Real
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mlstages.components.common.errors import require_choice
@@ -19,12 +21,18 @@ class OutlierClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     mean ± factor·std. A column whose IQR (or std) is 0 is left unclipped.
     """
 
+    _parameter_constraints: dict = {
+        "method": [StrOptions({"iqr", "zscore"})],
+        "factor": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __init__(self, method: str = "iqr", factor: float = 1.5) -> None:
         self.method = method
         self.factor = factor
 
     def fit(self, X: Any, y: Any = None) -> OutlierClipper:
         require_choice("outliers", self.method, ("iqr", "zscore"))
+        self._validate_params()
         values = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no bounds, see below

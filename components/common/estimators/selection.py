@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils._param_validation import HasMethods
 
 from mlstages.components.common.errors import InputDataError
 from mlstages.components.common.estimators.derived import DerivedFeatures
@@ -38,6 +39,11 @@ class CandidateFeatures(TransformerMixin, BaseEstimator):
     ``transform`` returns a float64 array, or a DataFrame (with the input's index) after
     ``set_output(transform="pandas")``.
     """
+
+    _parameter_constraints: dict = {
+        "preprocessor": [HasMethods(["transform"]), None],
+        "derived": [HasMethods(["transform"]), None],
+    }
 
     def __init__(self, preprocessor: Any = None, derived: Any = None) -> None:
         self.preprocessor = preprocessor
@@ -129,6 +135,8 @@ class SelectedColumns(TransformerMixin, BaseEstimator):
     the same columns (other DataFrames: by name). Returns a float64 array, or a DataFrame after
     ``set_output(transform="pandas")``.
     """
+
+    _parameter_constraints: dict = {"columns": [list, tuple, "array-like"]}
 
     def __init__(self, columns: Any = ()) -> None:
         self.columns = columns

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from mlstages.components.common.errors import InputDataError
@@ -21,6 +23,8 @@ class TfidfColumn(TransformerMixin, BaseEstimator):
     A wrapper because ``TfidfVectorizer`` takes a 1-D input, returns a sparse matrix and cannot be
     set to pandas output, while the rest of the transformer yields named DataFrame columns.
     """
+
+    _parameter_constraints: dict = {"max_features": [Interval(Integral, 1, None, closed="left"), None]}
 
     def __init__(self, max_features: int = TEXT_MAX_FEATURES) -> None:
         self.max_features = max_features
@@ -36,6 +40,7 @@ class TfidfColumn(TransformerMixin, BaseEstimator):
         return name, series.astype(object).where(series.notna(), "").map(str)
 
     def fit(self, X: Any, y: Any = None) -> TfidfColumn:
+        self._validate_params()
         name, texts = self._texts(X)
         self.column_ = name
         try:
