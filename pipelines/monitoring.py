@@ -8,52 +8,14 @@ On a cluster it runs as a recurring run (``kfp.Client().create_recurring_run`` w
 """
 
 from kfp import dsl
-from kfp.dsl import Model, Output
 
-from mlstages.components.common.images import image
+from mlstages.components.fetch_champion.component import fetch_champion
 from mlstages.components.ingest.component import ingest
 from mlstages.components.monitor_drift.component import monitor_drift
 from mlstages.pipelines.training import build_training_pipeline, inputs_of
 from mlstages.tooling.platform import PlatformSettings, configure_task
 
 PIPELINE_NAME = "mlstages-monitoring"
-
-
-# The champion is found at run time (champion.json in the registry), so a dsl.importer with a
-# compile-time URI cannot name it, and kfp.local's importer does not download gs:// URIs (it hands
-# the task a local path that does not exist). A task that reads the pointer and downloads the
-# version directory works the same on kfp.local and on a cluster. It runs in monitor_drift's image,
-# which has the suite installed.
-@dsl.component(base_image=image("monitor_drift"), install_kfp_package=False)
-def fetch_champion(model_registry: str, model_name: str, model: Output[Model]) -> str:
-    """Downloads the current champion of ``model_name`` (the version deploy last made current)
-    from the model registry, with its reference.json and, when evaluate published one,
-    evaluation.json.
-
-    Args:
-        model_registry: The registry root: gs://bucket/models or a folder.
-        model_name: The model's name in the registry.
-
-    Returns:
-        model: The champion's model directory (model.joblib, metadata.json, reference.json).
-        Output: The champion's registry URI.
-    """
-    from mlstages.components.common import storage
-    from mlstages.components.common.errors import ParameterError
-    from mlstages.components.common.registry import champion_uri, read_champion
-
-    if not model_registry.strip():
-        raise ParameterError("parameter model_registry is empty: give the registry (gs:// or a folder)")
-    champion = read_champion(model_registry, model_name)
-    if champion is None:
-        raise ParameterError(
-            f"no champion for model_name={model_name!r}: {champion_uri(model_registry, model_name)} does "
-            "not exist. Monitoring compares new data with the deployed model's training data: run the "
-            "training pipeline (and let it deploy) first"
-        )
-    storage.download_dir(champion["model_uri"], model.path)
-    model.metadata.update({"model_uri": champion["model_uri"], "version": champion.get("version", "")})
-    return champion["model_uri"]
 
 
 def build_monitoring_pipeline(settings: PlatformSettings | None = None):
@@ -184,7 +146,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         champion_task = fetch_champion(model_registry=model_registry, model_name=model_name)
         # The champion pointer moves with every deploy.
         champion_task.set_caching_options(False)
-        configure_task(champion_task, "monitor_drift", settings)
+        configure_task(champion_task, "fetch_champion", settings)
 
         drift_task = monitor_drift(
             current=window_task.outputs["dataset"],

@@ -26,6 +26,7 @@ COMPONENTS: dict[str, str] = {
     "evaluate": "mlstages.components.evaluate.component:evaluate",
     "validate_model": "mlstages.components.validate_model.component:validate_model",
     "deploy": "mlstages.components.deploy.component:deploy",
+    "fetch_champion": "mlstages.components.fetch_champion.component:fetch_champion",
     "monitor_drift": "mlstages.components.monitor_drift.component:monitor_drift",
 }
 

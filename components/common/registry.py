@@ -165,3 +165,22 @@ def download_version(version_uri: str, directory: str | Path) -> None:
     from mlstages.components.common import storage
 
     storage.download_dir(version_uri, directory)
+
+
+def download_champion(registry_uri: str, model_name: str, directory: str | Path) -> dict:
+    """Download the champion of ``model_name`` into ``directory``; return its pointer.
+
+    Raises ParameterError naming the registry when it is empty or has no champion yet (monitoring
+    compares new data with the deployed model's training data: train and deploy first).
+    """
+    if not registry_uri.strip():
+        raise ParameterError("parameter model_registry is empty: give the registry (gs:// or a folder)")
+    pointer = read_champion(registry_uri, model_name)
+    if pointer is None:
+        raise ParameterError(
+            f"no champion for model_name={model_name!r}: {champion_uri(registry_uri, model_name)} does "
+            "not exist. Monitoring compares new data with the deployed model's training data: run the "
+            "training pipeline (and let it deploy) first"
+        )
+    download_version(pointer["model_uri"], directory)
+    return pointer

@@ -97,3 +97,36 @@ def test_model_names_must_be_kubernetes_names(tmp_path):
         registry.read_champion(str(tmp_path), "Penguins_1")
     with pytest.raises(ParameterError, match=r"parameter model_name='-x' must be lowercase"):
         registry.champion_uri(str(tmp_path), "-x")
+
+
+def test_attach_evaluation_writes_once_and_a_retry_with_the_same_bytes_goes_on(registry_root, tmp_path):
+    from mlstages.components.common.errors import StorageError
+
+    version = registry.publish_model(model_dir(tmp_path, {"w": 1}), registry_root, "penguins")
+    uri = registry.attach_evaluation(version, b'{"accuracy": 0.9}')
+    assert storage.read_bytes(uri) == b'{"accuracy": 0.9}'
+    assert registry.attach_evaluation(version, b'{"accuracy": 0.9}') == uri  # the same task, retried
+    with pytest.raises(StorageError):
+        registry.attach_evaluation(version, b'{"accuracy": 0.5}')
+
+
+def test_version_of_names_only_versions_of_that_model(registry_root):
+    version = f"{registry_root}/penguins/20260101T000000Z-0123abcd"
+    assert registry.version_of(version, registry_root, "penguins") == "20260101T000000Z-0123abcd"
+    assert registry.version_of(version, registry_root, "other") is None
+    assert registry.version_of(f"{version}/model.joblib", registry_root, "penguins") is None
+    assert registry.version_of("", registry_root, "penguins") is None
+
+
+def test_download_champion_fetches_the_pointed_version_or_says_to_train_first(registry_root, tmp_path):
+    with pytest.raises(ParameterError, match="no champion for model_name='penguins'"):
+        registry.download_champion(registry_root, "penguins", tmp_path / "none")
+    with pytest.raises(ParameterError, match="model_registry is empty"):
+        registry.download_champion(" ", "penguins", tmp_path / "none")
+    version = registry.publish_model(model_dir(tmp_path, {"w": 3}), registry_root, "penguins")
+    registry.set_champion(registry_root, "penguins", version)
+
+    pointer = registry.download_champion(registry_root, "penguins", tmp_path / "champion")
+
+    assert pointer["model_uri"] == version
+    assert {p.name for p in (tmp_path / "champion").iterdir()} >= {"model.joblib", "metadata.json"}
