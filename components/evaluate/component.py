@@ -59,15 +59,16 @@ def evaluate(
     import json
     from collections import namedtuple
 
-    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.artifacts import load_estimator
     from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import attach_evaluation
     from mlstages.components.evaluate.evaluate import evaluate as evaluate_model
     from mlstages.components.evaluate.evaluate import model_inputs
     from mlstages.components.evaluate.metrics import PRIMARY_METRIC
     from mlstages.components.evaluate.report import render_html, render_markdown
 
-    classes, input_columns = model_inputs(read_metadata(model.path), label_column, task)
+    classes, input_columns = model_inputs(ModelCard.read(model.path), label_column, task)
     test_df = read_dataset(test.path, what="test split")
     fitted = load_estimator(model.path, "model")
     result = evaluate_model(

@@ -8,6 +8,11 @@ A metric that is undefined (ROC-AUC on a slice holding one class, R² on one row
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlstages.components.common.model_card import ModelCard
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,27 +173,23 @@ def evaluate(
     )
 
 
-def model_inputs(
-    metadata: Mapping[str, Any], label_column: str, task: str
-) -> tuple[list[Any] | None, list[str] | None]:
-    """The classes and raw input columns recorded by ``train``'s export, after checking that the
-    model was trained for the same label and task as this evaluation asks for."""
+def model_inputs(card: ModelCard, label_column: str, task: str) -> tuple[list[Any] | None, list[str]]:
+    """The classes and raw input columns of the model's card, after checking that the model was
+    trained for the same label and task as this evaluation asks for."""
     require_choice("task", task, TASKS)
-    trained_task = metadata.get("task")
+    trained_task = card.task
     if trained_task and trained_task != task:
         raise ParameterError(
             f"parameter task={task!r}, but the model was trained for {trained_task!r}: "
             f"set task={trained_task!r}"
         )
-    trained_label = metadata.get("label_column")
+    trained_label = card.label_column
     if trained_label and trained_label != label_column:
         raise ParameterError(
             f"parameter label_column={label_column!r}, but the model predicts {trained_label!r}: "
             f"set label_column={trained_label!r}"
         )
-    features = metadata.get("input_features")
-    columns = [str(f["name"]) for f in features] if features else None
-    return metadata.get("classes"), columns
+    return (list(card.classes) if card.classes is not None else None), card.input_names
 
 
 def _input_columns(model: Any, df: pd.DataFrame, label_column: str, given: Sequence[str] | None) -> list[str]:

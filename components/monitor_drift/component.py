@@ -80,8 +80,9 @@ def monitor_drift(
     import json
     from collections import namedtuple
 
-    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.artifacts import load_estimator
     from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.reference import load_reference
     from mlstages.components.monitor_drift.config import DriftConfig
     from mlstages.components.monitor_drift.monitor_drift import detect_drift
@@ -97,12 +98,12 @@ def monitor_drift(
         label_column=label_column,
     )
     reference_stats = load_reference(reference.path)
-    fitted, model_metadata = None, None
+    fitted, model_card = None, None
     if model is not None:
-        model_metadata = read_metadata(model.path)
+        model_card = ModelCard.read(model.path)
         fitted = load_estimator(model.path, "model")
     window = read_dataset(current.path, what="current window")
-    outcome = detect_drift(reference_stats, window, config, model=fitted, model_metadata=model_metadata)
+    outcome = detect_drift(reference_stats, window, config, model=fitted, model_card=model_card)
     document = json.dumps(outcome.to_dict(), indent=2, allow_nan=False)
     html_report = render_html(outcome)
     markdown_report = render_markdown(outcome)

@@ -59,6 +59,7 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.common.reference import (
     CATEGORICAL_KIND,
     NUMERIC_KIND,
@@ -94,11 +95,11 @@ def detect_drift(
     config: DriftConfig | None = None,
     *,
     model: Any = None,
-    model_metadata: Mapping[str, Any] | None = None,
+    model_card: ModelCard | None = None,
 ) -> DriftResult:
     """Compare ``current`` with ``reference`` (from ``reference.load_reference``) and decide.
 
-    ``model`` (the exported Pipeline) and its ``model_metadata`` are optional; with them and labels
+    ``model`` (the exported Pipeline) and its ``model_card`` are optional; with them and labels
     in the window, performance is checked too.
     """
     config = config or DriftConfig()
@@ -112,7 +113,7 @@ def detect_drift(
             f"reference; its features are: {', '.join(features)}"
         )
     _check_explicit_methods(reference, config)
-    label_column = _label_column(reference, config, model_metadata)
+    label_column = _label_column(reference, config, model_card)
 
     results = [
         compare_column(
@@ -139,7 +140,7 @@ def detect_drift(
     performance = None
     if model is not None:
         performance = check_performance(
-            model, model_metadata or {}, current, label_column or "", reference.get("metrics"), config
+            model, model_card, current, label_column or "", reference.get("metrics"), config
         )
 
     warnings = _warnings(results, checked, current, label_column, performance, model)
@@ -191,9 +192,9 @@ def _check_explicit_methods(reference: Mapping[str, Any], config: DriftConfig) -
 
 
 def _label_column(
-    reference: Mapping[str, Any], config: DriftConfig, model_metadata: Mapping[str, Any] | None
+    reference: Mapping[str, Any], config: DriftConfig, model_card: ModelCard | None
 ) -> str | None:
-    recorded = reference.get("label_column") or (model_metadata or {}).get("label_column")
+    recorded = reference.get("label_column") or (model_card.label_column if model_card else None)
     if config.label_column and recorded and config.label_column != recorded:
         raise ParameterError(
             f"parameter label_column={config.label_column!r}, but the reference was taken with label "

@@ -8,13 +8,14 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.errors import MlstagesError
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.monitor_drift.config import DriftConfig
 from mlstages.components.monitor_drift.results import PerformanceCheck
 
 
 def check_performance(
     model: Any,
-    model_metadata: Mapping[str, Any],
+    model_card: ModelCard | None,
     current: pd.DataFrame,
     label_column: str,
     reference_metrics: Mapping[str, float | None] | None,
@@ -28,10 +29,10 @@ def check_performance(
     from mlstages.components.evaluate.evaluate import evaluate, model_inputs
     from mlstages.components.evaluate.metrics import LOWER_IS_BETTER
 
-    task = model_metadata.get("task")
     reference_metrics = dict(reference_metrics or {})
-    if task is None:
-        return PerformanceCheck(False, "not computed: the model's metadata.json records no task")
+    if model_card is None:
+        return PerformanceCheck(False, "not computed: no model card (metadata.json) came with the model")
+    task = model_card.task
     if label_column not in current.columns:
         return PerformanceCheck(
             False, f"not computed: the window has no label column {label_column!r}", task=task
@@ -42,7 +43,7 @@ def check_performance(
             False, f"not computed: label column {label_column!r} has no values", task=task
         )
     try:
-        classes, input_columns = model_inputs(model_metadata, label_column, task)
+        classes, input_columns = model_inputs(model_card, label_column, task)
         evaluation = evaluate(
             model, labelled, label_column, task, classes=classes, input_columns=input_columns
         )

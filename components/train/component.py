@@ -147,8 +147,8 @@ def train(
             "cv_score": result.best_score,
             "scoring": result.scoring,
             "train_rows": result.train_rows,
-            "sha256": written["sha256"],
-            "versions": written["versions"],
+            "sha256": written.sha256,
+            "versions": dict(written.versions),
             "model_uri": model_uri,
         }
     )

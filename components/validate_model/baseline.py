@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlstages.components.common.model_card import ModelCard
+
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -21,18 +26,19 @@ def load_baseline(model_uri: str, directory: str | os.PathLike) -> tuple[Any, di
     import sklearn
     from sklearn.exceptions import InconsistentVersionWarning
 
-    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.artifacts import load_estimator
+    from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import download_version
 
     fix = "fix the champion, or point it at a loadable version (registry.set_champion)"
     try:
         download_version(model_uri, directory)
-        metadata = read_metadata(directory)
+        card = ModelCard.read(directory, model_uri)
     except MlstagesError as exc:
         raise InputDataError(
             f"the champion {model_uri} cannot be loaded as the baseline: {exc}; {fix}"
         ) from exc
-    saved_with = (metadata.get("versions") or {}).get("scikit-learn")
+    saved_with = card.sklearn_version
     if saved_with and saved_with != sklearn.__version__:
         raise InputDataError(
             f"the champion {model_uri} was saved with scikit-learn {saved_with}, but this image has "
@@ -53,12 +59,12 @@ def load_baseline(model_uri: str, directory: str | os.PathLike) -> tuple[Any, di
             f"the champion {model_uri} cannot be loaded as the baseline: model.joblib fails to unpickle "
             f"({type(exc).__name__}: {exc}); {fix}"
         ) from exc
-    return model, metadata
+    return model, card
 
 
 def evaluate_baseline(
     model: Any,
-    metadata: Mapping[str, Any],
+    card: ModelCard,
     test_df: pd.DataFrame,
     config: BlessingConfig,
     slice_columns: Sequence[str],
@@ -68,7 +74,7 @@ def evaluate_baseline(
     from mlstages.components.evaluate.evaluate import evaluate, model_inputs
 
     try:
-        classes, input_columns = model_inputs(metadata, config.label_column, config.task)
+        classes, input_columns = model_inputs(card, config.label_column, config.task)
         return evaluate(
             model,
             test_df,

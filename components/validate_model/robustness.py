@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, require_choice
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.evaluate.metrics import CLASSIFICATION, REGRESSION, TASKS
 from mlstages.components.validate_model.thresholds import (
     ALL_MISSING,
@@ -48,28 +49,16 @@ PROBABILITY_SUM_TOLERANCE = 1e-6
 INFRA_SAMPLE_ROWS = 20
 
 
-def _features(
-    metadata: Mapping[str, Any], model: Any, test_df: pd.DataFrame, label_column: str
-) -> dict[str, str]:
-    """Raw input column -> logical type, in the model's input order."""
-    from mlstages.components.common.datasets import column_types
-
-    features = metadata.get("input_features")
-    if features:
-        columns = {str(f["name"]): str(f.get("type", "")) for f in features}
-    elif hasattr(model, "feature_names_in_"):
-        columns = {str(c): "" for c in model.feature_names_in_}
-    else:
-        columns = {str(c): "" for c in test_df.columns if c != label_column}
+def _features(card: ModelCard, test_df: pd.DataFrame) -> dict[str, str]:
+    """Raw input column -> logical type, in the model's input order (from its card)."""
+    columns = card.input_columns
     missing = [c for c in columns if c not in test_df.columns]
     if missing:
         raise InputDataError(
             f"the test split lacks the model's input column(s) {', '.join(map(repr, missing))}: pass the "
             "test split the model was evaluated on"
         )
-    declared = metadata.get("input_columns") or {}
-    inferred = column_types(test_df[list(columns)])
-    return {c: columns[c] or declared.get(c) or inferred[c] for c in columns}
+    return columns
 
 
 def _missing_value_column(series: pd.Series) -> pd.Series:
@@ -210,21 +199,20 @@ def _output_problem(
     return None
 
 
-def robustness_checks(model: Any, test_df: pd.DataFrame, metadata: Mapping[str, Any]) -> list[Check]:
+def robustness_checks(model: Any, test_df: pd.DataFrame, card: ModelCard) -> list[Check]:
     """Predict on rows simulated from the first test rows: each feature missing in turn, every
     feature missing, an unseen category in each categorical (and text) column, extreme values of
     each numeric column. Each passes when predict gives one prediction per row, finite (regression)
     or one of the known classes, and predict_proba rows are finite, within [0, 1] and sum to 1.
 
-    ``metadata`` is the model's metadata.json: task, label_column, classes, input_features.
+    ``card`` is the model's card: task, classes, input features and their types.
     """
-    task = metadata.get("task") or (CLASSIFICATION if hasattr(model, "classes_") else REGRESSION)
+    task = card.task
     require_choice("task", task, TASKS)
-    label_column = str(metadata.get("label_column") or "")
     if len(test_df) == 0:
         raise InputDataError("the test split has no rows: there are no rows to simulate from")
-    types = _features(metadata, model, test_df, label_column)
-    classes = metadata.get("classes")
+    types = _features(card, test_df)
+    classes = list(card.classes) if card.classes is not None else None
     if task == CLASSIFICATION and classes is None and hasattr(model, "classes_"):
         classes = [_class_key(c) for c in model.classes_]
     base = test_df[list(types)].head(ROBUSTNESS_BASE_ROWS).reset_index(drop=True)

@@ -20,11 +20,14 @@ raises: the model cannot be served, so the pipeline must stop rather than carry 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlstages.components.common.model_card import ModelCard
+
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -55,13 +58,14 @@ def validate_model(
     With ``infra_validation``, a candidate that passed everything else is loaded and queried in the
     serving code; its failure raises InfraValidationFailed.
     """
-    from mlstages.components.common.artifacts import load_estimator, read_metadata
+    from mlstages.components.common.artifacts import load_estimator
+    from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import champion_uri, check_model_name, read_champion, version_of
     from mlstages.components.evaluate.evaluate import model_inputs
 
     check_model_name(model_name)
-    metadata = read_metadata(model_dir)
-    model_inputs(metadata, config.label_column, config.task)
+    card = ModelCard.read(model_dir)
+    model_inputs(card, config.label_column, config.task)
     if evaluation.task != config.task or (
         evaluation.label_column and evaluation.label_column != config.label_column
     ):
@@ -82,7 +86,7 @@ def validate_model(
     candidate = {
         "uri": candidate_uri or str(model_dir),
         "version": version_of(candidate_uri, model_registry, model_name),
-        "sha256": metadata.get("sha256"),
+        "sha256": card.sha256,
     }
     baseline_info = None
     baseline_eval = None
@@ -92,23 +96,23 @@ def validate_model(
         notes.append("no model_registry is set, so there is no champion to compare with")
     if pointer is not None:
         with tempfile.TemporaryDirectory(prefix="mlstages-baseline-") as scratch:
-            baseline_model, baseline_meta = load_baseline(pointer["model_uri"], Path(scratch) / "model")
+            baseline_model, baseline_card = load_baseline(pointer["model_uri"], Path(scratch) / "model")
             baseline_eval = evaluate_baseline(
-                baseline_model, baseline_meta, test_df, config, slice_columns, pointer["model_uri"]
+                baseline_model, baseline_card, test_df, config, slice_columns, pointer["model_uri"]
             )
         baseline_info = {
             "uri": pointer["model_uri"],
             "version": pointer.get("version"),
-            "sha256": baseline_meta.get("sha256"),
+            "sha256": baseline_card.sha256,
             "pointer": champion_uri(model_registry, model_name),
         }
-        if baseline_meta.get("sha256") and baseline_meta.get("sha256") == metadata.get("sha256"):
+        if baseline_card.sha256 and baseline_card.sha256 == card.sha256:
             notes.append("the candidate is the champion itself (same sha256)")
     elif model_registry.strip():
         notes.append(f"no champion at {champion_uri(model_registry, model_name)} yet")
 
     checks = check_thresholds(evaluation, baseline_eval, config.thresholds, config)
-    checks += robustness_checks(model, test_df, metadata)
+    checks += robustness_checks(model, test_df, card)
     blessing = decide(
         checks,
         config.thresholds,
@@ -119,7 +123,7 @@ def validate_model(
         notes=notes,
     )
     if blessing.blessed and infra_validation:
-        blessing = run_infra_validation(blessing, model_dir, test_df, metadata, config)
+        blessing = run_infra_validation(blessing, model_dir, test_df, card)
     return blessing
 
 
@@ -127,8 +131,7 @@ def run_infra_validation(
     blessing: Blessing,
     model_dir: str | os.PathLike,
     test_df: pd.DataFrame,
-    metadata: Mapping[str, Any],
-    config: BlessingConfig,
+    card: ModelCard,
 ) -> Blessing:
     """Load and query the model in the serving code (KServe's model server, as on the cluster).
     Raises InfraValidationFailed when it cannot be served; returns the blessing with the result."""
@@ -137,10 +140,7 @@ def run_infra_validation(
     from mlstages.components.serving.infra import infra_validate
     from mlstages.components.serving.infra import render_markdown as infra_markdown
 
-    features = [str(f["name"]) for f in metadata.get("input_features") or []] or [
-        c for c in test_df.columns if c != config.label_column
-    ]
-    sample = test_df[features].head(INFRA_SAMPLE_ROWS).reset_index(drop=True)
+    sample = test_df[card.input_names].head(INFRA_SAMPLE_ROWS).reset_index(drop=True)
     result = infra_validate(str(model_dir), sample, name="candidate")
     result.raise_for_failure()
     record = result.to_dict()

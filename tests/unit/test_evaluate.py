@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate, model_inputs
 from mlstages.components.evaluate.metrics import MAX_ROC_POINTS, classification_metrics, regression_metrics
 from mlstages.components.evaluate.report import render_html, render_markdown
@@ -379,6 +380,7 @@ def test_model_metadata_must_agree_with_the_task_and_label():
         "classes": ["a", "b"],
         "input_features": [{"name": "x", "type": "numeric"}, {"name": "island", "type": "categorical"}],
     }
+    metadata = ModelCard.from_dict(metadata)
     assert model_inputs(metadata, "species", "classification") == (["a", "b"], ["x", "island"])
     with pytest.raises(
         ParameterError, match="task='regression', but the model was trained for 'classification'"

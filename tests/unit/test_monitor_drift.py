@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.common.reference import build_reference
 from mlstages.components.evaluate.evaluate import evaluate
 from mlstages.components.monitor_drift.config import (
@@ -483,12 +484,14 @@ def penguin_model():
     penguins = load_penguins().drop(columns=["year"])
     train, test = train_test_split(penguins, test_size=0.3, stratify=penguins["species"], random_state=0)
     model = raw_model(train, "species", LogisticRegression(max_iter=1000))
-    metadata = {
-        "task": "classification",
-        "label_column": "species",
-        "classes": sorted(penguins["species"].unique()),
-        "input_features": [{"name": c, "type": t} for c, t in PENGUIN_FEATURES.items()],
-    }
+    metadata = ModelCard.from_dict(
+        {
+            "task": "classification",
+            "label_column": "species",
+            "classes": sorted(penguins["species"].unique()),
+            "input_features": [{"name": c, "type": t} for c, t in PENGUIN_FEATURES.items()],
+        }
+    )
     evaluation = evaluate(model, test, "species", "classification", input_columns=list(PENGUIN_FEATURES))
     reference = build_reference(train, "species", PENGUIN_FEATURES, metrics=evaluation.to_dict())
     return model, metadata, reference, test
@@ -496,7 +499,7 @@ def penguin_model():
 
 def test_performance_on_a_window_like_the_test_split_does_not_decay(penguin_model):
     model, metadata, reference, test = penguin_model
-    result = detect_drift(reference, test, model=model, model_metadata=metadata)
+    result = detect_drift(reference, test, model=model, model_card=metadata)
     performance = result.performance
     assert performance.computed and performance.rows == len(test)
     assert performance.metrics["f1_macro"] == pytest.approx(reference["metrics"]["f1_macro"])
@@ -511,7 +514,7 @@ def test_wrong_labels_are_performance_decay_and_retrain_on_decides(penguin_model
     window = test.copy()
     # Every Gentoo labelled Adelie: the model is right about the penguins, the labels say it is not.
     window.loc[window["species"] == "Gentoo", "species"] = "Adelie"
-    result = detect_drift(reference, window, model=model, model_metadata=metadata)
+    result = detect_drift(reference, window, model=model, model_card=metadata)
     decayed = result.performance.decayed
     assert [c["metric"] for c in decayed] == ["f1_macro"] and decayed[0]["drop"] > 0.05
     assert result.retrain and not result.dataset_drift
@@ -521,15 +524,15 @@ def test_wrong_labels_are_performance_decay_and_retrain_on_decides(penguin_model
     ]
     assert result.label.drifted  # the label distribution moved too
     only_drift = detect_drift(
-        reference, window, DriftConfig(retrain_on="drift"), model=model, model_metadata=metadata
+        reference, window, DriftConfig(retrain_on="drift"), model=model, model_card=metadata
     )
     assert not only_drift.retrain and only_drift.reasons == []
     both = detect_drift(
-        reference, window, DriftConfig(retrain_on="drift_and_decay"), model=model, model_metadata=metadata
+        reference, window, DriftConfig(retrain_on="drift_and_decay"), model=model, model_card=metadata
     )
     assert not both.retrain
     per_metric = DriftConfig(max_metric_drop={"accuracy": 0.9, "log_loss": 0.1})
-    checked = detect_drift(reference, window, per_metric, model=model, model_metadata=metadata)
+    checked = detect_drift(reference, window, per_metric, model=model, model_card=metadata)
     assert [c["metric"] for c in checked.performance.comparisons] == ["accuracy", "log_loss"]
     assert [c["metric"] for c in checked.performance.decayed] == ["log_loss"]  # lower is better
 
@@ -538,7 +541,7 @@ def test_a_label_column_of_another_type_is_reported_not_raised(penguin_model):
     model, metadata, reference, test = penguin_model
     window = test.copy()
     window["species"] = window["species"].map({"Adelie": 0, "Chinstrap": 1, "Gentoo": 2})
-    result = detect_drift(reference, window, model=model, model_metadata=metadata)
+    result = detect_drift(reference, window, model=model, model_card=metadata)
     assert not result.performance.computed
     assert result.performance.message.startswith(
         "not computed: label column 'species' has value(s) 0, 1, 2 in the test data that the model never saw"
@@ -553,9 +556,15 @@ def test_a_regression_label_that_became_words_is_reported(penguin_model):
     features.pop("body_mass_g")
     model = raw_model(penguins, "body_mass_g", Ridge())
     reference = build_reference(penguins, "body_mass_g", features, metrics={"rmse": 300.0})
-    metadata = {"task": "regression", "label_column": "body_mass_g"}
+    metadata = ModelCard.from_dict(
+        {
+            "task": "regression",
+            "label_column": "body_mass_g",
+            "input_features": [{"name": c, "type": t} for c, t in features.items()],
+        }
+    )
     window = penguins.head(50).assign(body_mass_g="heavy")
-    result = detect_drift(reference, window, model=model, model_metadata=metadata)
+    result = detect_drift(reference, window, model=model, model_card=metadata)
     assert result.performance.message == (
         "not computed: label column 'body_mass_g' has dtype object, but task='regression' needs numbers"
     )
@@ -564,7 +573,7 @@ def test_a_regression_label_that_became_words_is_reported(penguin_model):
 
 def test_performance_needs_labels_and_the_reference_label(penguin_model):
     model, metadata, reference, test = penguin_model
-    unlabelled = detect_drift(reference, test.drop(columns=["species"]), model=model, model_metadata=metadata)
+    unlabelled = detect_drift(reference, test.drop(columns=["species"]), model=model, model_card=metadata)
     assert unlabelled.performance.message == "not computed: the window has no label column 'species'"
     assert unlabelled.label is None
     no_model = detect_drift(reference, test)

@@ -447,7 +447,7 @@ def test_export_writes_a_model_that_loads_back_and_predicts_on_raw_rows(binary, 
 
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["metadata.json", "model.joblib"]
     metadata = read_metadata(tmp_path / "model")
-    assert metadata == json.loads(json.dumps(written, default=str))
+    assert metadata == json.loads(json.dumps(written.to_dict(), default=str))
     assert metadata["sha256"] == file_sha256(tmp_path / "model" / "model.joblib")
     assert metadata["framework"] == "scikit-learn"
     assert metadata["versions"]["scikit-learn"]

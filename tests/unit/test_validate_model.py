@@ -26,6 +26,7 @@ from mlstages.components.common import registry
 from mlstages.components.common.artifacts import read_metadata, save_estimator
 from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate
 from mlstages.components.evaluate.slices import SliceMetrics
@@ -75,7 +76,7 @@ class SuiteModel:
     test: pd.DataFrame
     evaluation: EvaluationResult
     model: Any
-    metadata: dict
+    metadata: ModelCard
 
 
 def build_model(
@@ -551,7 +552,7 @@ def test_a_good_suite_model_passes_every_robustness_check(strong):
     checks = robustness_checks(strong.model, strong.test, strong.metadata)
     assert all(c.kind == ROBUSTNESS for c in checks)
     assert [c.message for c in checks if c.status != PASSED] == []
-    features = [f["name"] for f in strong.metadata["input_features"]]
+    features = strong.metadata.input_names
     by_rule = {
         rule: [c.column for c in checks if c.rule == rule]
         for rule in (MISSING, UNSEEN_CATEGORY, EXTREME_VALUE, ALL_MISSING)
@@ -637,7 +638,7 @@ def test_first_run_on_a_real_model_blesses_on_absolute_thresholds(strong, tmp_pa
     assert any(
         f"no champion at {tmp_path / 'registry'}/penguins/champion.json yet" == n for n in blessing.notes
     )
-    assert blessing.candidate["sha256"] == strong.metadata["sha256"]
+    assert blessing.candidate["sha256"] == strong.metadata.sha256
     json.dumps(blessing.to_dict(), allow_nan=False)
 
 
@@ -682,7 +683,7 @@ def test_a_candidate_worse_than_the_champion_is_not_blessed(strong, weak, gcs_bu
     assert blessing.baseline == {
         "uri": champion,
         "version": champion.rsplit("/", 1)[-1],
-        "sha256": strong.metadata["sha256"],
+        "sha256": strong.metadata.sha256,
         "pointer": f"{root}/penguins/champion.json",
     }
     drop = next(c for c in blessing.checks if c.scope == "overall" and c.rule == "max_drop")
@@ -718,7 +719,7 @@ def test_a_candidate_better_than_the_champion_is_blessed(strong, weak, tmp_path)
     assert blessing.candidate == {
         "uri": candidate_uri,
         "version": candidate_uri.rsplit("/", 1)[-1],
-        "sha256": strong.metadata["sha256"],
+        "sha256": strong.metadata.sha256,
     }
     changes = [c for c in blessing.checks if c.rule in ("max_drop", "max_increase") and c.status == PASSED]
     assert len(changes) >= 2 * 5  # overall and each gated slice, for both metrics
@@ -863,7 +864,7 @@ def test_the_evaluation_must_belong_to_the_test_split(strong):
 
 def test_a_real_broken_model_is_not_blessed_through_the_whole_gate(strong, tmp_path):
     directory = tmp_path / "broken"
-    save_estimator(CrashesOnMissing(strong.model, "island"), directory, "model", strong.metadata)
+    save_estimator(CrashesOnMissing(strong.model, "island"), directory, "model", strong.metadata.to_dict())
     blessing = validate_model(
         directory,
         strong.test,
