@@ -284,13 +284,13 @@ def _decode(text: str, shape: list[int]) -> np.ndarray:
 
 def bench_model(kind: str, scratch: Path, sizes: dict[str, int]) -> dict[str, Any]:
     from mlstages.components.serving.client import v1_request
-    from mlstages.components.serving.model_dir import input_features, load_model_dir
+    from mlstages.components.serving.model_dir import load_model_dir
     from mlstages.components.serving.protocol import rows_to_frame
 
     directory = scratch / kind
     built = build_model(kind, directory)
-    model, metadata = load_model_dir(str(directory))
-    features = list(input_features(metadata))
+    model, card = load_model_dir(str(directory))
+    features = list(card.input_features)
     columns = [f.name for f in features]
     types = {f.name: f.logical_type for f in features}
     source = check_rows(kind, columns, types)
@@ -305,7 +305,7 @@ def bench_model(kind: str, scratch: Path, sizes: dict[str, int]) -> dict[str, An
         "fit_seconds": built["fit_seconds"],
         "features": built["features"],
         "feature_names": built["feature_names"],
-        "sha256": metadata["sha256"],
+        "sha256": card.sha256,
         "runs": {},
     }
     runs = results["runs"]

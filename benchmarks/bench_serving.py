@@ -54,7 +54,7 @@ from mlstages.components.common.datasets import column_types
 from mlstages.components.common.model_card import InputFeature
 from mlstages.components.serving.client import v1_request, v2_request
 from mlstages.components.serving.infra import latency_summary
-from mlstages.components.serving.model_dir import input_features, load_model_dir
+from mlstages.components.serving.model_dir import load_model_dir
 from mlstages.components.serving.process import serve_in_background
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -283,13 +283,13 @@ def concurrent(server, bodies: list[bytes], requests: int, threads: int) -> dict
 
 
 def bench_model(kind: str, model_dir: Path, sizes: dict[str, int]) -> dict[str, Any]:
-    model, metadata = load_model_dir(str(model_dir))
-    features = list(input_features(metadata))
+    model, card = load_model_dir(str(model_dir))
+    features = list(card.input_features)
     names = [f.name for f in features]
     data = load_penguins()[names]
     singles = [data.iloc[[i]] for i in range(0, len(data), 3)]
     batch = data.sample(n=100, random_state=0)
-    results: dict[str, Any] = {"model": kind, "sha256": metadata["sha256"], "runs": {}}
+    results: dict[str, Any] = {"model": kind, "sha256": card.sha256, "runs": {}}
     runs = results["runs"]
     runs["in_process_single_row"] = in_process(model, singles[0], sizes["single"])
     runs["in_process_100_rows"] = in_process(model, batch, sizes["batch"])

@@ -25,7 +25,7 @@ from mlstages.components.common.model_card import InputFeature
 from mlstages.components.common.registry import check_model_name
 from mlstages.components.common.reports import markdown_table, markdown_text
 from mlstages.components.serving import client as serving_client
-from mlstages.components.serving.model_dir import input_features, load_model_dir
+from mlstages.components.serving.model_dir import load_model_dir
 from mlstages.components.serving.process import (
     ServerHandle,
     ServerStartError,
@@ -347,8 +347,8 @@ def infra_validate(
     features: tuple[InputFeature, ...] = ()
     rows = sample.head(0)
     try:
-        model, metadata = load_model_dir(model_uri)
-        features = input_features(metadata)
+        model, card = load_model_dir(model_uri)
+        features = card.input_features
     except MlstagesError as exc:
         checks.record("model loads in-process", False, f"{type(exc).__name__}: {exc}")
     expected, probabilities = None, None
@@ -356,9 +356,9 @@ def infra_validate(
         checks.record(
             "model loads in-process",
             True,
-            f"sha256 {metadata['sha256'][:12]}..., {len(features)} input features",
+            f"sha256 {card.sha256[:12]}..., {len(features)} input features",
         )
-        rows = _sample_rows(sample, features, metadata.get("label_column"), max_rows)
+        rows = _sample_rows(sample, features, card.label_column, max_rows)
         expected, probabilities = _expected(model, rows, checks)
     # Class labels are compared exactly, regression values to a tolerance.
     classification = model is not None and getattr(model, "classes_", None) is not None

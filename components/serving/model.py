@@ -26,9 +26,10 @@ from kserve.utils.numpy_codec import from_np_dtype
 from mlstages.components.common.errors import ParameterError
 from mlstages.components.common.model_card import (
     InputFeature,
+    ModelCard,
 )
 from mlstages.components.common.registry import check_model_name
-from mlstages.components.serving.model_dir import input_features, load_model_dir
+from mlstages.components.serving.model_dir import load_model_dir
 from mlstages.components.serving.prediction_log import (
     DEFAULT_MAX_ROWS,
     DEFAULT_MAX_SECONDS,
@@ -96,20 +97,20 @@ class SklearnPipelineModel(kserve.Model):
         self.prediction_log_max_seconds = prediction_log_max_seconds
         self.prediction_logger: PredictionLogger | None = None
         self.model: Any = None
-        self.metadata: dict[str, Any] = {}
+        self.card: ModelCard | None = None
         self.features: tuple[InputFeature, ...] = ()
         self.classes: list[Any] | None = None
 
     def load(self) -> bool:
-        self.model, self.metadata = load_model_dir(self.model_uri, cache_dir=self.cache_dir)
-        self.features = input_features(self.metadata)
+        self.model, self.card = load_model_dir(self.model_uri, cache_dir=self.cache_dir)
+        self.features = self.card.input_features
         classes = getattr(self.model, "classes_", None)
         self.classes = _as_output_array(classes).tolist() if classes is not None else None
         if self.prediction_log and self.prediction_logger is None:
             self.prediction_logger = PredictionLogger(
                 self.prediction_log,
                 model_name=self.name,
-                model_version=model_version_of(self.model_uri, self.metadata),
+                model_version=model_version_of(self.model_uri, self.card),
                 input_columns={f.name: f.logical_type for f in self.features},
                 classes=self.classes,
                 probabilities=self.has_probabilities,
@@ -122,9 +123,9 @@ class SklearnPipelineModel(kserve.Model):
             "model %s loaded from %s: %s, %d input features, scikit-learn %s",
             self.name,
             self.model_uri,
-            self.metadata.get("task", "unknown task"),
+            self.card.task,
             len(self.features),
-            self.metadata["versions"]["scikit-learn"],
+            self.card.sklearn_version,
         )
         return self.ready
 
@@ -206,7 +207,7 @@ class SklearnPipelineModel(kserve.Model):
                 check_request_id(request_id, f"parameter {REQUEST_ID}")
             except ParameterError as exc:
                 raise InvalidInput(str(exc)) from exc
-        frame = rows_to_frame(payload["instances"], self.features, self.metadata.get("label_column"))
+        frame = rows_to_frame(payload["instances"], self.features, self.card.label_column)
         predictions, probabilities = self._run(frame, with_probabilities)
         response: dict[str, Any] = {"predictions": predictions.tolist()}
         if probabilities is not None:
@@ -264,7 +265,7 @@ class SklearnPipelineModel(kserve.Model):
 
         if with_probabilities and not self.has_probabilities:
             raise InvalidInput(
-                f"model {self.name!r} ({self.metadata.get('task', 'no classes')}) gives no class "
+                f"model {self.name!r} ({self.card.task if self.card else 'no classes'}) gives no class "
                 f"probabilities: leave out {RETURN_PROBABILITIES} / {PROBA_OUTPUT}"
             )
         try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ from mlstages.components.common.errors import DigestMismatch, MlstagesError, Par
 from mlstages.components.common.model_card import (
     METADATA_FILE,
     MODEL_FILE,
-    InputFeature,
+    ModelCard,
     ModelCardError,
-    parse_input_features,
     read_metadata,
 )
 
@@ -35,16 +33,8 @@ class LibraryVersionMismatch(ModelLoadError):
     """The model was saved with a different scikit-learn than the one running here."""
 
 
-def input_features(metadata: Mapping[str, Any], where: str = METADATA_FILE) -> tuple[InputFeature, ...]:
-    """The model's input features in order, from its card; a malformed card cannot be served."""
-    try:
-        return parse_input_features(metadata, where)
-    except ModelCardError as exc:
-        raise ModelLoadError(str(exc)) from exc
-
-
-def load_model_dir(model_uri: str, *, cache_dir: str | os.PathLike | None = None) -> tuple[Any, dict]:
-    """Load ``model.joblib`` and ``metadata.json`` from a model directory; return (model, metadata).
+def load_model_dir(model_uri: str, *, cache_dir: str | os.PathLike | None = None) -> tuple[Any, ModelCard]:
+    """Load ``model.joblib`` and its card ``metadata.json`` from a model directory; return (model, card).
 
     ``model_uri`` is a local path, a ``file://`` URI or a ``gs://bucket/prefix`` folder. A gs://
     model is downloaded through the suite's storage module into a scratch folder under
@@ -101,7 +91,7 @@ def _read_metadata(path: Path, model_uri: str) -> dict[str, Any]:
     return metadata
 
 
-def _load_local(directory: Path, model_uri: str) -> tuple[Any, dict]:
+def _load_local(directory: Path, model_uri: str) -> tuple[Any, ModelCard]:
     import joblib
     import sklearn
 
@@ -129,7 +119,11 @@ def _load_local(directory: Path, model_uri: str) -> tuple[Any, dict]:
             "with the version that saved it. Serve it with the image built from the same mlstages "
             "release as the one that trained it, or retrain it with this one"
         )
-    features = input_features(metadata, f"{model_uri}/{METADATA_FILE}")
+    try:
+        card = ModelCard.from_dict(metadata, f"{model_uri}/{METADATA_FILE}")
+    except ModelCardError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    features = card.input_features
     try:
         model = joblib.load(path)
     except Exception as exc:  # unpickling runs arbitrary reconstruction code; report any failure
@@ -147,4 +141,4 @@ def _load_local(directory: Path, model_uri: str) -> tuple[Any, dict]:
             f"{model_uri}: {METADATA_FILE} lists input features {[f.name for f in features]}, but the "
             f"model was fitted on {[str(c) for c in declared]}: the two files do not belong together"
         )
-    return model, metadata
+    return model, card

@@ -32,6 +32,11 @@ monitoring compares; losing a stretch of logged requests is better than losing t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlstages.components.common.model_card import ModelCard
+
 import atexit
 import datetime as dt
 import io
@@ -92,17 +97,17 @@ def check_request_id(value: Any, where: str = "request_id") -> str:
     return value
 
 
-def model_version_of(model_uri: str, metadata: Mapping[str, Any]) -> str:
-    """What identifies the served model in the log: ``metadata["version"]`` when recorded, the
+def model_version_of(model_uri: str, card: ModelCard) -> str:
+    """What identifies the served model in the log: the card's ``version`` when recorded, the
     registry version when the model was served from the registry (``.../<name>/<UTC time>-<sha8>``),
     else ``sha256-`` and the first 12 hex digits of the model file's sha256."""
-    recorded = metadata.get("version")
+    recorded = card.extra.get("version")
     if isinstance(recorded, str) and recorded:
         return recorded
     last = str(model_uri).rstrip("/").rsplit("/", 1)[-1]
     if _REGISTRY_VERSION.match(last):
         return last
-    return f"sha256-{str(metadata.get('sha256', ''))[:12] or 'unknown'}"
+    return f"sha256-{card.sha256[:12] or 'unknown'}"
 
 
 def _arrow_type(logical_type: str) -> Any:

@@ -104,6 +104,7 @@ def test_a_model_that_does_not_load_fails_with_the_checks_listed(tmp_path, sampl
     metadata = {
         "sha256": hashlib.sha256(garbage).hexdigest(),
         "versions": {"scikit-learn": sklearn.__version__},
+        "task": "classification",
         "label_column": LABEL,
         "input_features": [{"name": "bill_length_mm", "type": "numeric"}],
     }
@@ -141,6 +142,7 @@ def test_a_model_whose_predictions_cannot_be_produced_fails(tmp_path, sample):
         directory,
         "model",
         {
+            "task": "classification",
             "label_column": LABEL,
             "input_features": [{"name": f, "type": column_types(sample[[f]])[f]} for f in features],
         },
@@ -173,6 +175,7 @@ def test_served_predictions_that_differ_from_the_in_process_model_fail(tmp_path,
         directory,
         "model",
         {
+            "task": "classification",
             "label_column": "species",
             "input_features": [{"name": f, "type": column_types(sample[[f]])[f]} for f in features],
         },

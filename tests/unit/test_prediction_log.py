@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from mlstages.components.common import storage
 from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.model_card import ModelCard
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.ingest.ingest import IngestConfig, read_source
 from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
@@ -166,7 +167,7 @@ def test_server_logs_v1_and_v2_rows_with_predictions_probabilities_and_request_i
     np.testing.assert_allclose(probabilities[:3], model.predict_proba(rows.iloc[:3]), rtol=1e-12)
     assert np.isnan(probabilities[3:]).all()  # not asked for, not computed
     assert set(logged["model_name"]) == {NAME}
-    assert set(logged["model_version"]) == {model_version_of(str(model_dir), served.metadata)}
+    assert set(logged["model_version"]) == {model_version_of(str(model_dir), served.card)}
     assert (logged["logged_at"] <= pd.Timestamp.now(tz="UTC")).all()
 
 
@@ -412,11 +413,17 @@ def test_a_feature_named_like_a_log_column_is_refused():
 
 
 def test_model_version_is_the_recorded_one_the_registry_one_or_the_digest():
-    assert model_version_of("gs://b/m", {"version": "3", "sha256": "ab" * 32}) == "3"
-    assert model_version_of("gs://b/models/p/20260101T000000Z-1234abcd/", {"sha256": "ab" * 32}) == (
-        "20260101T000000Z-1234abcd"
+    def card(**extra):
+        return ModelCard.from_dict(
+            {"task": "regression", "input_features": [{"name": "x", "type": "numeric"}], "sha256": "ab" * 32}
+            | extra
+        )
+
+    assert model_version_of("gs://b/m", card(version="3")) == "3"
+    assert (
+        model_version_of("gs://b/models/p/20260101T000000Z-1234abcd/", card()) == "20260101T000000Z-1234abcd"
     )
-    assert model_version_of("/mnt/models", {"sha256": "ab" * 32}) == "sha256-abababababab"
+    assert model_version_of("/mnt/models", card()) == "sha256-abababababab"
 
 
 # --- labels that arrive later ------------------------------------------------------------------------

@@ -556,9 +556,9 @@ def test_v2_binary_tensors_are_read_like_json_ones(model_dir, model, rows):
 def test_loads_from_gcs_through_the_emulator_and_serves_it(model_dir, gcs_bucket, model, rows, tmp_path):
     uri = f"{gcs_bucket}/models/penguins/v1"
     storage.upload_dir(model_dir, uri)
-    loaded, metadata = load_model_dir(uri, cache_dir=tmp_path / "cache")
+    loaded, card = load_model_dir(uri, cache_dir=tmp_path / "cache")
     assert loaded.predict(rows).tolist() == model.predict(rows).tolist()
-    assert metadata["sha256"] == json.loads((model_dir / METADATA_FILE).read_text())["sha256"]
+    assert card.sha256 == json.loads((model_dir / METADATA_FILE).read_text())["sha256"]
     assert list((tmp_path / "cache").iterdir()) == []  # the download is removed once loaded
 
     with serve_in_background(uri, NAME) as handle, local_session() as http:
