@@ -158,7 +158,8 @@ def build_model(kind: str, directory: Path) -> dict[str, Any]:
     """Fit the ``kind`` model with the suite's logic functions and export it to ``directory``."""
     from mlstages.components.common.datasets import column_types
     from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-    from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+    from mlstages.components.preprocess.config import PreprocessConfig
+    from mlstages.components.preprocess.preprocess import preprocess
     from mlstages.components.train.config import TrainConfig
     from mlstages.components.train.export import export_model
     from mlstages.components.train.train import train

@@ -71,7 +71,8 @@ SIZES = {
 
 def export_suite_model(directory: Path) -> Path:
     from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-    from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+    from mlstages.components.preprocess.config import PreprocessConfig
+    from mlstages.components.preprocess.preprocess import preprocess
     from mlstages.components.train.config import TrainConfig
     from mlstages.components.train.export import export_model
     from mlstages.components.train.train import train

@@ -84,7 +84,7 @@ from mlstages.components.monitor_drift.tests_by_type import compare_column
 
 def is_prediction_log_column(name: str) -> bool:
     """Columns the model server's prediction log adds beside the features: not new features."""
-    from mlstages.components.serving.prediction_log import LOG_COLUMNS, PREDICTION_COLUMN, PROBABILITY_PREFIX
+    from mlstages.components.serving.log_format import LOG_COLUMNS, PREDICTION_COLUMN, PROBABILITY_PREFIX
 
     return name == PREDICTION_COLUMN or name in LOG_COLUMNS or name.startswith(PROBABILITY_PREFIX)
 

@@ -86,12 +86,9 @@ def preprocess(
 
     from mlstages.components.common.artifacts import save_estimator
     from mlstages.components.common.datasets import read_dataset, write_dataset
-    from mlstages.components.preprocess.preprocess import (
-        PreprocessConfig,
-        preprocessor_metadata,
-        render_markdown,
-    )
+    from mlstages.components.preprocess.config import PreprocessConfig
     from mlstages.components.preprocess.preprocess import preprocess as run_preprocess
+    from mlstages.components.preprocess.preprocess import preprocessor_metadata, render_markdown
 
     config = PreprocessConfig(
         label_column=label_column,

@@ -33,11 +33,8 @@ HOST_ENV = "MLSTAGES_SERVING_HOST"
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from mlstages.components.serving.app import DEFAULT_HTTP_PORT, DEFAULT_MAX_BODY_BYTES
-    from mlstages.components.serving.prediction_log import (
-        DEFAULT_MAX_ROWS,
-        DEFAULT_MAX_SECONDS,
-        PREDICTION_LOG_ENV,
-    )
+    from mlstages.components.serving.log_format import PREDICTION_LOG_ENV
+    from mlstages.components.serving.prediction_log import DEFAULT_MAX_ROWS, DEFAULT_MAX_SECONDS
 
     parser = argparse.ArgumentParser(
         prog="python -m mlstages.components.serving",

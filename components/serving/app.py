@@ -12,10 +12,7 @@ import kserve
 from mlstages.components.common.errors import ParameterError
 from mlstages.components.common.registry import check_model_name
 from mlstages.components.serving.model import SklearnPipelineModel
-from mlstages.components.serving.prediction_log import (
-    DEFAULT_MAX_ROWS,
-    DEFAULT_MAX_SECONDS,
-)
+from mlstages.components.serving.prediction_log import DEFAULT_MAX_ROWS, DEFAULT_MAX_SECONDS
 
 DEFAULT_HTTP_PORT = 8080
 

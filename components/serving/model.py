@@ -29,14 +29,9 @@ from mlstages.components.common.model_card import (
     ModelCard,
 )
 from mlstages.components.common.registry import check_model_name
+from mlstages.components.serving.log_format import check_request_id, model_version_of
 from mlstages.components.serving.model_dir import load_model_dir
-from mlstages.components.serving.prediction_log import (
-    DEFAULT_MAX_ROWS,
-    DEFAULT_MAX_SECONDS,
-    PredictionLogger,
-    check_request_id,
-    model_version_of,
-)
+from mlstages.components.serving.prediction_log import DEFAULT_MAX_ROWS, DEFAULT_MAX_SECONDS, PredictionLogger
 from mlstages.components.serving.protocol import (
     EXPECTED_DATATYPES,
     PREDICT_OUTPUT,

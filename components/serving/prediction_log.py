@@ -35,15 +35,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mlstages.components.common.model_card import ModelCard
-
+    pass
 import atexit
 import datetime as dt
 import io
 import logging
 import math
 import os
-import re
 import threading
 import time
 import uuid
@@ -57,78 +55,34 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common import storage
-from mlstages.components.common.datasets import BOOLEAN, CATEGORICAL, DATETIME, LOGICAL_TYPES, NUMERIC, TEXT
-from mlstages.components.common.errors import InputDataError, MlstagesError, ParameterError
+from mlstages.components.common.datasets import BOOLEAN, DATETIME, LOGICAL_TYPES
+from mlstages.components.common.errors import MlstagesError, ParameterError
+from mlstages.components.serving.log_format import (
+    LOG_COLUMNS,
+    LOGGED_AT_COLUMN,
+    MODEL_NAME_COLUMN,
+    MODEL_VERSION_COLUMN,
+    PREDICTION_COLUMN,
+    PROBABILITY_PREFIX,
+    REQUEST_ID_COLUMN,
+    ROW_INDEX_COLUMN,
+    _arrow_type,
+    _check_positive_int,
+    _prediction_type,
+)
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_LOG_ENV = "MLSTAGES_PREDICTION_LOG"
-PREDICTION_COLUMN = "prediction"
-PROBABILITY_PREFIX = "proba_"
-REQUEST_ID_COLUMN = "request_id"
-ROW_INDEX_COLUMN = "row_index"
-LOGGED_AT_COLUMN = "logged_at"
-MODEL_NAME_COLUMN = "model_name"
-MODEL_VERSION_COLUMN = "model_version"
-LOG_COLUMNS = (REQUEST_ID_COLUMN, ROW_INDEX_COLUMN, LOGGED_AT_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN)
+
 DEFAULT_MAX_ROWS = 1000
+
+
 DEFAULT_MAX_SECONDS = 60.0
+
+
 # Rows kept while storage is unreachable, as a multiple of max_rows (100,000 by default: about
 # 20-50 MB of raw rows for a model with a dozen features).
 BUFFER_MULTIPLE = 100
-MAX_REQUEST_ID_CHARS = 200
-_REGISTRY_VERSION = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(f"parameter {name}={value!r} must be an integer >= {minimum}")
-    return value
-
-
-def check_request_id(value: Any, where: str = "request_id") -> str:
-    """``value`` if it is a usable request id (a non-empty string of at most 200 characters)."""
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REQUEST_ID_CHARS:
-        raise ParameterError(
-            f"{where} must be a non-empty string of at most {MAX_REQUEST_ID_CHARS} characters, got {value!r}"[
-                :300
-            ]
-        )
-    return value
-
-
-def model_version_of(model_uri: str, card: ModelCard) -> str:
-    """What identifies the served model in the log: the card's ``version`` when recorded, the
-    registry version when the model was served from the registry (``.../<name>/<UTC time>-<sha8>``),
-    else ``sha256-`` and the first 12 hex digits of the model file's sha256."""
-    recorded = card.extra.get("version")
-    if isinstance(recorded, str) and recorded:
-        return recorded
-    last = str(model_uri).rstrip("/").rsplit("/", 1)[-1]
-    if _REGISTRY_VERSION.match(last):
-        return last
-    return f"sha256-{card.sha256[:12] or 'unknown'}"
-
-
-def _arrow_type(logical_type: str) -> Any:
-    import pyarrow as pa
-
-    return {
-        NUMERIC: pa.float64(),
-        BOOLEAN: pa.bool_(),
-        CATEGORICAL: pa.string(),
-        TEXT: pa.string(),
-        DATETIME: pa.timestamp("us"),
-    }[logical_type]
-
-
-def _prediction_type(classes: Sequence[Any] | None) -> Any:
-    import pyarrow as pa
-
-    if classes is None:
-        return pa.float64()  # regression
-    kind = np.asarray(list(classes)).dtype.kind
-    return {"b": pa.bool_(), "i": pa.int64(), "u": pa.int64(), "f": pa.float64()}.get(kind, pa.string())
 
 
 @dataclass(frozen=True)
@@ -571,69 +525,3 @@ def _close_open_loggers() -> None:
             open_logger.close()
         except MlstagesError:
             logger.exception("prediction log %s: the final flush failed", open_logger.prefix_uri)
-
-
-# --- labels that arrive later ------------------------------------------------------------------
-
-
-def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, on: str = REQUEST_ID_COLUMN) -> pd.DataFrame:
-    """The logged predictions with the labels that arrived later, joined by request id.
-
-    ``labels`` holds the ``on`` column and the label column(s); with a ``row_index`` column too,
-    each label belongs to one row of its request, otherwise to a request of a single row. Every
-    logged row is kept (a left join): rows whose label has not arrived have missing labels.
-
-    Args:
-        predictions: logged rows, as the ingest stage reads the shards.
-        labels: the labels, keyed by ``on`` (and ``row_index`` when given).
-        on: the request id column of both.
-
-    Returns:
-        The predictions in their order, with the label columns added at the end.
-
-    Raises:
-        InputDataError: a key column is missing, a key appears twice among the labels, a label
-            column has the name of a logged column, or labels without row_index would match
-            requests of several rows.
-    """
-    for name, frame in (("predictions", predictions), ("labels", labels)):
-        if on not in frame.columns:
-            raise InputDataError(
-                f"{name} have no column {on!r} to join on (columns: {', '.join(map(str, frame.columns))})"
-            )
-    keys = [on, ROW_INDEX_COLUMN] if ROW_INDEX_COLUMN in labels.columns else [on]
-    if ROW_INDEX_COLUMN in keys and ROW_INDEX_COLUMN not in predictions.columns:
-        raise InputDataError(f"labels have a {ROW_INDEX_COLUMN!r} column but the predictions do not")
-    label_columns = [c for c in labels.columns if c not in keys]
-    if not label_columns:
-        raise InputDataError(f"labels have no column besides {', '.join(keys)}: add the label column")
-    clashing = [c for c in label_columns if c in predictions.columns]
-    if clashing:
-        raise InputDataError(
-            f"label column(s) {', '.join(map(repr, clashing))} are already columns of the predictions: "
-            "rename them in the labels"
-        )
-    missing_keys = labels[keys].isna().any(axis=1)
-    if missing_keys.any():
-        row = int(np.flatnonzero(missing_keys.to_numpy())[0])
-        raise InputDataError(f"labels row {row} has no {' / '.join(keys)}: every label needs its key")
-    duplicated = labels.duplicated(subset=keys, keep=False)
-    if duplicated.any():
-        first = labels.loc[duplicated, keys].iloc[0].tolist()
-        raise InputDataError(
-            f"labels have {int(duplicated.sum())} rows with the same {' + '.join(keys)} "
-            f"(first: {first}): give one label per {'row' if len(keys) == 2 else 'request'}"
-        )
-    if len(keys) == 1:
-        rows_per_request = predictions[on].value_counts()
-        several = rows_per_request[rows_per_request > 1].index.intersection(labels[on])
-        if len(several):
-            raise InputDataError(
-                f"request {several[0]!r} has {int(rows_per_request[several[0]])} logged rows but the labels "
-                f"have no {ROW_INDEX_COLUMN!r} column: give each label its row_index within the request"
-            )
-    right = labels[keys + label_columns]
-    if ROW_INDEX_COLUMN in keys:
-        right = right.astype({ROW_INDEX_COLUMN: "int64"})
-    joined = predictions.merge(right, how="left", on=keys, validate="many_to_one", sort=False)
-    return joined.reset_index(drop=True)

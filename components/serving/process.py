@@ -20,10 +20,7 @@ import requests
 from mlstages.components.common.errors import MlstagesError, ParameterError
 from mlstages.components.common.registry import check_model_name
 from mlstages.components.serving.app import DEFAULT_MAX_BODY_BYTES
-from mlstages.components.serving.prediction_log import (
-    DEFAULT_MAX_ROWS,
-    DEFAULT_MAX_SECONDS,
-)
+from mlstages.components.serving.prediction_log import DEFAULT_MAX_ROWS, DEFAULT_MAX_SECONDS
 
 START_TIMEOUT_SECONDS = 60.0
 

@@ -40,7 +40,8 @@ def train_penguins(model_registry: str, model: Output[Model], test_split: Output
 
     from mlstages.components.common.datasets import write_dataset
     from mlstages.components.common.registry import publish_model
-    from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+    from mlstages.components.preprocess.config import PreprocessConfig
+    from mlstages.components.preprocess.preprocess import preprocess
     from mlstages.components.train.config import TrainConfig
     from mlstages.components.train.export import export_model
     from mlstages.components.train.train import train

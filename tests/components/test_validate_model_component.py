@@ -23,7 +23,8 @@ from mlstages.components.common.artifacts import read_metadata
 from mlstages.components.common.datasets import column_types, write_dataset
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.evaluate.evaluate import evaluate
-from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model
 from mlstages.components.train.train import train

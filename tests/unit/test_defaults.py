@@ -23,7 +23,7 @@ from mlstages.tooling import catalog
 CONFIGS = {
     "ingest": "mlstages.components.ingest.ingest:IngestConfig",
     "validate_data": "mlstages.components.validate_data.config:ValidationConfig",
-    "preprocess": "mlstages.components.preprocess.preprocess:PreprocessConfig",
+    "preprocess": "mlstages.components.preprocess.config:PreprocessConfig",
     "engineer_features": "mlstages.components.engineer_features.engineer_features:FeatureConfig",
     "train": "mlstages.components.train.config:TrainConfig",
     "validate_model": "mlstages.components.validate_model.thresholds:BlessingConfig",

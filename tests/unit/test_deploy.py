@@ -53,7 +53,8 @@ from mlstages.components.deploy.manifest import (
 )
 from mlstages.components.deploy.report import render_markdown
 from mlstages.components.deploy.smoke import sample_rows, smoke_test
-from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.serving.process import serve_in_background
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model

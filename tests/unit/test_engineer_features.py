@@ -33,7 +33,9 @@ from mlstages.components.engineer_features.engineer_features import (
     render_markdown,
     select_features,
 )
-from mlstages.components.preprocess.preprocess import PreprocessConfig, build_preprocessor, preprocess
+from mlstages.components.preprocess.columns import build_preprocessor
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 
 BILL_RATIO = {"name": "bill_ratio", "kind": "ratio", "columns": ["bill_length_mm", "bill_depth_mm"]}
 LOG_MASS = {"name": "log_mass", "kind": "log", "columns": ["body_mass_g"]}

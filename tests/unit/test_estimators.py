@@ -18,7 +18,8 @@ from mlstages.components.common import estimators
 from mlstages.components.common.estimators import derived, outliers, selection, text
 from mlstages.components.common.estimators.fast_transform import compile_preprocessor
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model
 from mlstages.components.train.train import train

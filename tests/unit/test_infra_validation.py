@@ -23,7 +23,8 @@ from mlstages.components.common.artifacts import METADATA_FILE, save_estimator
 from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.serving.infra import InfraValidationFailed, infra_validate, render_markdown
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model

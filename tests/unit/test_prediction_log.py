@@ -29,15 +29,13 @@ from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.model_card import ModelCard
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.ingest.ingest import IngestConfig, read_source
-from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.serving.__main__ import parse_args
 from mlstages.components.serving.client import v1_request, v2_request
+from mlstages.components.serving.log_format import join_labels, model_version_of
 from mlstages.components.serving.model import SklearnPipelineModel
-from mlstages.components.serving.prediction_log import (
-    PredictionLogger,
-    join_labels,
-    model_version_of,
-)
+from mlstages.components.serving.prediction_log import PredictionLogger
 from mlstages.components.serving.process import local_session, serve_in_background
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model

@@ -14,18 +14,15 @@ from mlstages.components.common.artifacts import load_estimator, save_estimator
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.estimators.fast_transform import compile_preprocessor, plan_mismatch
 from mlstages.components.common.estimators.outliers import OutlierClipper
-from mlstages.components.preprocess.preprocess import (
-    PreprocessConfig,
+from mlstages.components.preprocess.columns import (
     build_preprocessor,
     features_and_label,
     fit_preprocessor,
     plan_columns,
-    preprocess,
-    preprocessor_metadata,
-    render_markdown,
-    split_dataset,
-    split_sizes,
 )
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess, preprocessor_metadata, render_markdown
+from mlstages.components.preprocess.split import split_dataset, split_sizes
 
 # Transformer tests switch off everything but the option under test.
 PLAIN = {"outliers": "none", "scaling": "none", "add_missing_indicators": False}

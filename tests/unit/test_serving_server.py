@@ -33,7 +33,8 @@ from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import DigestMismatch, ParameterError
 from mlstages.components.common.model_card import InputFeature
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.serving.__main__ import parse_args, resolve_model_uri
 from mlstages.components.serving.app import serve
 from mlstages.components.serving.client import v1_request, v2_request

@@ -548,7 +548,8 @@ def every_kind_frame(n: int = 400, seed: int = 2) -> pd.DataFrame:
 def suite_model(data: pd.DataFrame, label: str, derived: list, preprocess_overrides: dict, selection: str):
     """preprocess → engineer_features → train (logistic regression), as the pipeline runs them."""
     from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-    from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+    from mlstages.components.preprocess.config import PreprocessConfig
+    from mlstages.components.preprocess.preprocess import preprocess
 
     prepared = preprocess(data, PreprocessConfig(label_column=label, seed=3, **preprocess_overrides))
     features = engineer_features(

@@ -30,7 +30,8 @@ from mlstages.components.common.model_card import ModelCard
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate
 from mlstages.components.evaluate.slices import SliceMetrics
-from mlstages.components.preprocess.preprocess import PreprocessConfig, preprocess
+from mlstages.components.preprocess.config import PreprocessConfig
+from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.serving.infra import InfraValidationFailed
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model
