@@ -126,29 +126,17 @@ def deploy(
     rows = sample_rows(read_dataset(test.path, what="test split"), card.input_names, smoke_test_rows)
     # The endpoint must answer what the model itself predicts for the same rows.
     expected = load_estimator(model.path, "model").predict(rows).tolist()
-    features, task = card.input_features, card.task
-
+    checked = {
+        "features": card.input_features,
+        "expected": expected,
+        "task": card.task,
+        "model_registry": model_registry,
+    }
     if cluster == NO_CLUSTER:
-        result = deploy_locally(
-            config,
-            model_uri,
-            rows,
-            features=features,
-            expected=expected,
-            task=task,
-            model_registry=model_registry,
-        )
+        result = deploy_locally(config, model_uri, rows, **checked)
     else:
         result = deploy_to_cluster(
-            cluster_api(cluster, kubeconfig),
-            manifest,
-            config,
-            model_uri,
-            rows,
-            features=features,
-            expected=expected,
-            task=task,
-            model_registry=model_registry,
+            cluster_api(cluster, kubeconfig), manifest, config, model_uri, rows, **checked
         )
 
     header = f"InferenceService for {model_uri}, written by mlstages deploy ({result.target})."
