@@ -57,3 +57,17 @@ def test_compiled_yaml_and_readmes_are_fresh():
 
     stale = [str(p.relative_to(catalog.REPO_ROOT)) for p in stale_files()]
     assert not stale, f"stale generated files (run `make compile`): {stale}"
+
+
+def test_every_component_caps_its_threads_first():
+    """BLAS, OpenMP and joblib pools are sized when a library loads: the cap comes first."""
+    import ast
+
+    for stage in catalog.COMPONENTS:
+        tree = ast.parse((catalog.COMPONENTS_DIR / stage / "component.py").read_text())
+        [function] = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        statements = function.body[1:3]  # after the docstring: the import, then the call
+        assert isinstance(statements[0], ast.ImportFrom), stage
+        assert statements[0].module == "mlstages.components.common.threads", stage
+        call = statements[1]
+        assert isinstance(call, ast.Expr) and ast.unparse(call) == "limit_threads()", stage

@@ -85,6 +85,12 @@ def deploy(
         deployed: True when the model passed the smoke test and is now the champion (False for a
             canary short of 100%).
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator

@@ -58,6 +58,12 @@ def engineer_features(
         summary: What was derived and selected.
         feature_count: The number of features the pipeline outputs.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator

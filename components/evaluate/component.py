@@ -56,6 +56,12 @@ def evaluate(
         primary_value: Its value on the test split.
         test_rows: Rows evaluated.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     import json
     from collections import namedtuple
 

@@ -28,6 +28,12 @@ def fetch_champion(model_registry: str, model_name: str, model: Output[Model]) -
         model: The champion's model directory (model.joblib, metadata.json, reference.json).
         Output: The champion's registry URI.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     from mlstages.components.common.registry import download_champion
 
     pointer = download_champion(model_registry, model_name, model.path)

@@ -40,6 +40,12 @@ def ingest(
         dataset: The data as one Parquet file.
         summary: What was read: rows, columns and their types, source and content hash.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     from mlstages.components.common.datasets import write_dataset
     from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
 

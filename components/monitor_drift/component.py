@@ -77,6 +77,12 @@ def monitor_drift(
         reasons: Why, as one string (reasons joined by "; "); empty when not retraining.
         drift_share: The share of checked features that drifted.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     import json
     from collections import namedtuple
 

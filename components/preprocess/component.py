@@ -82,6 +82,12 @@ def preprocess(
         summary: Rows per split, class balance, and what happened to each column.
         task: The task in use, classification or regression.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import save_estimator

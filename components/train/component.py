@@ -74,6 +74,12 @@ def train(
         model_uri: Where the model directory is: its registry version when model_registry is set,
             else the model artifact's URI.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     import shutil
     from collections import namedtuple
 

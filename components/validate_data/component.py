@@ -61,6 +61,12 @@ def validate_data(
         passed: False when any error-severity anomaly was found.
         anomaly_count: The number of anomalies (errors and warnings).
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     import json
     from collections import namedtuple
 

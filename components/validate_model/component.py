@@ -75,6 +75,12 @@ def validate_model(
         reason: The decision and its reasons on one line.
         baseline_uri: The champion the candidate was compared with; empty on a first run.
     """
+    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
+    # before anything heavy is imported.
+    from mlstages.components.common.threads import limit_threads
+
+    limit_threads()
+
     import json
     from collections import namedtuple
 
