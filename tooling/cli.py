@@ -4,6 +4,7 @@ schedule them on Kubeflow Pipelines."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     params = local.load_params(params_file, args.set or [])
     if args.data:
         params["data_uri"] = args.data
-    report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir))
+    report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose)
     print(local.format_report(report))
     return 0
 
@@ -36,6 +37,7 @@ def _monitor(args: argparse.Namespace) -> int:
         drift=not args.no_drift,
         seed=args.seed,
         workdir=Path(args.workdir),
+        verbose=args.verbose,
     )
     print(local.format_monitor_report(report))
     return 0
@@ -284,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", metavar="URI", help="data to train on: a path, gs://, http(s):// or database URL"
     )
     run.add_argument("--workdir", default=".mlstages", help="folder for runs and the embedded store")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every task's output as it runs (always kept in its task.log)",
+    )
     run.set_defaults(handler=_run)
 
     mon = commands.add_parser(
@@ -306,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mon.add_argument("--seed", type=int, default=7, help="seed of the simulated window")
     mon.add_argument("--workdir", default=".mlstages", help="folder for runs and the embedded store")
+    mon.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every task's output as it runs (always kept in its task.log)",
+    )
     mon.set_defaults(handler=_monitor)
 
     srv = commands.add_parser(
@@ -406,13 +418,38 @@ def kubeflow_defaults(name: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from mlstages.components.common.errors import MlstagesError
+    from mlstages.tooling.local import PipelineFailed
 
     args = build_parser().parse_args(argv)
+    import threading
+
+    # Only the main thread may set a signal handler (a test may call main from another).
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        # The running task's process group, the embedded store and any server were stopped on the
+        # way out (task_processes, the store's and the server's context managers).
+        sys.stdout.flush()
+        print("mlstages: stopped: the running task and everything it started were stopped", file=sys.stderr)
+        return 130
+    except PipelineFailed as exc:
+        # The run started and a task failed: its message and log, one line, the last one printed.
+        sys.stdout.flush()
+        print(f"mlstages: error: {exc}", file=sys.stderr)
+        return 1
     except MlstagesError as exc:
         print(f"mlstages: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a timeout, a pod being stopped) stops a run as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -19,12 +19,18 @@ from typing import Any
 
 import yaml
 
+from mlstages.components.common.errors import MlstagesError
 from mlstages.tooling import catalog
+from mlstages.tooling.task_processes import TaskSupervisor, supervised_tasks
 
 DEFAULT_WORKDIR = Path(".mlstages")
 LOCAL_BUCKET = "mlstages-local"
 BUCKET_ENV = "MLSTAGES_BUCKET"
 BUILTIN_DATASET_OBJECT = "datasets/penguins/penguins.csv"
+
+
+class PipelineFailed(MlstagesError):
+    """A task of a local run failed: the task, the suite's message and where its log is."""
 
 
 @dataclass
@@ -128,6 +134,7 @@ def run_pipeline(
     progress: Callable[[str], None] = print,
     bucket: str | None = None,
     containers: bool = False,
+    verbose: bool = False,
 ) -> RunReport:
     """Run a pipeline locally and return what every task produced. With ``bucket``, the object
     store is already running (the caller's); otherwise it is started for this run.
@@ -161,21 +168,34 @@ def run_pipeline(
             params["data_uri"] = data_uri
         if "model_registry" in _declared(pipeline_name) and not params.get("model_registry"):
             params["model_registry"] = f"gs://{bucket}/models"
+        supervisor = TaskSupervisor(verbose=verbose, progress=progress)
         if containers:
             from mlstages.tooling.container_tasks import docker_runner, exit_codes_kept
 
             runner, guard = docker_runner(pipeline_root), exit_codes_kept()
+            supervised = contextlib.nullcontext(supervisor)
         else:
             runner, guard = local.SubprocessRunner(use_venv=False), contextlib.nullcontext([])
+            supervised = supervised_tasks(supervisor)
         local.init(runner=runner, pipeline_root=str(pipeline_root))
         before = {p.name for p in pipeline_root.iterdir()}
         progress(f"Running pipeline {pipeline_name} with kfp.local ({type(runner).__name__}) ...")
-        with guard as task_containers:
-            catalog.pipeline(pipeline_name)(**params)
-    run_dirs = sorted(p for p in pipeline_root.iterdir() if p.is_dir() and p.name not in before)
-    if not run_dirs:
-        raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
-    run_dir = run_dirs[-1]
+        with guard as task_containers, supervised:
+            try:
+                catalog.pipeline(pipeline_name)(**params)
+            except RuntimeError as exc:
+                if not supervisor.failures:
+                    raise
+                failure = supervisor.failures[0]
+                raise PipelineFailed(
+                    f"task {failure.task} failed: {failure.message} (its log: {failure.log})"
+                ) from exc
+    run_dir = supervisor.run_dir(pipeline_root)
+    if run_dir is None:  # tasks in containers: the run folder this call created
+        run_dirs = sorted(p for p in pipeline_root.iterdir() if p.is_dir() and p.name not in before)
+        if not run_dirs:
+            raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
+        run_dir = run_dirs[-1]
     return RunReport(
         pipeline=pipeline_name,
         run_dir=run_dir,
@@ -325,6 +345,7 @@ def monitor(
     seed: int = 7,
     workdir: Path = DEFAULT_WORKDIR,
     progress: Callable[[str], None] = print,
+    verbose: bool = False,
 ) -> MonitorReport:
     """What `mlstages monitor` does: make sure there is a champion (training first when there is
     none), simulate a window from the built-in dataset unless ``data`` names one, and run the
@@ -352,7 +373,12 @@ def monitor(
             declared = _declared("training")
             training_params.update({k: v for k, v in params.items() if k in declared})
             training = run_pipeline(
-                "training", training_params, workdir=workdir, progress=progress, bucket=bucket
+                "training",
+                training_params,
+                workdir=workdir,
+                progress=progress,
+                bucket=bucket,
+                verbose=verbose,
             )
             if registry.read_champion(registry_uri, model_name) is None:
                 from mlstages.components.common.errors import ValidationFailed
@@ -384,7 +410,9 @@ def monitor(
 
             storage.write_bytes(params["data_uri"], builtin_dataset_csv())
         progress(f"If it retrains, the training pipeline trains on data_uri = {params['data_uri']}")
-        monitoring = run_pipeline("monitoring", params, workdir=workdir, progress=progress, bucket=bucket)
+        monitoring = run_pipeline(
+            "monitoring", params, workdir=workdir, progress=progress, bucket=bucket, verbose=verbose
+        )
     return MonitorReport(window_uri=window_uri, simulated=simulated, training=training, monitoring=monitoring)
 
 

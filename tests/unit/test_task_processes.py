@@ -1,0 +1,120 @@
+"""Local runs: a failed task ends the command with one line, and stopping a run stops its tasks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("no_external_network")
+
+
+def test_a_failed_task_ends_the_command_with_one_line_and_no_traceback(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlstages.tooling.cli",
+            "run",
+            "training",
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            "label_column=nope",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlstages: error: task validate-data failed: data validation failed")
+    assert "label column 'nope' (parameter label_column) is not in the dataset" in last
+    log = Path(last.rsplit("(its log: ", 1)[1].rstrip(")"))
+    assert log.name == "task.log" and "ValidationFailed" in log.read_text()
+    # The task's own output went to its log, not to the terminal.
+    assert "ephemeral_component.py" not in done.stdout
+
+
+_HANGING_RUN = textwrap.dedent(
+    """
+    import signal, sys
+    from kfp import dsl, local
+    from mlstages.tooling.task_processes import TaskSupervisor, supervised_tasks
+
+    @dsl.component(base_image="python:3.11", install_kfp_package=False)
+    def hang(pids: str):
+        import os, subprocess, time
+        child = subprocess.Popen(["sleep", "300"])
+        with open(pids, "w") as handle:
+            handle.write(f"{os.getpid()} {child.pid}")
+        while True:  # a task that never ends, with a child of its own
+            time.sleep(1)
+
+    @dsl.pipeline
+    def hanging(pids: str):
+        hang(pids=pids)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])
+    supervisor = TaskSupervisor()
+    try:
+        with supervised_tasks(supervisor):
+            hanging(pids=sys.argv[1])
+    except KeyboardInterrupt:
+        print("stopped", supervisor.stopped)
+        sys.exit(130)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes: it runs nothing.
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().split()[2] != "Z"
+
+
+def test_stopping_a_run_stops_the_hanging_task_and_the_processes_it_started(tmp_path):
+    pids_file = tmp_path / "pids"
+    script = tmp_path / "hanging_run.py"  # kfp reads a component's source from its file
+    script.write_text(_HANGING_RUN)
+    driver = subprocess.Popen(
+        [sys.executable, str(script), str(pids_file), str(tmp_path / "root")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (pids_file.exists() and len(pids_file.read_text().split()) == 2):
+            assert driver.poll() is None, driver.stdout.read()
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.2)
+        task_pid, child_pid = map(int, pids_file.read_text().split())
+        assert _alive(task_pid) and _alive(child_pid)
+
+        driver.send_signal(signal.SIGTERM)
+        output, _ = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, output
+    assert "stopped ['hang']" in output
+    deadline = time.monotonic() + 10
+    while (_alive(task_pid) or _alive(child_pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(task_pid) and not _alive(child_pid), "the task or its child outlived the run"
