@@ -23,6 +23,11 @@ and rows with every feature missing, unseen categories and extreme values) so th
 compare: with ``--label after``, the run reads the ``before`` entry of the results file and records
 the largest absolute difference of the probabilities and whether every predicted label is the same.
 
+``--sklearn-only`` measures the same model with the fast transform switched off (the feature
+pipeline applies the fitted preprocessor with its own ``transform``) and every call under
+``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``: how close
+scikit-learn alone gets (recorded as the ``sklearn-only`` entry).
+
 "Before" and "after" are two runs of this script on two versions of the code. ``--components-dir``
 builds the models with another copy of the suite's ``components/`` folder (for example a checkout of
 an older commit), so that both versions can be measured one after the other under the same load.
@@ -31,6 +36,7 @@ Usage:
     .venv/bin/python benchmarks/bench_predict.py --label after          # full size
     .venv/bin/python benchmarks/bench_predict.py --label after --quick  # smoke size
     .venv/bin/python benchmarks/bench_predict.py --label before --components-dir /path/to/old/components
+    .venv/bin/python benchmarks/bench_predict.py --label sklearn-only --sklearn-only
 
 Writes benchmarks/results/predict.json (one entry per label, others kept) and predict.md.
 """
@@ -67,7 +73,7 @@ SIZES = {
     "quick": {"single": 300, "batch_1k_repeats": 5, "batch_100k_repeats": 1},
 }
 BATCH_ROWS = (1_000, 100_000)
-LABELS = ("before", "before-rerun", "after")
+LABELS = ("before", "before-rerun", "sklearn-only", "after")
 
 
 # --- the models --------------------------------------------------------------------------------
@@ -283,7 +289,35 @@ def _decode(text: str, shape: list[int]) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<f8").reshape(shape)
 
 
-def bench_model(kind: str, scratch: Path, sizes: dict[str, int]) -> dict[str, Any]:
+class SklearnOnly:
+    """A loaded model with the fast transform off and scikit-learn's per-call checks skipped."""
+
+    def __init__(self, model: Any) -> None:
+        from mlstages.components.common.estimators.selection import CandidateFeatures
+
+        found = [step for step in model.get_params(deep=True).values() if isinstance(step, CandidateFeatures)]
+        if not found:
+            raise SystemExit("--sklearn-only: the model has no CandidateFeatures step to switch off")
+        for step in found:
+            step.plan_ = None
+        self.model = model
+
+    def _call(self, method: str, rows: pd.DataFrame) -> Any:
+        import sklearn
+
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return getattr(self.model, method)(rows)
+
+    def predict(self, rows: pd.DataFrame) -> Any:
+        return self._call("predict", rows)
+
+    def predict_proba(self, rows: pd.DataFrame) -> Any:
+        return self._call("predict_proba", rows)
+
+
+def bench_model(
+    kind: str, scratch: Path, sizes: dict[str, int], sklearn_only: bool = False
+) -> dict[str, Any]:
     from mlstages.components.serving.client import v1_request
     from mlstages.components.serving.model_dir import load_model_dir
     from mlstages.components.serving.protocol import rows_to_frame
@@ -291,6 +325,8 @@ def bench_model(kind: str, scratch: Path, sizes: dict[str, int]) -> dict[str, An
     directory = scratch / kind
     built = build_model(kind, directory)
     model, card = load_model_dir(str(directory))
+    if sklearn_only:
+        model = SklearnOnly(model)
     features = list(card.input_features)
     columns = [f.name for f in features]
     types = {f.name: f.logical_type for f in features}
@@ -384,7 +420,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "BLAS/OpenMP thread. Single-row latencies are per call, each on a different one-row DataFrame "
         "built as the server builds it from a V1 request. Batch throughput is the median of a few calls. "
         "`before` is the committed code measured before the change; `before-rerun` the same code again "
-        "(a copy of its components/ folder, `--components-dir`) just before `after`, under the same load. "
+        "(a copy of its components/ folder, `--components-dir`) just before `after`, under the same load; "
+        "`sklearn-only` the new code with the fast transform off and every call under scikit-learn's "
+        "`config_context(assume_finite=True, skip_parameter_validation=True)` (`--sklearn-only`). "
         "These machines are shared and noisy: compare the entries of one table, and mind the load average; "
         "on 2 busy cores a p99 of a few thousand calls mostly measures the scheduler (a preempted call "
         "waits a time slice of several milliseconds), so p50 and p90 say more about the code.",
@@ -450,6 +488,20 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"- after: single-row predict p99 **{p99:.2f} ms** (target < {TARGET_SINGLE_ROW_P99_MS:g} ms "
                 f"in-process, leaving room for the server's ~1.1 ms within a 5 ms p99: {met})"
             )
+        if "sklearn-only" in present and "after" in present:
+            alone, fast = present["sklearn-only"]["runs"], present["after"]["runs"]
+            p99 = alone["single_row_predict"]["p99_ms"]
+            ratio = min(
+                alone[f"batch_{rows}_predict"]["rows_per_second"]
+                / fast[f"batch_{rows}_predict"]["rows_per_second"]
+                for rows in BATCH_ROWS
+            )
+            keeps = p99 >= TARGET_SINGLE_ROW_P99_MS or ratio < 0.8
+            lines.append(
+                f"- scikit-learn alone: single-row predict p99 **{p99:.2f} ms** in-process (target "
+                f"< {TARGET_SINGLE_ROW_P99_MS:g} ms), batch throughput at least **{ratio:.0%}** of the fast "
+                f"transform's (rule: within 20%): the fast transform {'stays' if keeps else 'could go'}"
+            )
         comparison = entries.get("after", {}).get("comparison_with_before", {}).get(kind)
         if comparison:
             if comparison.get("same_shape"):
@@ -476,6 +528,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="build the models with this copy of the suite's components/ folder",
     )
+    parser.add_argument(
+        "--sklearn-only",
+        action="store_true",
+        help="switch the fast transform off and skip scikit-learn's per-call checks",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     use_components(args.components_dir)
@@ -491,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as scratch, threadpool_limits(limits=1):
         for kind in MODELS:
             print(f"benchmarking the {kind} model ...", flush=True)
-            entry["models"].append(bench_model(kind, Path(scratch), sizes))
+            entry["models"].append(bench_model(kind, Path(scratch), sizes, args.sklearn_only))
     entry["environment"]["load_average_at_end"] = list(os.getloadavg())
     path = args.results_dir / "predict.json"
     report = json.loads(path.read_text()) if path.is_file() else {"entries": {}}
