@@ -55,7 +55,7 @@ def run(repeats: int, workdir: Path, engine: str) -> dict:
         for attempt in range(repeats):
             for mode in MODES:
                 params = local.load_params(
-                    local.catalog.pipeline_params_path("training"),
+                    local.catalog.builtin_params_path("training"),
                     [f"model_registry=gs://{local.LOCAL_BUCKET}/{mode}-{attempt}"],
                 )
                 started = time.monotonic()

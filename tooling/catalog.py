@@ -64,7 +64,17 @@ def pipeline_yaml_path(name: str) -> Path:
 
 
 def pipeline_params_path(name: str) -> Path:
+    """The pipeline's parameter file for your own data (nothing dataset-specific in it)."""
     return PIPELINES_DIR / PIPELINES[name][1]
+
+
+# The built-in dataset's parameter file, per pipeline: what runs without a data URI use.
+BUILTIN_DATASET_PARAMS = {"training": "params/penguins.yaml", "monitoring": "params/monitoring.yaml"}
+
+
+def builtin_params_path(name: str) -> Path:
+    """The parameter file for the built-in dataset (Palmer penguins): `make run`'s settings."""
+    return PIPELINES_DIR / BUILTIN_DATASET_PARAMS[name]
 
 
 def catalog_page_path() -> Path:

@@ -16,12 +16,16 @@ if TYPE_CHECKING:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mlstages.components.common.registry import model_name_for
     from mlstages.tooling import local
 
-    params_file = args.params or catalog.pipeline_params_path(args.pipeline)
-    params = local.load_params(params_file, args.set or [])
+    # Your data starts from defaults that fit any table; no data means the built-in dataset.
+    default_file = catalog.pipeline_params_path if args.data else catalog.builtin_params_path
+    params = local.load_params(args.params or default_file(args.pipeline), args.set or [])
     if args.data:
         params["data_uri"] = args.data
+        if "model_name" not in params and "model_name" in local.declared_params(args.pipeline):
+            params["model_name"] = model_name_for(args.data)
     report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose)
     print(local.format_report(report))
     return 0

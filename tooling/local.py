@@ -96,7 +96,7 @@ def check_params(pipeline_name: str, params: dict[str, Any]) -> None:
         raise ParameterError(f"pipeline {pipeline_name} needs parameter(s): {', '.join(missing)}")
 
 
-def _declared(pipeline_name: str) -> set[str]:
+def declared_params(pipeline_name: str) -> set[str]:
     return set(catalog.pipeline(pipeline_name).component_spec.inputs or {})
 
 
@@ -166,7 +166,7 @@ def run_pipeline(
             storage.write_bytes(data_uri, builtin_dataset_csv())
             progress(f"Uploaded the built-in dataset (Palmer penguins) to {data_uri}")
             params["data_uri"] = data_uri
-        if "model_registry" in _declared(pipeline_name) and not params.get("model_registry"):
+        if "model_registry" in declared_params(pipeline_name) and not params.get("model_registry"):
             params["model_registry"] = f"gs://{bucket}/models"
         supervisor = TaskSupervisor(verbose=verbose, progress=progress)
         if containers:
@@ -369,8 +369,13 @@ def monitor(
                 f"No champion for {model_name!r} in {registry_uri}: running the training pipeline first, "
                 "so there is a deployed model to monitor."
             )
-            training_params = load_params(catalog.pipeline_params_path("training"))
-            declared = _declared("training")
+            own_data = bool(params.get("data_uri"))
+            training_params = load_params(
+                catalog.pipeline_params_path("training")
+                if own_data
+                else catalog.builtin_params_path("training")
+            )
+            declared = declared_params("training")
             training_params.update({k: v for k, v in params.items() if k in declared})
             training = run_pipeline(
                 "training",

@@ -30,6 +30,15 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def model_name_for(data_uri: str) -> str:
+    """A model name from a data file's name when none is given: ``gs://b/Sales 2024.csv`` gives
+    ``sales-2024``; a query or a nameless URI gives ``model``."""
+    stem = re.split(r"[/\\]", data_uri.split("?", 1)[0].rstrip("/"))[-1]
+    stem = stem.split(".", 1)[0] if "://" not in stem else ""
+    name = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:63].strip("-")
+    return name if name and name[0].isalnum() and _MODEL_NAME.match(name) else "model"
+
+
 def new_version(sha256: str, now: dt.datetime | None = None) -> str:
     moment = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     return f"{moment:%Y%m%dT%H%M%SZ}-{sha256[:8]}"

@@ -78,7 +78,7 @@ def runs(store, tmp_path_factory):
     reports = {}
     for where in ("containers", "local"):
         params = local.load_params(
-            local.catalog.pipeline_params_path("training"),
+            local.catalog.builtin_params_path("training"),
             [*PARAMS, f"model_registry=gs://{store}/{where}-models"],
         )
         reports[where] = local.run_pipeline(

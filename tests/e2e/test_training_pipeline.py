@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def run_report(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     params = local.load_params(
-        local.catalog.pipeline_params_path("training"),
+        local.catalog.builtin_params_path("training"),
         # A smaller search than the default keeps the test quick; the wiring is the same.
         ["cv_folds=3", "model_families=[logistic_regression, random_forest]"],
     )
@@ -81,7 +81,7 @@ def test_training_pipeline_reads_a_database_query(tmp_path):
     with sqlite3.connect(database) as connection:
         palmerpenguins.load_penguins().to_sql("penguins", connection, index=False)
     params = local.load_params(
-        local.catalog.pipeline_params_path("training"),
+        local.catalog.builtin_params_path("training"),
         [
             "cv_folds=3",
             "model_families=[logistic_regression]",

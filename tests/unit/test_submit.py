@@ -53,7 +53,21 @@ def standin():
 
 
 def submit(host: str, *extra: str) -> int:
-    return cli.main(["submit", "--host", host, "--data", DATA, "--poll-interval", "0.02", *extra])
+    # The training parameter file is for your own data: it names no label, so the run does.
+    return cli.main(
+        [
+            "submit",
+            "--host",
+            host,
+            "--data",
+            DATA,
+            "--set",
+            "label_column=species",
+            "--poll-interval",
+            "0.02",
+            *extra,
+        ]
+    )
 
 
 def documents(text: str | bytes) -> list:
@@ -107,7 +121,12 @@ def test_uploaded_spec_is_what_compile_writes_and_the_run_gets_the_parameters(st
     assert run["runtime_config"]["pipeline_root"] == settings["pipeline_root"]
     parameters = run["runtime_config"]["parameters"]
     defaults = yaml.safe_load(catalog.pipeline_params_path("training").read_text())
-    assert parameters == defaults | {"data_uri": DATA, "seed": 7, "cluster": "in-cluster"}
+    assert parameters == defaults | {
+        "data_uri": DATA,
+        "label_column": "species",
+        "seed": 7,
+        "cluster": "in-cluster",
+    }
     (version,) = standin.versions("mlstages-training")
     assert run["pipeline_version_reference"] == {
         "pipeline_id": version["pipeline_id"],
@@ -258,7 +277,7 @@ def test_no_host_is_refused(capsys):
 
 def test_host_from_the_kfp_variable(standin, monkeypatch):
     monkeypatch.setenv(kfp_target.HOST_ENV, standin.url)
-    assert cli.main(["submit", "--data", DATA]) == 0
+    assert cli.main(["submit", "--data", DATA, "--set", "label_column=species"]) == 0
     assert len(standin.runs) == 1
 
 
@@ -609,7 +628,7 @@ def test_registry_is_compiled_into_the_uploaded_images(standin):
     # as the command does.
     command = (
         "import sys; from mlstages.tooling import cli; "
-        f"sys.exit(cli.main(['submit', '--host', {standin.url!r}, '--data', {DATA!r}, "
+        f"sys.exit(cli.main(['submit', '--host', {standin.url!r}, '--data', {DATA!r}, '--set', 'label_column=species', "
         "'--registry', 'registry.example.com/ml']))"
     )
     env = {

@@ -1,0 +1,76 @@
+"""`mlstages run training --data FILE --set label_column=L`, nothing else, on tables the suite has
+never seen: public tables that ship inside scikit-learn (no download)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_external_network")]
+
+
+def _table(name: str):
+    from sklearn import datasets
+
+    loader = {"diabetes": datasets.load_diabetes, "breast_cancer": datasets.load_breast_cancer}[name]
+    return loader(as_frame=True).frame
+
+
+@pytest.mark.parametrize(
+    ("table", "file_name", "task", "family_names"),
+    [
+        (
+            "diabetes",
+            "Diabetes Progression.csv",
+            "regression",
+            ("linear_regression", "random_forest", "gradient_boosting"),
+        ),
+        (
+            "breast_cancer",
+            "tumours.parquet",
+            "classification",
+            ("logistic_regression", "random_forest", "gradient_boosting"),
+        ),
+    ],
+)
+def test_your_own_table_trains_with_nothing_but_the_label(tmp_path, table, file_name, task, family_names):
+    frame = _table(table)
+    path = tmp_path / file_name
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlstages.tooling.cli",
+            "run",
+            "training",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--data",
+            str(path),
+            "--set",
+            "label_column=target",
+            "--set",
+            "cv_folds=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    # The model is named after the file, in the task the label implies, searched over that task's families.
+    expected_name = "diabetes-progression" if table == "diabetes" else "tumours"
+    assert f"/models/{expected_name}/" in out
+    assert f"task                     = {task}" in out
+    assert any(family in out for family in family_names)
+    assert "Test-set metrics (evaluate):" in out
+    # No penguin in sight: the defaults name no column of the built-in dataset.
+    assert "bill_" not in out and "penguins" not in out.replace(str(tmp_path), "")
