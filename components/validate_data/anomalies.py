@@ -97,6 +97,8 @@ def check_dataset(
         if rows:
             kind = _label_kind_for(df, schema, name) if name == label else None
             anomalies += _check_column(df[name], spec, statistics["columns"][name], config, kind)
+    if rows:
+        anomalies += _doubtful_types(df, label)
     for name in df.columns:
         if name not in schema["columns"]:
             anomalies.append(
@@ -109,6 +111,17 @@ def check_dataset(
                 )
             )
     return sorted(anomalies, key=lambda a: a.severity != ERROR)
+
+
+def _doubtful_types(df: pd.DataFrame, label: str | None) -> list[Anomaly]:
+    """Columns whose guessed type a user should check (numbers or dates as text, identifiers, codes
+    with leading zeros, "NA" as a category, label variants): warnings with examples, never a failure."""
+    from mlstages.components.common.column_checks import suspicious_columns
+
+    return [
+        Anomaly(found.column, found.kind, WARNING, found.message)
+        for found in suspicious_columns(df, label or None)
+    ]
 
 
 def _check_duplicates(

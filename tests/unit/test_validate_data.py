@@ -669,3 +669,22 @@ def test_markdown_summary(frame):
     assert "**Decision: failed: 1 error(s)" in markdown
     assert "- **error** `single_class_label`: classification label column &#x27;label&#x27;" in markdown
     assert f"| age | numeric | 1 | 10 | 9 | 0 | 400 | {frame['age'].mean():.4g} |" in markdown
+
+
+def test_doubtful_column_types_are_warnings_with_examples_not_failures():
+    from mlstages.components.validate_data.validate_data import raise_for_anomalies as apply_policy
+    from mlstages.components.validate_data.validate_data import validate as run_validation
+
+    rows = 40
+    df = pd.DataFrame(
+        {
+            "customer": [f"C{1000 + i}" for i in range(rows)],
+            "mass": [f"{3000 + 50 * i:,}" for i in range(rows)],
+            "label": ["yes", "no"] * (rows // 2),
+        }
+    )
+    result = run_validation(df, ValidationConfig(label_column="label", policy="fail"))
+    found = {a.column: a for a in result.anomalies if a.kind in ("id", "numeric_text")}
+    assert found["customer"].kind == "id" and found["customer"].severity == "warning"
+    assert found["mass"].kind == "numeric_text" and "'3,000'" in found["mass"].message
+    apply_policy(result)  # warnings never fail the policy
