@@ -86,18 +86,19 @@ def save_estimator(
     return written
 
 
-def load_estimator(directory: str | os.PathLike, name: str) -> Any:
-    """Load ``<directory>/<name>.joblib`` after checking its sha256 against the metadata file."""
+def load_estimator(directory: str | os.PathLike, name: str, sha256: str | None = None) -> Any:
+    """Load ``<directory>/<name>.joblib`` after checking its sha256: ``sha256`` when given (a second
+    file of the folder, recorded elsewhere in its card), else the one the metadata file records."""
     import joblib
 
-    metadata = read_metadata(directory)
+    expected = sha256 if sha256 is not None else read_metadata(directory).get("sha256")
     path = Path(directory) / f"{name}.joblib"
     if not path.exists():
         raise InputDataError(f"{path}: no such file")
     actual = file_sha256(path)
-    if metadata.get("sha256") and actual != metadata["sha256"]:
+    if expected and actual != expected:
         raise DigestMismatch(
-            f"{path} has sha256 {actual}, but {METADATA_FILE} records {metadata['sha256']}: "
+            f"{path} has sha256 {actual}, but {METADATA_FILE} records {expected}: "
             "the file was changed or truncated after it was written"
         )
     return joblib.load(path)

@@ -87,7 +87,8 @@ class ModelCard:
     ``family``/``params``/``cv_score`` are written as ``best_family``/``best_params``/``cv_score``;
     ``input_columns`` (name -> type) and ``output`` are derived when written, for readers outside
     the suite. ``lineage`` is where the data and code that made the model are recorded (URIs,
-    content hashes, row counts, parameters, parent champion); ``extra`` keeps any other key a
+    content hashes, row counts, parameters, parent champion); ``baselines`` is the quality floor
+    saved beside the model (its file, sha256, scorer and each baseline's CV score); ``extra`` keeps any other key a
     writer added, so a card read and written again loses nothing.
     """
 
@@ -110,6 +111,7 @@ class ModelCard:
     framework: str = "scikit-learn"
     format: str = "joblib"
     lineage: Mapping[str, Any] = field(default_factory=dict)
+    baselines: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # -- derived views --------------------------------------------------------------------------
@@ -171,6 +173,8 @@ class ModelCard:
         )
         if self.lineage:
             data["lineage"] = dict(self.lineage)
+        if self.baselines:
+            data["baselines"] = dict(self.baselines)
         return data
 
     @classmethod
@@ -210,6 +214,7 @@ class ModelCard:
             framework=str(data.get("framework") or "scikit-learn"),
             format=str(data.get("format") or "joblib"),
             lineage=dict(data.get("lineage") or {}),
+            baselines=dict(data.get("baselines") or {}),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

@@ -20,8 +20,9 @@ def train(
     label_column: str,
     task: str,
     model_families: list = [],
-    search: str = "grid",
+    search: str = "halving",
     n_iter: int = 10,
+    time_budget_seconds: float = 0.0,
     cv_folds: int = 5,
     scoring: str = "",
     search_space: dict = {},
@@ -36,6 +37,11 @@ def train(
     The fitted feature pipeline transforms the training rows once; each family's candidates are
     scored by k-fold cross-validation (stratified for classification) on that matrix; the candidate
     with the best mean score (ties go to the family listed first) is refit on every training row.
+    Two baselines are scored on the same folds whatever the families: a dummy (the most frequent
+    class, or the mean) and scikit-learn's HistGradientBoosting with default settings, which is
+    also a candidate of the gradient_boosting family, so the chosen model is never worse than it in
+    cross-validation. Both are refit and saved beside the model (baselines.joblib), for evaluate's
+    test metrics and the blessing gate's quality floor.
     Everything is seeded, so the same inputs give the same model. The model directory holds
     model.joblib and metadata.json (task, label, classes, input columns and types, chosen family
     and parameters, CV score, library versions, sha256): the layout KServe's sklearn runtime loads.
@@ -49,8 +55,14 @@ def train(
         model_families: Families to search, in order of preference; empty for every family of the
             task. Classification: logistic_regression, random_forest, gradient_boosting; regression:
             linear_regression (Ridge), random_forest, gradient_boosting (histogram-based boosting).
-        search: grid (every candidate) or random (n_iter seeded candidates per family).
-        n_iter: Candidates per family for random search.
+        search: halving (successive halving: n_iter seeded candidates per family scored on a few
+            rows, the best third on three times as many, until the last are scored on all rows;
+            tables too small for that score every candidate on every row), random (n_iter seeded
+            candidates per family, each on every row) or grid (every candidate of the space).
+        n_iter: Candidates per family for halving and random search.
+        time_budget_seconds: 0 for no limit; otherwise no family's search starts after this many
+            seconds (families run cheapest first; the report names those skipped). The baselines
+            and the first family always run.
         cv_folds: Cross-validation folds, at least 2.
         scoring: A scikit-learn scorer name; empty for f1_macro (classification) or
             neg_root_mean_squared_error (regression).
@@ -66,9 +78,11 @@ def train(
     Returns:
         model: The exported Pipeline (model.joblib) with metadata.json and the training
             reference for drift monitoring (reference.json).
-        search_results: Every candidate's cross-validated score, ranked, with the chosen one.
-        summary: The chosen model, why, and the best candidate of each family.
-        metrics: cv_<scoring> of the chosen model, train_rows, search_rows, candidates.
+        search_results: Every candidate's cross-validated score, ranked, with the chosen one, and
+            the baselines' scores.
+        summary: The chosen model, why, the baselines, and the best candidate of each family.
+        metrics: cv_<scoring> of the chosen model and of each baseline (baseline_<name>_cv_<scoring>),
+            train_rows, search_rows, candidates, search_seconds.
         best_family: The chosen model family.
         cv_score: Its mean cross-validated score (scikit-learn's sign: higher is better).
         model_uri: Where the model directory is: its registry version when model_registry is set,
@@ -100,6 +114,7 @@ def train(
         model_families=tuple(model_families),
         search=search,
         n_iter=n_iter,
+        time_budget_seconds=time_budget_seconds,
         cv_folds=cv_folds,
         scoring=scoring,
         search_space=search_space,
@@ -166,5 +181,8 @@ def train(
     metrics.log_metric("train_rows", result.train_rows)
     metrics.log_metric("search_rows", result.search_rows)
     metrics.log_metric("candidates", len(result.search_results))
+    metrics.log_metric("search_seconds", round(result.search_seconds, 3))
+    for baseline in result.baselines:
+        metrics.log_metric(f"baseline_{baseline.name}_cv_{result.scoring}", baseline.mean_cv_score)
     outputs = namedtuple("Outputs", ["best_family", "cv_score", "model_uri"])
     return outputs(result.best_family, result.best_score, model_uri)

@@ -19,7 +19,7 @@ REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
 
-SEARCHES = ("grid", "random")
+SEARCHES = ("halving", "random", "grid")
 
 
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -31,17 +31,40 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 DEFAULT_SCORING = {CLASSIFICATION: "f1_macro", REGRESSION: "neg_root_mean_squared_error"}
 
 
-# A few candidates per family: enough to matter, few enough that five-fold search stays cheap.
+# Spaces around scikit-learn's defaults, wide enough to matter on tables of any size; halving
+# search samples n_iter candidates of each and spends most of its time on the best few.
 DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
     CLASSIFICATION: {
-        "logistic_regression": {"C": [0.1, 1.0, 10.0]},
-        "random_forest": {"n_estimators": [100, 200], "max_depth": [None, 10]},
-        "gradient_boosting": {"learning_rate": [0.05, 0.1], "max_iter": [200], "max_leaf_nodes": [15, 31]},
+        "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0, 100.0]},
+        "random_forest": {
+            "n_estimators": [100, 300],
+            "max_depth": [None, 10, 20],
+            "min_samples_leaf": [1, 2, 5],
+            "max_features": ["sqrt", 0.5, 1.0],
+        },
+        "gradient_boosting": {
+            "learning_rate": [0.03, 0.1, 0.2],
+            "max_iter": [100, 300],
+            "max_leaf_nodes": [15, 31, 63],
+            "min_samples_leaf": [10, 20, 50],
+            "l2_regularization": [0.0, 1.0],
+        },
     },
     REGRESSION: {
-        "linear_regression": {"alpha": [0.1, 1.0, 10.0]},
-        "random_forest": {"n_estimators": [100, 200], "max_depth": [None, 10]},
-        "gradient_boosting": {"learning_rate": [0.05, 0.1], "max_iter": [200], "max_leaf_nodes": [15, 31]},
+        "linear_regression": {"alpha": [0.01, 0.1, 1.0, 10.0, 100.0]},
+        "random_forest": {
+            "n_estimators": [100, 300],
+            "max_depth": [None, 10, 20],
+            "min_samples_leaf": [1, 2, 5],
+            "max_features": [0.33, 0.5, 1.0],
+        },
+        "gradient_boosting": {
+            "learning_rate": [0.03, 0.1, 0.2],
+            "max_iter": [100, 300],
+            "max_leaf_nodes": [15, 31, 63],
+            "min_samples_leaf": [10, 20, 50],
+            "l2_regularization": [0.0, 1.0],
+        },
     },
 }
 
@@ -81,8 +104,13 @@ class TrainConfig:
         empty means every family of the task. Classification: logistic_regression, random_forest,
         gradient_boosting; regression: linear_regression (Ridge), random_forest, gradient_boosting.
         gradient_boosting is scikit-learn's histogram-based booster, which scales to millions of rows.
-    search: grid (every candidate) or random (n_iter candidates per family, seeded).
-    n_iter: candidates per family for random search.
+    search: halving (successive halving over n_iter seeded candidates per family: all of them on a
+        few rows, the best on more, the last on all), random (n_iter seeded candidates per family,
+        each on every row) or grid (every candidate of the space on every row).
+    n_iter: candidates per family for halving and random search.
+    time_budget_seconds: 0 for no limit; otherwise no family's search starts after this many seconds
+        (a started one finishes), and the report names the families skipped. The baselines and the
+        first family always run. A budget makes the choice depend on the machine's speed.
     cv_folds: cross-validation folds, at least 2; stratified and shuffled for classification.
     scoring: a scikit-learn scorer name; empty means f1_macro for classification and
         neg_root_mean_squared_error for regression. Higher is better, as for every sklearn scorer.
@@ -97,8 +125,9 @@ class TrainConfig:
     label_column: str
     task: str
     model_families: tuple[str, ...] = ()
-    search: str = "grid"
+    search: str = "halving"
     n_iter: int = 10
+    time_budget_seconds: float = 0.0
     cv_folds: int = 5
     scoring: str = ""
     search_space: Mapping[str, Mapping[str, Sequence[Any]]] = field(default_factory=dict)
@@ -129,6 +158,11 @@ class TrainConfig:
             raise ParameterError(
                 f"parameter cv_folds={self.cv_folds} must be at least 2 (cross-validation needs a "
                 "held-out fold)"
+            )
+        budget = self.time_budget_seconds
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget >= 0:
+            raise ParameterError(
+                f"parameter time_budget_seconds={budget!r} must be 0 (no limit) or a positive number of seconds"
             )
         if self.n_iter < 1:
             raise ParameterError(f"parameter n_iter={self.n_iter} must be at least 1")

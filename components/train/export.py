@@ -17,7 +17,8 @@ def export_model(
     input_columns: Mapping[str, str],
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> ModelCard:
-    """Write ``model.joblib`` (the whole Pipeline) and its card, ``metadata.json``, into ``directory``.
+    """Write ``model.joblib`` (the whole Pipeline), ``baselines.joblib`` (the fitted baselines, for
+    evaluate and the gate) and the card, ``metadata.json``, into ``directory``.
 
     ``input_columns`` maps each raw input column to its logical type; it must cover the columns
     the model was trained on, and its order is ignored in favour of the training order.
@@ -27,6 +28,7 @@ def export_model(
     from dataclasses import replace
 
     from mlstages.components.common.artifacts import dump_joblib, library_versions
+    from mlstages.components.train.baselines import save_baselines
 
     missing = [c for c in result.input_columns if c not in input_columns]
     if missing:
@@ -34,8 +36,12 @@ def export_model(
             f"input_columns lacks the type of model input column(s) {', '.join(map(repr, missing))}"
         )
     sha256 = dump_joblib(result.model, directory, "model")
+    baselines = save_baselines(result.fitted_baselines, result.baselines, result.scoring, str(directory))
     card = replace(
-        model_card(result, input_columns, extra_metadata), sha256=sha256, versions=library_versions()
+        model_card(result, input_columns, extra_metadata),
+        sha256=sha256,
+        versions=library_versions(),
+        baselines=baselines,
     )
     card.write(directory)
     return card

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mlstages.components.train.baselines import DEFAULT_GRADIENT_BOOSTING
 from mlstages.components.train.config import CLASSIFICATION
 from mlstages.components.train.train import TrainResult
 
@@ -18,6 +19,11 @@ def _explanation(result: TrainResult) -> str:
         f"{candidates} candidate(s) in {families} model famil{'y' if families == 1 else 'ies'} "
         f"({result.search} search); it was refit on all {result.train_rows:,} training rows."
     )
+    floor = _floor_sentence(result)
+    if floor:
+        text += " " + floor
+    if result.skipped:
+        text += " Not searched: " + "; ".join(f"{f} ({why})" for f, why in result.skipped.items()) + "."
     if result.search_rows < result.train_rows:
         text += (
             f" The search ran on a seeded{' stratified' if result.task == CLASSIFICATION else ''} "
@@ -26,14 +32,51 @@ def _explanation(result: TrainResult) -> str:
     return text
 
 
+def _floor_sentence(result: TrainResult) -> str:
+    """How the chosen model compares with the baselines on the same folds."""
+    scores = {b.name: b.mean_cv_score for b in result.baselines}
+    default = scores.get(DEFAULT_GRADIENT_BOOSTING)
+    if default is None:
+        return ""
+    if result.best_score >= default:
+        return f"It scores at least as well as the default gradient boosting baseline ({default:.4g})."
+    return (
+        f"It scores BELOW the default gradient boosting baseline ({default:.4g}), which was not among the "
+        "searched families: add gradient_boosting to model_families, or the blessing gate's quality "
+        "floor may refuse it."
+    )
+
+
+def _baseline_rows(result: TrainResult) -> list[dict[str, Any]]:
+    rows = [
+        {"model": f"chosen: {result.best_family}", "mean_cv_score": result.best_score, "std_cv_score": ""}
+    ]
+    rows += [
+        {"model": f"baseline: {b.name}", "mean_cv_score": b.mean_cv_score, "std_cv_score": b.std_cv_score}
+        for b in result.baselines
+    ]
+    return rows
+
+
 def _table_rows(result: TrainResult) -> list[dict[str, Any]]:
     rows = result.search_results.sort_values("rank", kind="stable").to_dict("records")
     for row in rows:
         row["chosen"] = "best" if row["rank"] == 1 else ""
+        if row.get("default"):
+            row["params"] = "{} (defaults: the baseline)"
     return rows
 
 
-_TABLE_COLUMNS = ["rank", "chosen", "family", "params", "mean_cv_score", "std_cv_score", "fit_time_seconds"]
+_TABLE_COLUMNS = [
+    "rank",
+    "chosen",
+    "family",
+    "params",
+    "mean_cv_score",
+    "std_cv_score",
+    "rows_scored",
+    "fit_time_seconds",
+]
 
 
 def render_html(result: TrainResult) -> str:
@@ -59,6 +102,10 @@ def render_html(result: TrainResult) -> str:
         [
             ("Chosen model", html_paragraph(_explanation(result)) + html_table(chosen, ["setting", "value"])),
             (
+                f"Quality floor: the baselines on the same folds ({result.scoring})",
+                html_table(_baseline_rows(result), ["model", "mean_cv_score", "std_cv_score"]),
+            ),
+            (
                 f"Search results ({result.scoring}, higher is better)",
                 table,
             ),
@@ -77,6 +124,10 @@ def render_markdown(result: TrainResult) -> str:
         "# Train",
         "",
         markdown_text(_explanation(result)),
+        "",
+        f"Baselines on the same folds ({markdown_text(result.scoring)}):",
+        "",
+        markdown_table(_baseline_rows(result), ["model", "mean_cv_score", "std_cv_score"]),
         "",
         f"Best candidate of each family ({markdown_text(result.scoring)}, higher is better):",
         "",

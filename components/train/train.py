@@ -9,7 +9,8 @@ that takes raw rows: the object KServe's sklearn runtime serves.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,14 @@ import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.labels import check_label
+from mlstages.components.train.baselines import (
+    DEFAULT_GRADIENT_BOOSTING,
+    BaselineScore,
+    fit_baselines,
+    score_baselines,
+)
 from mlstages.components.train.config import CLASSIFICATION, REGRESSION, TrainConfig, base_estimator
+from mlstages.components.train.search import FamilyOutcome, cv_folds, native, search_families
 
 # The final pipeline's predictions are checked on at most this many training rows: enough to catch
 # a broken model, cheap on a million rows.
@@ -39,7 +47,13 @@ class TrainResult:
         array rather than on the DataFrame: the same numbers, without the estimator's
         column-by-column DataFrame checks on every call.
     search_results: one row per candidate: family, params (JSON), mean_cv_score, std_cv_score,
-        rank (1 = the chosen one; over all families), fit_time_seconds (mean per fold).
+        rank (1 = the chosen one; over all families; candidates halving dropped early rank after
+        those that reached its last round), fit_time_seconds (mean per fold), rows_scored, final,
+        and default (the default gradient boosting baseline, which is also a candidate).
+    baselines: the dummy and the default gradient boosting, scored on the same rows and folds.
+    fitted_baselines: the same refit on every training row, as Pipelines on raw rows.
+    skipped: family -> why it was not searched (the time budget).
+    search_seconds: the wall time of the baselines and the search.
     """
 
     model: Any
@@ -57,6 +71,10 @@ class TrainResult:
     search_rows: int
     input_columns: list[str]
     feature_names: list[str]
+    baselines: list[BaselineScore]
+    fitted_baselines: dict[str, Any]
+    skipped: dict[str, str]
+    search_seconds: float
 
 
 def train(
@@ -84,53 +102,49 @@ def train(
     search_index = _search_sample(y, config)
     _check_folds(y[search_index], config, sampled=len(search_index) < len(y))
 
-    tables = []
-    best: tuple[float, str, dict[str, Any]] | None = None
-    for family in config.model_families:
-        search = _search_cv(family, config)
-        try:
-            search.fit(features.iloc[search_index], y[search_index])
-        except ValueError as exc:
-            raise ParameterError(
-                f"the cross-validated search of model family {family!r} failed with "
-                f"scoring={config.scoring!r}: {exc}; check scoring and search_space[{family!r}]"
-            ) from exc
-        tables.append(_family_table(family, search.cv_results_))
-        score = float(search.best_score_)
-        if best is None or score > best[0]:
-            best = (score, family, dict(search.best_params_))
-    assert best is not None  # model_families is never empty after TrainConfig's checks
-    best_score, best_family, best_params = best
+    started = time.monotonic()
+    search_features, search_y = features.iloc[search_index], y[search_index]
+    baselines = score_baselines(
+        search_features, search_y, cv_folds(config), config.scoring, config.task, config.seed, config.n_jobs
+    )
+    outcomes = search_families(search_features, search_y, config, started=started)
+    search_seconds = time.monotonic() - started
+    table = _rank(_candidates_table(outcomes, baselines, config, len(search_index)))
+    chosen = table.loc[table["rank"] == 1].iloc[0]
+    best_family, best_score = str(chosen["family"]), float(chosen["mean_cv_score"])
+    best_params = dict(json.loads(chosen["params"]))
 
     estimator = clone(base_estimator(config.task, best_family, config.seed)).set_params(**best_params)
     array_features = _array_output(feature_pipeline, raw, features)
-    if array_features is None:
-        estimator.fit(features, y)
-        model = Pipeline([("features", feature_pipeline), ("model", estimator)])
-    else:
-        # The estimator takes the features as an array: checking a DataFrame column by column
-        # costs it ~0.6 ms per call for 16 columns, ~1 ms for 110 (measured), more than the whole
-        # feature pipeline takes for one row.
-        estimator.fit(features.to_numpy(), y)
-        model = Pipeline([("features", array_features), ("model", estimator)])
+    # With array output the estimators take the features as an array: checking a DataFrame column
+    # by column costs ~0.6 ms per call for 16 columns, ~1 ms for 110 (measured), more than the
+    # whole feature pipeline takes for one row.
+    served_features = feature_pipeline if array_features is None else array_features
+    fit_matrix = features if array_features is None else features.to_numpy()
+    estimator.fit(fit_matrix, y)
+    model = Pipeline([("features", served_features), ("model", estimator)])
     _check_predictions(model, raw, config)
-    classes = [_native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None
+    classes = [native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None
     return TrainResult(
         model=model,
         task=config.task,
         label_column=config.label_column,
         best_family=best_family,
-        best_params={k: _native(v) for k, v in best_params.items()},
+        best_params={k: native(v) for k, v in best_params.items()},
         best_score=best_score,
         scoring=config.scoring,
         cv_folds=config.cv_folds,
         search=config.search,
         classes=classes,
-        search_results=_rank(pd.concat(tables, ignore_index=True)),
+        search_results=table,
         train_rows=len(train_df),
         search_rows=len(search_index),
         input_columns=list(columns),
         feature_names=[str(c) for c in features.columns],
+        baselines=baselines,
+        fitted_baselines=fit_baselines(served_features, fit_matrix, y, config.task, config.seed),
+        skipped={o.family: o.skipped for o in outcomes if o.skipped},
+        search_seconds=search_seconds,
     )
 
 
@@ -264,7 +278,7 @@ def _check_folds(y: np.ndarray, config: TrainConfig, sampled: bool) -> None:
     counts = pd.Series(y).value_counts()
     rare = counts[counts < config.cv_folds]
     if len(rare):
-        listed = ", ".join(f"{_native(k)!r} ({n} rows)" for k, n in rare.items())
+        listed = ", ".join(f"{native(k)!r} ({n} rows)" for k, n in rare.items())
         raise InputDataError(
             f"class(es) {listed} of label column {config.label_column!r} have fewer rows in {where} than "
             f"cv_folds={config.cv_folds}, so stratified folds cannot all hold them: {fix}, or drop or "
@@ -272,49 +286,49 @@ def _check_folds(y: np.ndarray, config: TrainConfig, sampled: bool) -> None:
         )
 
 
-def _search_cv(family: str, config: TrainConfig) -> Any:
-    from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
-
-    estimator = base_estimator(config.task, family, config.seed)
-    space = config.space(family)
-    splitter_type = StratifiedKFold if config.task == CLASSIFICATION else KFold
-    folds = splitter_type(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
-    common = {
-        "scoring": config.scoring,
-        "cv": folds,
-        "refit": False,  # only the winning family is refit, on every training row
-        "n_jobs": config.n_jobs,
-        "error_score": "raise",
-    }
-    if config.search == "grid":
-        return GridSearchCV(estimator, space, **common)
-    grid_size = int(np.prod([len(v) for v in space.values()]))
-    # Asking for more candidates than the grid has would make scikit-learn warn and search it all.
-    return RandomizedSearchCV(
-        estimator, space, n_iter=min(config.n_iter, grid_size), random_state=config.seed, **common
-    )
-
-
-def _family_table(family: str, cv_results: Mapping[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "family": family,
-            "params": [
-                json.dumps({k: _native(v) for k, v in p.items()}, sort_keys=True)
-                for p in cv_results["params"]
-            ],
-            "mean_cv_score": np.asarray(cv_results["mean_test_score"], dtype=float),
-            "std_cv_score": np.asarray(cv_results["std_test_score"], dtype=float),
-            "fit_time_seconds": np.asarray(cv_results["mean_fit_time"], dtype=float),
-        }
-    )
+def _candidates_table(
+    outcomes: list[FamilyOutcome], baselines: list[BaselineScore], config: TrainConfig, rows: int
+) -> pd.DataFrame:
+    """Every searched candidate, and the default gradient boosting as one more candidate of its
+    family when that family is searched: so the chosen model is never worse, in cross-validation,
+    than the baseline a user gets in three lines."""
+    tables = [o.table.assign(default=False) for o in outcomes if o.table is not None]
+    default = next(b for b in baselines if b.name == DEFAULT_GRADIENT_BOOSTING)
+    if "gradient_boosting" in config.model_families:
+        tables.append(
+            pd.DataFrame(
+                {
+                    "family": ["gradient_boosting"],
+                    "params": ["{}"],
+                    "mean_cv_score": [default.mean_cv_score],
+                    "std_cv_score": [default.std_cv_score],
+                    "fit_time_seconds": [default.fit_time_seconds],
+                    "rows_scored": [rows],
+                    "final": [True],
+                    "default": [True],
+                }
+            )
+        )
+    if not tables:
+        raise ParameterError(
+            "no model family was searched within time_budget_seconds: raise the budget or set it to 0"
+        )
+    table = pd.concat(tables, ignore_index=True)
+    # Preference order: families as listed in model_families; within one, the search's own order.
+    table["preference"] = table["family"].map({f: i for i, f in enumerate(config.model_families)})
+    return table
 
 
 def _rank(table: pd.DataFrame) -> pd.DataFrame:
-    # "first" breaks ties by list order (families in preference order, then candidates), the same
-    # rule that picks the winner, so rank 1 is always the chosen candidate.
-    ranked = table.copy()
-    ranked.insert(4, "rank", ranked["mean_cv_score"].rank(ascending=False, method="first").astype(int))
+    """Rank 1 is the chosen candidate: the best mean score among those scored on the search's last
+    round (halving's early rounds score on fewer rows, which is not comparable), ties going to the
+    family listed first, then to the candidate found first."""
+    ordered = table.sort_values(
+        ["final", "mean_cv_score", "preference"], ascending=[False, False, True], kind="stable"
+    )
+    ranked = table.drop(columns="preference")
+    ranked.insert(4, "rank", 0)
+    ranked.loc[ordered.index, "rank"] = np.arange(1, len(table) + 1)
     return ranked
 
 
@@ -331,8 +345,3 @@ def _check_predictions(model: Any, raw: pd.DataFrame, config: TrainConfig) -> No
             "the trained pipeline predicts non-finite values on raw training rows: check the feature "
             "pipeline's output for extreme values"
         )
-
-
-def _native(value: Any) -> Any:
-    """A JSON-friendly Python value for a numpy scalar."""
-    return value.item() if isinstance(value, np.generic) else value

@@ -177,7 +177,8 @@ def test_spaces_of_families_not_searched_are_checked_but_not_searched(binary):
 def test_default_search_space_is_used_when_none_is_given(binary):
     df, features = binary
     result = train(df, features, config(model_families=("logistic_regression",), search_space={}))
-    assert sorted(json.loads(p)["C"] for p in result.search_results["params"]) == [0.1, 1.0, 10.0]
+    searched = result.search_results[~result.search_results["default"]]
+    assert sorted(json.loads(p)["C"] for p in searched["params"]) == [0.01, 0.1, 1.0, 10.0, 100.0]
 
 
 # --- search ------------------------------------------------------------------------------------
@@ -185,14 +186,14 @@ def test_default_search_space_is_used_when_none_is_given(binary):
 
 def test_grid_search_scores_every_candidate(binary):
     df, features = binary
-    result = train(df, features, config())
+    result = train(df, features, config(search="grid"))
 
     assert result.search == "grid"
-    # 2 (C) + 2 (max_depth) + 1 (gradient boosting) candidates.
+    # 2 (C) + 2 (max_depth) + 1 (gradient boosting) candidates, and the default gradient boosting.
     assert result.search_results["family"].value_counts().to_dict() == {
         "logistic_regression": 2,
         "random_forest": 2,
-        "gradient_boosting": 1,
+        "gradient_boosting": 2,
     }
     assert list(result.search_results.columns) == [
         "family",
@@ -201,8 +202,13 @@ def test_grid_search_scores_every_candidate(binary):
         "std_cv_score",
         "rank",
         "fit_time_seconds",
+        "rows_scored",
+        "final",
+        "default",
     ]
-    assert sorted(result.search_results["rank"]) == [1, 2, 3, 4, 5]
+    assert sorted(result.search_results["rank"]) == [1, 2, 3, 4, 5, 6]
+    assert result.search_results["final"].all()
+    assert result.search_results["default"].sum() == 1
 
 
 def test_random_search_draws_n_iter_candidates_per_family(binary):
@@ -341,7 +347,7 @@ def test_whole_floats_from_kfp_json_become_ints_where_the_estimator_needs_them(b
         ({"search_space": {"logistic_regression": {}}}, "must be a non-empty {parameter: [values]}"),
         ({"search_space": {"svm": {"C": [1.0]}}}, "search_space: unknown family 'svm'"),
         ({"cv_folds": 1}, "parameter cv_folds=1 must be at least 2"),
-        ({"search": "bayes"}, "parameter search='bayes' is not one of: 'grid', 'random'"),
+        ({"search": "bayes"}, "parameter search='bayes' is not one of: 'halving', 'random', 'grid'"),
         ({"n_iter": 0}, "parameter n_iter=0 must be at least 1"),
         ({"max_search_rows": -5}, "parameter max_search_rows=-5 must be 0"),
         ({"n_jobs": 0}, "parameter n_jobs=0 must be -1"),
@@ -445,7 +451,11 @@ def test_export_writes_a_model_that_loads_back_and_predicts_on_raw_rows(binary, 
     types = {"a": "numeric", "b": "numeric", "c": "numeric", "d": "numeric", "colour": "categorical"}
     written = export_model(result, tmp_path / "model", types, extra_metadata={"run": "test"})
 
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["metadata.json", "model.joblib"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "baselines.joblib",
+        "metadata.json",
+        "model.joblib",
+    ]
     metadata = read_metadata(tmp_path / "model")
     assert metadata == json.loads(json.dumps(written.to_dict(), default=str))
     assert metadata["sha256"] == file_sha256(tmp_path / "model" / "model.joblib")
@@ -711,7 +721,7 @@ def test_html_report_ranks_candidates_highlights_the_best_and_escapes_names(tmp_
     assert "<script" not in page
     body = page.split("<tbody>")[-1]
     assert body.startswith('<tr class="ok" style="font-weight:600"><td class="num">1</td><td>best</td>')
-    ranks = [int(r.split("</td>")[0]) for r in body.split('<td class="num">')[1::4]]
+    ranks = [int(r.split("</td>")[0]) for r in body.split('<td class="num">')[1::5]]
     assert ranks == sorted(ranks)
     assert result.best_family in page
 
