@@ -31,7 +31,10 @@ def evaluate(
     log loss, confusion matrix and ROC curve. Regression: mse, rmse, mae, r2, median absolute error.
     Each slice column gives one row per value; numeric columns with more than 10 distinct values
     are cut into 4 quantile bins; missing values form a "(missing)" slice. A metric undefined on a
-    slice (ROC-AUC on one class) is null in the JSON and "n/a" in the reports.
+    slice (ROC-AUC on one class) is null in the JSON and "n/a" in the reports. The baselines train
+    saved beside the model (a dummy and the default HistGradientBoosting, fitted on the same
+    training rows) are evaluated on the same test rows and reported beside it: the quality floor
+    the blessing gate holds the model to.
 
     Args:
         test: The test split (Parquet) with the label column and the raw feature columns.
@@ -45,11 +48,11 @@ def evaluate(
             drift monitoring compares later windows with these test-set metrics.
 
     Returns:
-        metrics: Every overall metric under its flat name (accuracy, f1_macro, roc_auc, rmse, ...);
-            undefined metrics are left out.
+        metrics: Every overall metric under its flat name (accuracy, f1_macro, roc_auc, rmse, ...),
+            and each baseline's as baseline_<name>_<metric>; undefined metrics are left out.
         classification_metrics: ROC curve and confusion matrix for the KFP UI (empty for regression).
-        evaluation: JSON with task, metrics, slices, confusion matrix and ROC curve, read by
-            validate_model.
+        evaluation: JSON with task, metrics, slices, confusion matrix, ROC curve and the baselines'
+            metrics, read by validate_model.
         report: HTML report: metrics, slice table, confusion matrix, ROC curve.
         summary: Markdown summary of the same.
         primary_metric: f1_macro for classification, rmse for regression.
@@ -62,19 +65,22 @@ def evaluate(
 
     limit_threads()
 
+    import dataclasses
     import json
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator
+    from mlstages.components.common.baselines import load_baselines
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import attach_evaluation
     from mlstages.components.evaluate.evaluate import evaluate as evaluate_model
-    from mlstages.components.evaluate.evaluate import model_inputs
+    from mlstages.components.evaluate.evaluate import evaluate_baselines, model_inputs
     from mlstages.components.evaluate.metrics import PRIMARY_METRIC
     from mlstages.components.evaluate.report import render_html, render_markdown
 
-    classes, input_columns = model_inputs(ModelCard.read(model.path), label_column, task)
+    card = ModelCard.read(model.path)
+    classes, input_columns = model_inputs(card, label_column, task)
     test_df = read_dataset(test.path, what="test split")
     fitted = load_estimator(model.path, "model")
     result = evaluate_model(
@@ -85,6 +91,13 @@ def evaluate(
         slice_columns=tuple(slice_columns),
         classes=classes,
         input_columns=input_columns,
+    )
+    baselines = load_baselines(model.path, card.baselines)
+    result = dataclasses.replace(
+        result,
+        baselines=evaluate_baselines(
+            baselines, test_df, label_column, task, classes, input_columns=input_columns
+        ),
     )
     document = json.dumps(result.to_dict(), indent=2, allow_nan=False)
     html_report = render_html(result)
@@ -111,6 +124,10 @@ def evaluate(
     for name, value in result.metrics.items():
         if value is not None:
             metrics.log_metric(name, value)
+    for baseline, values in result.baselines.items():
+        for name, value in values.items():
+            if value is not None:
+                metrics.log_metric(f"baseline_{baseline}_{name}", value)
     if result.confusion_matrix is not None:
         classification_metrics.log_confusion_matrix(
             [str(label) for label in result.confusion_matrix["labels"]], result.confusion_matrix["matrix"]

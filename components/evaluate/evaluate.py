@@ -47,6 +47,8 @@ class EvaluationResult:
         (the second of the sorted classes, scikit-learn's convention); multiclass: micro-averaged
         one-vs-rest. At most MAX_ROC_POINTS points.
     slice_notes: slice column -> how its slices were formed.
+    baselines: baseline name (train's dummy and default gradient boosting) -> its overall metrics on
+        the same test rows: the quality floor the blessing gate compares the model with.
     """
 
     task: str
@@ -58,6 +60,7 @@ class EvaluationResult:
     confusion_matrix: dict[str, Any] | None = None
     roc_curve: dict[str, Any] | None = None
     slice_notes: dict[str, str] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (undefined metrics are null)."""
@@ -74,6 +77,7 @@ class EvaluationResult:
             "slice_notes": dict(self.slice_notes),
             "confusion_matrix": self.confusion_matrix,
             "roc_curve": self.roc_curve,
+            "baselines": {name: dict(metrics) for name, metrics in self.baselines.items()},
         }
 
     @classmethod
@@ -95,6 +99,7 @@ class EvaluationResult:
                 confusion_matrix=data.get("confusion_matrix"),
                 roc_curve=data.get("roc_curve"),
                 slice_notes=dict(data.get("slice_notes", {})),
+                baselines={name: dict(m) for name, m in (data.get("baselines") or {}).items()},
             )
         except (KeyError, TypeError) as exc:
             raise InputDataError(
@@ -171,6 +176,24 @@ def evaluate(
         roc_curve=None if proba is None else _roc(true_codes, proba, model_classes),
         slice_notes=slice_notes(test_df, slice_columns),
     )
+
+
+def evaluate_baselines(
+    baselines: Mapping[str, Any],
+    test_df: pd.DataFrame,
+    label_column: str,
+    task: str,
+    classes: Sequence[Any] | None = None,
+    *,
+    input_columns: Sequence[str] | None = None,
+) -> dict[str, dict[str, float | None]]:
+    """Each baseline's overall metrics on ``test_df``, computed as the model's are."""
+    return {
+        name: evaluate(
+            baseline, test_df, label_column, task, classes=classes, input_columns=input_columns
+        ).metrics
+        for name, baseline in baselines.items()
+    }
 
 
 def model_inputs(card: ModelCard, label_column: str, task: str) -> tuple[list[Any] | None, list[str]]:

@@ -19,8 +19,17 @@ def _metric_names(result: EvaluationResult) -> list[str]:
     return list(result.metrics)
 
 
+def _overall_columns(result: EvaluationResult) -> list[str]:
+    return ["metric", "value", *(f"baseline: {name}" for name in result.baselines)]
+
+
 def _overall_rows(result: EvaluationResult) -> list[dict[str, Any]]:
-    return [{"metric": name, "value": _metric_cell(value)} for name, value in result.metrics.items()]
+    rows = []
+    for name, value in result.metrics.items():
+        row = {"metric": name, "value": _metric_cell(value)}
+        row.update({f"baseline: {b}": _metric_cell(m.get(name)) for b, m in result.baselines.items()})
+        rows.append(row)
+    return rows
 
 
 def _slice_rows(result: EvaluationResult) -> list[dict[str, Any]]:
@@ -48,7 +57,10 @@ def _headline(result: EvaluationResult) -> str:
     primary = PRIMARY_METRIC[result.task]
     value = result.metrics.get(primary)
     shown = "n/a" if value is None else f"{value:.4g}"
-    return f"{result.task.capitalize()} of {result.label_column} on {result.rows:,} test rows: {primary} = {shown}."
+    text = f"{result.task.capitalize()} of {result.label_column} on {result.rows:,} test rows: {primary} = {shown}."
+    if result.baselines:
+        text += " Beside it, the baselines train fitted on the same training rows (the quality floor)."
+    return text
 
 
 def roc_svg(curve: Mapping[str, Any], size: int = 320) -> str:
@@ -96,7 +108,7 @@ def render_html(result: EvaluationResult) -> str:
     sections = [
         (
             "Overall",
-            html_paragraph(_headline(result)) + html_table(_overall_rows(result), ["metric", "value"]),
+            html_paragraph(_headline(result)) + html_table(_overall_rows(result), _overall_columns(result)),
         )
     ]
     if result.slices:
@@ -127,7 +139,7 @@ def render_markdown(result: EvaluationResult) -> str:
         "",
         markdown_text(_headline(result)),
         "",
-        markdown_table(_overall_rows(result), ["metric", "value"]),
+        markdown_table(_overall_rows(result), _overall_columns(result)),
         "",
     ]
     if result.slices:

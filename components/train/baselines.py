@@ -20,18 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlstages.components.common.baselines import BASELINES_FILE, DEFAULT_GRADIENT_BOOSTING, DUMMY
 from mlstages.components.train.config import CLASSIFICATION, base_estimator
-
-DUMMY = "dummy"
-
-
-DEFAULT_GRADIENT_BOOSTING = "default_gradient_boosting"
-
-
-BASELINES = (DUMMY, DEFAULT_GRADIENT_BOOSTING)
-
-
-BASELINES_FILE = "baselines"
 
 
 @dataclass(frozen=True)
@@ -111,14 +101,3 @@ def save_baselines(
         "scoring": scoring,
         "cv_scores": {s.name: s.to_dict() for s in scores},
     }
-
-
-def load_baselines(directory: str, card_entry: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The fitted baselines saved beside a model, by name, their sha256 checked against the card;
-    empty when the card records none (a model exported before baselines existed, or by another tool)."""
-    from mlstages.components.common.artifacts import load_estimator
-
-    if not card_entry:
-        return {}
-    loaded = load_estimator(directory, BASELINES_FILE, sha256=str(card_entry.get("sha256") or ""))
-    return {name: loaded[name] for name in BASELINES if name in loaded}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlstages.components.train.baselines import DEFAULT_GRADIENT_BOOSTING
+from mlstages.components.common.baselines import DEFAULT_GRADIENT_BOOSTING
 from mlstages.components.train.config import CLASSIFICATION
 from mlstages.components.train.train import TrainResult
 

@@ -17,14 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlstages.components.common.baselines import DEFAULT_GRADIENT_BOOSTING
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.labels import check_label
-from mlstages.components.train.baselines import (
-    DEFAULT_GRADIENT_BOOSTING,
-    BaselineScore,
-    fit_baselines,
-    score_baselines,
-)
+from mlstages.components.train.baselines import BaselineScore, fit_baselines, score_baselines
 from mlstages.components.train.config import CLASSIFICATION, REGRESSION, TrainConfig, base_estimator
 from mlstages.components.train.search import FamilyOutcome, cv_folds, native, search_families
 

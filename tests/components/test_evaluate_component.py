@@ -65,7 +65,15 @@ def test_evaluate_writes_metrics_confusion_matrix_roc_curve_and_slices(kfp_local
     evaluation = EvaluationResult.from_dict(json.loads(Path(run.outputs["evaluation"].path).read_text()))
 
     metrics = run.outputs["metrics"].metadata
-    assert metrics == pytest.approx(evaluation.metrics)
+    assert {k: v for k, v in metrics.items() if not k.startswith("baseline_")} == pytest.approx(evaluation.metrics)
+    # The baselines train saved beside the model, on the same test rows, under their own names.
+    assert set(evaluation.baselines) == {"dummy", "default_gradient_boosting"}
+    for baseline, values in evaluation.baselines.items():
+        for name, value in values.items():
+            assert metrics[f"baseline_{baseline}_{name}"] == pytest.approx(value)
+    assert evaluation.baselines["dummy"]["accuracy"] < 0.5  # the most frequent species
+    assert evaluation.baselines["default_gradient_boosting"]["accuracy"] > 0.9
+    assert "baseline: default_gradient_boosting" in Path(run.outputs["summary"].path).read_text()
     for name in ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "roc_auc"):
         assert 0.9 < metrics[name] <= 1.0, name
     assert metrics["log_loss"] > 0
@@ -91,7 +99,10 @@ def test_evaluate_regression_leaves_classification_metrics_empty_and_says_so(kfp
         label_column="body_mass_g", task="regression", family="linear_regression", slice_columns=[]
     )
     metrics = run.outputs["metrics"].metadata
-    assert set(metrics) == {"mse", "rmse", "mae", "r2", "median_absolute_error"}
+    own = {"mse", "rmse", "mae", "r2", "median_absolute_error"}
+    baselines = {f"baseline_{b}_{m}" for b in ("dummy", "default_gradient_boosting") for m in own}
+    assert set(metrics) == own | baselines
+    assert metrics["baseline_dummy_r2"] <= 0.0 < metrics["baseline_default_gradient_boosting_r2"]
     assert metrics["r2"] > 0.7  # body mass follows flipper length and species-specific size
     assert run.outputs["primary_metric"] == "rmse"
     assert run.outputs["classification_metrics"].metadata == {}

@@ -17,7 +17,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.model_card import ModelCard
-from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate, model_inputs
+from mlstages.components.evaluate.evaluate import EvaluationResult, evaluate, evaluate_baselines, model_inputs
 from mlstages.components.evaluate.metrics import MAX_ROC_POINTS, classification_metrics, regression_metrics
 from mlstages.components.evaluate.report import render_html, render_markdown
 from mlstages.components.evaluate.slices import MISSING_SLICE, OTHER_SLICE
@@ -437,3 +437,25 @@ def test_markdown_summary_lists_metrics_slices_and_confusion_matrix(binary):
     assert f"on {len(test)} test rows: f1_macro = {result.metrics['f1_macro']:.4g}" in text
     assert "| accuracy |" in text and "| region | north |" in text
     assert "| actual / predicted | cat | dog |" in text
+
+
+def test_baselines_are_evaluated_like_the_model_and_kept_in_the_json_and_reports():
+    from sklearn.datasets import load_wine
+    from sklearn.dummy import DummyClassifier
+
+    df = load_wine(as_frame=True).frame.rename(columns={"target": "cultivar"})
+    train_rows, test_rows = df.iloc[::2], df.iloc[1::2]
+    X, y = train_rows.drop(columns="cultivar"), train_rows["cultivar"]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    dummy = make_pipeline(StandardScaler(), DummyClassifier(strategy="prior")).fit(X, y)
+
+    result = evaluate(model, test_rows, "cultivar", "classification")
+    baselines = evaluate_baselines({"dummy": dummy}, test_rows, "cultivar", "classification")
+    assert baselines["dummy"] == evaluate(dummy, test_rows, "cultivar", "classification").metrics
+    assert baselines["dummy"]["accuracy"] < 0.5 < result.metrics["accuracy"]
+
+    with_floor = EvaluationResult(**{**result.__dict__, "baselines": baselines})
+    assert EvaluationResult.from_dict(json.loads(json.dumps(with_floor.to_dict()))) == with_floor
+    assert EvaluationResult.from_dict(result.to_dict()).baselines == {}  # older evaluations have none
+    assert "| metric | value | baseline: dummy |" in render_markdown(with_floor)
+    assert "baseline: dummy" in render_html(with_floor)

@@ -15,14 +15,10 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from mlstages.components.common.baselines import DEFAULT_GRADIENT_BOOSTING, DUMMY, load_baselines
 from mlstages.components.common.errors import DigestMismatch
 from mlstages.components.common.model_card import ModelCard
 from mlstages.components.train import search as search_module
-from mlstages.components.train.baselines import (
-    DEFAULT_GRADIENT_BOOSTING,
-    DUMMY,
-    load_baselines,
-)
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.export import export_model
 from mlstages.components.train.report import render_markdown
