@@ -65,7 +65,9 @@ def test_evaluate_writes_metrics_confusion_matrix_roc_curve_and_slices(kfp_local
     evaluation = EvaluationResult.from_dict(json.loads(Path(run.outputs["evaluation"].path).read_text()))
 
     metrics = run.outputs["metrics"].metadata
-    assert {k: v for k, v in metrics.items() if not k.startswith("baseline_")} == pytest.approx(evaluation.metrics)
+    assert {k: v for k, v in metrics.items() if not k.startswith("baseline_")} == pytest.approx(
+        evaluation.metrics
+    )
     # The baselines train saved beside the model, on the same test rows, under their own names.
     assert set(evaluation.baselines) == {"dummy", "default_gradient_boosting"}
     for baseline, values in evaluation.baselines.items():
