@@ -22,6 +22,8 @@ def validate_model(
     thresholds: dict = {},
     slice_columns: list = [],
     min_slice_rows: int = 10,
+    quality_floor: str = "default_gradient_boosting",
+    floor_tolerance: float = 0.01,
     model_registry: str = "",
     model_name: str = "model",
     candidate_uri: str = "",
@@ -34,7 +36,9 @@ def validate_model(
     and changes against the baseline (max_drop for higher-is-better metrics, max_increase for
     lower-is-better ones). The baseline is the champion of model_name in model_registry: it is
     loaded (sha256 and scikit-learn version checked) and evaluated on the same test split and
-    slices with evaluate's code. With no thresholds nothing is blessed; on a first run (no
+    slices with evaluate's code. A candidate worse than scikit-learn's default HistGradientBoosting
+    (train's baseline, on the same rows) beyond floor_tolerance is not blessed (the quality floor).
+    With no thresholds nothing is blessed; on a first run (no
     champion) only absolute thresholds apply, and the blessing says so. Slices with fewer than
     min_slice_rows rows, and metrics undefined on a slice, are reported but not gated. Robustness
     checks predict on rows simulated from the test split (each feature missing, every feature
@@ -56,6 +60,12 @@ def validate_model(
         slice_columns: Slice columns of the evaluation to gate; empty for all of them.
         min_slice_rows: Slices with fewer rows are reported but not gated: on fewer than 10 rows
             one row moves accuracy by more than 10 points.
+        quality_floor: The baseline the candidate must not be worse than: default_gradient_boosting
+            (scikit-learn's HistGradientBoosting with default settings, fitted by train on the same
+            rows), dummy (the most frequent class or the mean), or none. Compared on the metric
+            train optimised (its scoring), on the whole test split.
+        floor_tolerance: How much worse than that baseline the candidate may be, relative to the
+            baseline's value: 0.01 lets it be 1% worse (the noise of a small test split).
         model_registry: The registry root (gs://bucket/prefix or a folder) holding the champion
             pointer; empty: no baseline.
         model_name: The model's name in the registry.
@@ -97,6 +107,8 @@ def validate_model(
         thresholds=thresholds,
         slice_columns=tuple(slice_columns),
         min_slice_rows=min_slice_rows,
+        quality_floor=quality_floor,
+        floor_tolerance=floor_tolerance,
     )
     try:
         with open(evaluation.path, encoding="utf-8") as handle:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlstages.components.validate_model.floor import FLOOR
 from mlstages.components.validate_model.thresholds import (
     DEFAULT_MIN_SLICE_ROWS,
     FAILED,
@@ -113,10 +114,12 @@ def decide(
     reasons += [c.message for c in failed]
     blessed = bool(thresholds) and bool(applicable) and not failed
     if blessed:
-        gated = sum(c.status == PASSED for c in checks)
-        robustness = sum(c.kind == ROBUSTNESS for c in checks)
+        gated = [c for c in checks if c.status == PASSED]
+        kinds = {kind: sum(c.kind == kind for c in gated) for kind in (THRESHOLD, ROBUSTNESS, FLOOR)}
         reasons.append(
-            f"all {gated} gated checks passed ({gated - robustness} threshold, {robustness} robustness)"
+            f"all {len(gated)} gated checks passed ("
+            + ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n or kind != FLOOR)
+            + ")"
         )
     not_gated = [c for c in checks if c.status == NOT_GATED]
     small = sorted(

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from mlstages.components.common.baselines import BASELINES, DEFAULT_GRADIENT_BOOSTING
 from mlstages.components.common.errors import ParameterError, require_choice
 from mlstages.components.evaluate.evaluate import EvaluationResult
 from mlstages.components.evaluate.metrics import (
@@ -195,6 +196,10 @@ class BlessingConfig:
         slice column of the evaluation.
     min_slice_rows: slices with fewer rows are reported but not gated (default 10: see
         DEFAULT_MIN_SLICE_ROWS).
+    quality_floor: the baseline the candidate must not be worse than (floor.py): the default
+        gradient boosting, the dummy, or "none" for no floor.
+    floor_tolerance: how much worse than that baseline the candidate may be, relative to the
+        baseline's value (0.01: 1%).
     """
 
     label_column: str
@@ -202,6 +207,8 @@ class BlessingConfig:
     thresholds: Any = field(default_factory=dict)
     slice_columns: tuple[str, ...] = ()
     min_slice_rows: int = DEFAULT_MIN_SLICE_ROWS
+    quality_floor: str = DEFAULT_GRADIENT_BOOSTING
+    floor_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str) or not self.label_column.strip():
@@ -220,6 +227,13 @@ class BlessingConfig:
             raise ParameterError(
                 f"parameter min_slice_rows={self.min_slice_rows!r} must be an integer of at least 1"
             )
+        require_choice("quality_floor", self.quality_floor, (*BASELINES, "none"))
+        tolerance = self.floor_tolerance
+        if not _is_number(tolerance) or not math.isfinite(tolerance) or not 0 <= tolerance < 1:
+            raise ParameterError(
+                f"parameter floor_tolerance={tolerance!r} must be a number in [0, 1): how much worse than "
+                "the quality_floor baseline the candidate may be, relative to it (0.01 is 1%)"
+            )
         if not isinstance(self.thresholds, tuple):
             object.__setattr__(self, "thresholds", parse_thresholds(self.thresholds, self.task))
 
@@ -228,10 +242,10 @@ class BlessingConfig:
 class Check:
     """One gated (or reported) check.
 
-    kind: "threshold" or "robustness".
+    kind: "threshold", "robustness" or "floor" (floor.py).
     scope: "overall", or "<column>=<value>" for a slice.
-    rule: min, max, max_drop, max_increase (thresholds) or missing, all_missing, unseen_category,
-        extreme_value (robustness).
+    rule: min, max, max_drop, max_increase (thresholds), missing, all_missing, unseen_category,
+        extreme_value (robustness) or the baseline's name (floor).
     status: "passed", "failed" or "not gated" (a small slice, a metric undefined on a slice, ...).
     message: what was checked and, when it failed or was not gated, why.
     """

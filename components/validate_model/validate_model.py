@@ -5,6 +5,8 @@ The candidate is blessed only when every gated check passes:
 - absolute thresholds (``{"roc_auc": {"min": 0.85}}``) and change thresholds against the baseline
   (``{"f1_macro": {"max_drop": 0.01}}``: the candidate may be at most 0.01 below it), on the whole
   test split and on every slice of the declared slice columns;
+- the quality floor (floor.py): not worse than scikit-learn's default HistGradientBoosting, fitted
+  by train on the same rows and evaluated on the same test rows, beyond floor_tolerance;
 - robustness checks: on rows simulated from the test split (a feature missing, every feature
   missing, an unseen category, extreme numbers) the model returns one finite prediction per row.
 
@@ -34,6 +36,7 @@ import pandas as pd
 from mlstages.components.common.errors import InputDataError
 from mlstages.components.evaluate.evaluate import EvaluationResult
 from mlstages.components.validate_model.baseline import evaluate_baseline, load_baseline
+from mlstages.components.validate_model.floor import floor_checks
 from mlstages.components.validate_model.gate import Blessing, decide
 from mlstages.components.validate_model.robustness import INFRA_SAMPLE_ROWS, robustness_checks
 from mlstages.components.validate_model.thresholds import BlessingConfig, check_thresholds, gated_slices
@@ -112,6 +115,7 @@ def validate_model(
         notes.append(f"no champion at {champion_uri(model_registry, model_name)} yet")
 
     checks = check_thresholds(evaluation, baseline_eval, config.thresholds, config)
+    checks += floor_checks(evaluation, card.scoring, config)
     checks += robustness_checks(model, test_df, card)
     blessing = decide(
         checks,
