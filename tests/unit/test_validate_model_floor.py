@@ -111,3 +111,64 @@ def test_bad_floor_settings_are_named(settings, message):
     with pytest.raises(ParameterError) as error:
         BlessingConfig("y", "classification", **settings)
     assert message in str(error.value)
+
+
+def test_the_gate_refuses_an_exported_model_worse_than_its_own_baseline(tmp_path):
+    """End to end through train, export, evaluate and the gate on a public table: a logistic
+    regression crippled by regularisation is worse than the default booster fitted beside it."""
+    import dataclasses
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    from mlstages.components.common.baselines import load_baselines
+    from mlstages.components.common.model_card import ModelCard
+    from mlstages.components.evaluate.evaluate import evaluate, evaluate_baselines
+    from mlstages.components.train.config import TrainConfig
+    from mlstages.components.train.export import export_model
+    from mlstages.components.train.train import train
+    from mlstages.components.validate_model.validate_model import validate_model
+
+    df = load_breast_cancer(as_frame=True).frame
+    train_df, test_df = df.iloc[::2].reset_index(drop=True), df.iloc[1::2].reset_index(drop=True)
+    columns = [c for c in df.columns if c != "target"]
+    # Imputed, so that the gate's robustness checks (rows with a feature missing) pass.
+    scaler = make_pipeline(SimpleImputer(), StandardScaler())
+    features = ColumnTransformer([("n", scaler, columns)]).set_output(transform="pandas")
+    features.fit(train_df[columns])
+    settings = TrainConfig(
+        "target",
+        "classification",
+        model_families=("logistic_regression",),
+        search_space={"logistic_regression": {"C": [1e-5]}},
+    )
+    with threadpool_limits(limits=1):
+        result = train(train_df, features, settings)
+        export_model(result, tmp_path / "model", {c: "numeric" for c in columns})
+        card = ModelCard.read(tmp_path / "model")
+        evaluated = evaluate(result.model, test_df, "target", "classification", classes=result.classes)
+        baselines = load_baselines(str(tmp_path / "model"), card.baselines)
+        evaluated = dataclasses.replace(
+            evaluated,
+            baselines=evaluate_baselines(baselines, test_df, "target", "classification", result.classes),
+        )
+        gate = BlessingConfig("target", "classification", thresholds={"f1_macro": {"min": 0.1}})
+        blessing = validate_model(tmp_path / "model", test_df, evaluated, gate, infra_validation=False)
+
+    assert not blessing.blessed
+    (floor,) = [c for c in blessing.failed if c.kind == FLOOR]
+    assert floor.rule == "default_gradient_boosting" and floor.metric == "f1_macro"
+    assert floor.value < floor.baseline == evaluated.baselines["default_gradient_boosting"]["f1_macro"]
+    assert "the model is worse than default_gradient_boosting" in blessing.reason
+    off = validate_model(
+        tmp_path / "model",
+        test_df,
+        evaluated,
+        dataclasses.replace(gate, quality_floor="none"),
+        infra_validation=False,
+    )
+    assert off.blessed
