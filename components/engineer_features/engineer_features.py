@@ -56,6 +56,7 @@ from mlstages.components.common.estimators.scalers import (
 )
 from mlstages.components.common.estimators.selection import CandidateFeatures, SelectedColumns
 from mlstages.components.common.labels import CLASSIFICATION, REGRESSION, check_label, resolve_task
+from mlstages.components.engineer_features.selection_check import SelectionCheck, check_selection
 
 SELECTIONS = ("none", "variance", "mutual_info", "chi2", "l1")
 
@@ -101,7 +102,9 @@ class FeatureConfig:
         (keep non-zero coefficients of an L1 logistic regression with C=1, or of a cross-validated
         Lasso on the standardised label for regression).
     max_features: at most this many passing features are kept, best scores first; 0 keeps all
-        that pass.
+        that pass. A selection that drops features is kept only when cross-validation says it does not
+        make the model worse (selection_check.py); otherwise every candidate is kept, and the
+        report says why.
     variance_threshold: the threshold of the variance method.
     seed: seeds mutual information's nearest-neighbour noise and the L1 models.
     """
@@ -289,6 +292,7 @@ class FeatureResult:
     input_columns: tuple[str, ...]
     scaling: str
     notes: tuple[str, ...] = ()
+    selection_check: SelectionCheck | None = None
 
 
 def preprocessor_scaling(preprocessor: Any) -> str:
@@ -345,6 +349,11 @@ def engineer_features(train_df: pd.DataFrame, preprocessor: Any, config: Feature
     candidates = union.transform(X)
     sources = {**dict.fromkeys(preprocessed_names, "preprocessed"), **dict.fromkeys(derived_names, "derived")}
     selection = select_features(candidates, y, config, sources)
+    check = None
+    if config.selection != "none" and len(selection.kept) < candidates.shape[1]:
+        check = check_selection(candidates, y, selection.kept, resolve_task(y, config.task), config.seed)
+        if not check.kept:
+            selection = _undo_selection(selection, candidates)
     selector = SelectedColumns(list(selection.kept)).fit(candidates)
     # Assembled from fitted parts: Pipeline.fit would fit the union again, for nothing. Pandas out,
     # with the raw rows' index; train's model sets it to arrays (set_output "default").
@@ -359,7 +368,19 @@ def engineer_features(train_df: pd.DataFrame, preprocessor: Any, config: Feature
         input_columns=tuple(input_columns),
         scaling=scaling,
         notes=(*selection.notes, *([union.plan_note_] if union.plan_note_ else [])),
+        selection_check=check,
     )
+
+
+def _undo_selection(selection: Selection, candidates: pd.DataFrame) -> Selection:
+    """Every candidate kept, the report saying which the selection would have dropped."""
+    rows = tuple(
+        {**row, "status": "kept", "reason": f"{row['reason']}; kept: the selection makes the model worse"}
+        if row["status"] == "dropped"
+        else row
+        for row in selection.rows
+    )
+    return Selection(tuple(str(c) for c in candidates.columns), rows, selection.notes)
 
 
 def check_matches_preprocess(config: FeatureConfig, metadata: dict[str, Any]) -> None:
@@ -390,6 +411,7 @@ def feature_metadata(result: FeatureResult, train_df: pd.DataFrame) -> dict[str,
         "derived_features": list(result.derived_names),
         "selection": result.config.selection,
         "derived_scaling": result.scaling,
+        "selection_check": None if result.selection_check is None else result.selection_check.to_dict(),
         "config": config,
     }
 
@@ -416,11 +438,14 @@ def _headline(result: FeatureResult) -> str:
     config = result.config
     method = "no selection" if config.selection == "none" else f"selection {config.selection}"
     cap = f", max_features {config.max_features}" if config.max_features else ""
-    return (
+    text = (
         f"{len(result.candidate_names)} candidate features ({len(result.derived_names)} derived), "
         f"{method}{cap}: {len(result.feature_names)} kept. Scores come from the train split "
         f"({_SCORE_NAMES[config.selection]})."
     )
+    if result.selection_check is not None:
+        text += " " + result.selection_check.sentence()
+    return text
 
 
 def render_html(result: FeatureResult) -> str:

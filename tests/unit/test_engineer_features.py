@@ -341,6 +341,9 @@ def test_selection_that_keeps_nothing_fails(candidates):
 def test_penguins_pipeline_turns_raw_rows_into_finite_numbers(penguins):
     settings = feature_config(derived=[BILL_RATIO, LOG_MASS], selection="mutual_info", max_features=10)
     result = engineer_features(penguins.train, penguins.preprocessor, settings)
+    # The selection costs nothing in cross-validation here (same score with 10 features), so it stays.
+    assert result.selection_check is not None and result.selection_check.kept
+    assert result.selection_check.with_selection >= result.selection_check.without_selection
     assert len(result.feature_names) == 10
     assert set(result.derived_names) == {"bill_ratio", "log_mass"}
     assert len(result.report) == len(result.candidate_names) == len(penguins.feature_names) + 2
@@ -519,9 +522,18 @@ def test_reports_list_every_candidate_and_escape_names(penguins):
     assert "<i>" not in html and "&lt;i&gt;ratio&lt;/i&gt;" in html
     for name in result.candidate_names:
         assert f"<td>{html_escape(name)}</td>" in html
-    assert html.count(">kept<") == 5
+    # Five features by mutual information score worse than all of them in cross-validation: the
+    # selection is undone, every candidate kept, and the report gives both scores.
+    check = result.selection_check
+    assert check is not None and not check.kept and check.with_selection < check.without_selection
+    assert (check.selected_features, check.all_features) == (5, len(result.candidate_names))
+    assert result.feature_names == result.candidate_names
+    assert html.count(">kept<") == len(result.candidate_names)
+    assert "the selection makes it worse, so every candidate feature is kept" in html
+    assert f"{check.with_selection:.4g} with the 5 selected features" in html
+    assert html.count("kept: the selection makes the model worse") == len(result.candidate_names) - 5
     summary = render_markdown(result)
-    assert "16 candidate features (1 derived), selection mutual_info, max_features 5: 5 kept." in summary
+    assert "16 candidate features (1 derived), selection mutual_info, max_features 5: 16 kept." in summary
     assert "| num__bill_length_mm | preprocessed |" in summary
     assert "<i>" not in summary
 
