@@ -66,7 +66,12 @@ def test_train_exports_a_pipeline_that_predicts_on_raw_penguins(kfp_local):
     model = run.outputs["model"]
     model_dir = Path(model.path)
 
-    assert sorted(p.name for p in model_dir.iterdir()) == ["metadata.json", "model.joblib", "reference.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "baselines.joblib",
+        "metadata.json",
+        "model.joblib",
+        "reference.json",
+    ]
     metadata = json.loads((model_dir / "metadata.json").read_text())
     assert metadata["sha256"] == file_sha256(model_dir / "model.joblib") == model.metadata["sha256"]
     assert [f["name"] for f in metadata["input_features"]] == PENGUIN_INPUTS
@@ -84,8 +89,17 @@ def test_train_exports_a_pipeline_that_predicts_on_raw_penguins(kfp_local):
     metrics = run.outputs["metrics"].metadata
     assert metrics["cv_f1_macro"] == pytest.approx(run.outputs["cv_score"])
     assert 0.9 < metrics["cv_f1_macro"] <= 1.0
-    assert metrics["candidates"] == 4  # three C values for logistic regression, one forest
+    assert metrics["candidates"] == 6  # five C values for logistic regression, one forest
     assert metrics["train_rows"] == metrics["search_rows"] == 240
+    # The quality floor, scored on the same folds: the dummy learns nothing, the default booster a lot.
+    assert (
+        metrics["baseline_dummy_cv_f1_macro"]
+        < 0.3
+        < 0.9
+        < metrics["baseline_default_gradient_boosting_cv_f1_macro"]
+    )
+    assert metrics["search_seconds"] > 0
+    assert "baseline: default_gradient_boosting" in Path(run.outputs["summary"].path).read_text()
 
     html = Path(run.outputs["search_results"].path).read_text()
     assert "Search results" in html and '<tr class="ok"' in html
