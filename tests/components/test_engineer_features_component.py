@@ -62,12 +62,18 @@ def _engineer_features_files(root: Path) -> list[Path]:
 
 def test_feature_pipeline_from_preprocess_outputs_takes_raw_rows(kfp_local, penguins_parquet):
     outputs = penguin_features(path=penguins_parquet, derived_features=DERIVED, max_features=8).outputs
-    assert outputs["feature_count"] == 8
 
     features_dir = Path(outputs["features"].path)
     assert sorted(p.name for p in features_dir.iterdir()) == ["features.joblib", "metadata.json"]
     saved = read_metadata(features_dir)
-    assert len(saved["feature_names"]) == 8
+    # mutual_info keeps 8 of 18 only if cross-validation says the 8 do as well as all 18; the check's
+    # scores and decision are saved either way, and the kept count follows the decision.
+    check = saved["selection_check"]
+    assert check["selected_features"] == 8 and check["all_features"] == 18 and check["folds"] == 3
+    assert check["kept"] == (check["with_selection"] >= check["without_selection"])
+    kept = 8 if check["kept"] else 18
+    assert outputs["feature_count"] == kept
+    assert len(saved["feature_names"]) == kept
     assert saved["derived_features"] == ["bill_ratio", "log_mass", "mass_bin"]
     # n_bins arrives as a float through KFP's list parameter and is normalised back to an int.
     assert saved["config"]["derived"][2]["n_bins"] == 4
@@ -86,9 +92,10 @@ def test_feature_pipeline_from_preprocess_outputs_takes_raw_rows(kfp_local, peng
     assert report.startswith("<!DOCTYPE html>")
     for name in saved["candidate_features"]:
         assert f"<td>{name}</td>" in report
-    assert report.count(">kept<") == 8
+    assert report.count(">kept<") == kept
     summary = Path(outputs["summary"].path).read_text()
-    assert "18 candidate features (3 derived), selection mutual_info, max_features 8: 8 kept." in summary
+    assert f"18 candidate features (3 derived), selection mutual_info, max_features 8: {kept} kept." in summary
+    assert f"{check['with_selection']:.4g} with the 8 selected features" in summary
 
 
 def test_unknown_column_in_a_derived_feature_fails_before_writing(kfp_local, penguins_parquet, capsys):
