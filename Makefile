@@ -93,6 +93,7 @@ compile-check: $(INSTALLED)
 	$(VENV)/bin/mlstages compile --check
 
 bench: $(INSTALLED)
+	$(PY) -m pip install --quiet --constraint containers/constraints.txt -e '.[bench]'
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 clean:

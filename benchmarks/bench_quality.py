@@ -9,8 +9,9 @@ For each table (all ship inside PyPI packages, so the benchmark runs offline):
    search's wall time (train's ``search_seconds``);
 3. on the SAME train and test rows: scikit-learn's ``HistGradientBoosting`` with default settings on
    the raw columns (text and categories as pandas categories, which it handles natively), and
-   FLAML's ``AutoML`` given the suite's search time as its ``time_budget`` (same metric: macro F1 or
-   RMSE; its default estimators, seeded);
+   LightGBM with its defaults (the same categories, natively: it joins the suite as a family only
+   if it wins here), and FLAML's ``AutoML`` given the suite's search time as its ``time_budget``
+   (same metric: macro F1 or RMSE; its default estimators, seeded);
 4. the test metric of each (evaluate's primary metric: f1_macro or rmse) and the ratios
    suite / HGB and suite / FLAML, written so that above 1 means the suite is better (for RMSE the
    inverse ratio).
@@ -26,8 +27,8 @@ Usage:
     .venv/bin/python benchmarks/bench_quality.py --quick    # three tables, at most 3,000 rows
     .venv/bin/python benchmarks/bench_quality.py --only diamonds_price --only digits
 
-Needs the comparison libraries: pip install flaml==2.8.0 lightgbm==4.7.0 xgboost-cpu plotnine
-(plotnine ships the diamonds, txhousing and mpg tables).
+Needs the comparison libraries of the ``bench`` extra (flaml, lightgbm, xgboost-cpu, plotnine,
+which ships the diamonds, txhousing and mpg tables); ``make bench`` installs them.
 
 Writes benchmarks/results/quality.json and quality.md.
 """
@@ -223,6 +224,18 @@ def default_hgb(task: str, X_train, y_train, X_test, seed: int = 42) -> np.ndarr
     return model.predict(X_test)
 
 
+def default_lightgbm(task: str, X_train, y_train, X_test, seed: int = 42) -> np.ndarray:
+    """LightGBM with its defaults (issue 12 asks for it as a family if it wins here): pandas
+    categories are LightGBM's native categorical features, as they are HGB's."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    model = (LGBMClassifier if task == "classification" else LGBMRegressor)(
+        random_state=seed, n_jobs=cpus(), verbose=-1
+    )
+    model.fit(X_train, y_train)
+    return model.predict(X_test)
+
+
 def flaml(task: str, X_train, y_train, X_test, budget: float, seed: int = 42) -> tuple[np.ndarray, str]:
     from flaml import AutoML
 
@@ -265,6 +278,7 @@ def bench_table(name: str, quick: bool, scratch: Path) -> dict[str, Any]:
     X_test = as_model_input(test, label, levels)
     y_train, y_test = train[label].to_numpy(), test[label].to_numpy()
     hgb = score(task, y_test, default_hgb(task, X_train, y_train, X_test))
+    lightgbm = score(task, y_test, default_lightgbm(task, X_train, y_train, X_test))
     budget = max(MIN_FLAML_BUDGET, run["search_seconds"])
     started = time.monotonic()
     flaml_pred, flaml_best = flaml(task, X_train, y_train, X_test, budget)
@@ -284,6 +298,8 @@ def bench_table(name: str, quick: bool, scratch: Path) -> dict[str, Any]:
             "suite_search_seconds": round(run["search_seconds"], 1),
             "suite_internal_default_hgb": run["baselines"].get("default_gradient_boosting", {}).get(primary),
             "default_hgb": hgb,
+            "default_lightgbm": lightgbm,
+            "lightgbm_vs_hgb": ratio(task, lightgbm, hgb),
             "flaml": theirs,
             "flaml_best": flaml_best,
             "flaml_budget_seconds": round(budget, 1),
@@ -305,16 +321,16 @@ def render(entries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "Ratios above 1 mean the suite is better (RMSE: the inverse ratio). Targets: every run succeeds,",
         "vs HGB >= 1 (the gate's floor allows 1%), vs FLAML >= 0.98.",
         "",
-        "| table | rows | metric | suite (family) | default HGB | FLAML (best) | vs HGB | vs FLAML | search s | run s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| table | rows | metric | suite (family) | default HGB | default LightGBM | FLAML (best) | vs HGB | vs FLAML | search s | run s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         if not e.get("succeeded"):
-            lines.append(f"| {e['table']} | {e['rows']} | FAILED: {e.get('error', '')} | | | | | | | |")
+            lines.append(f"| {e['table']} | {e['rows']} | FAILED: {e.get('error', '')} | | | | | | | | |")
             continue
         lines.append(
             f"| {e['table']} | {e['rows']:,} | {e['metric']} | {e['suite']:.4g} ({e['suite_family']}) | "
-            f"{e['default_hgb']:.4g} | {e['flaml']:.4g} ({e['flaml_best']}) | {e['vs_default_hgb']:.3f} | "
+            f"{e['default_hgb']:.4g} | {e['default_lightgbm']:.4g} | {e['flaml']:.4g} ({e['flaml_best']}) | {e['vs_default_hgb']:.3f} | "
             f"{e['vs_flaml']:.3f} | {e['suite_search_seconds']} | {e['suite_run_seconds']} |"
         )
     lines += ["", "Tables:", ""] + [f"- {e['table']}: {e['about']}" for e in entries]
@@ -325,6 +341,11 @@ def render(entries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"Runs succeeded: {len(ok)} of {len(entries)}. At least as good as the default HGB: "
             f"{sum(e['vs_default_hgb'] >= 1 for e in ok)}; within the floor's 1%: "
             f"{sum(e['vs_default_hgb'] >= 0.99 for e in ok)}; within 2% of FLAML: {sum(e['vs_flaml'] >= 0.98 for e in ok)}.",
+            "",
+            "LightGBM as a family (issue 12 item 3 adds it only if it wins here): its defaults against the "
+            "default HGB, above 1 when LightGBM is better: "
+            + ", ".join(f"{e['table']} {e['lightgbm_vs_hgb']:.3f}" for e in ok)
+            + ".",
         ]
     return "\n".join(lines) + "\n"
 
