@@ -134,7 +134,7 @@ def test_the_example_compiles_from_components_loaded_by_url(served_repository, r
     assert _images(spec) == {
         f"exec-{s.replace('_', '-')}": component_image(catalog.component(s)) for s in EXAMPLE_STAGES
     }
-    assert set(spec.root.output_definitions.artifacts) == {"train", "validation", "test", "transformer"}
+    assert set(spec.root.output_definitions.artifacts) == {"train", "test", "transformer"}
 
     mirrored = _pipeline_spec(
         _compile_to_text(reuse_pipeline.build_data_prep(base, "registry.example.com/ml/"))
@@ -155,7 +155,7 @@ def test_the_example_runs_locally_on_the_built_in_dataset(served_repository, reu
 
     run = data_prep(data_uri=str(source), label_column="species", test_size=0.25)
 
-    splits = {name: pd.read_parquet(run.outputs[name].path) for name in ("train", "validation", "test")}
+    splits = {name: pd.read_parquet(run.outputs[name].path) for name in ("train", "test")}
     assert sum(len(frame) for frame in splits.values()) == len(penguins)
     assert len(splits["test"]) == pytest.approx(0.25 * len(penguins), abs=1)
     assert set(splits["train"]["species"]) == set(penguins["species"])

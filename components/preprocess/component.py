@@ -12,14 +12,12 @@ from mlstages.components.common.images import image
 def preprocess(
     dataset: Input[Dataset],
     train: Output[Dataset],
-    validation: Output[Dataset],
     test: Output[Dataset],
     transformer: Output[Model],
     summary: Output[Markdown],
     label_column: str,
     task: str = "auto",
     test_size: float = 0.2,
-    validation_size: float = 0.1,
     seed: int = 42,
     split: str = "stratified",
     time_column: str = "",
@@ -36,11 +34,12 @@ def preprocess(
     text_columns: list = [],
     add_missing_indicators: bool = True,
 ) -> NamedTuple("Outputs", [("task", str)]):
-    """Splits a dataset into train, validation and test rows, then fits a preprocessing
+    """Splits a dataset into train and test rows, then fits a preprocessing
     transformer (imputation, encoding, outlier clipping, scaling, TF-IDF) on the train split only.
 
-    The split comes before anything is fitted, so no statistic of validation or test rows leaks
-    into the model. The three split datasets hold RAW rows with every column (label included):
+    The split comes before anything is fitted, so no statistic of test rows leaks into the model.
+    There is no validation split: train selects its model by cross-validation on the train rows.
+    Both split datasets hold RAW rows with every column (label included):
     the transformer is applied later, inside the exported model, so the served model takes raw
     rows. Datetime columns are not transformer features (engineer_features' date_parts derives
     from them); columns with no value in the train split are dropped, and the summary says so.
@@ -51,8 +50,6 @@ def preprocess(
         task: auto, classification or regression. auto reads a non-numeric or boolean label, or a
             whole-number label with at most 20 distinct values, as classification.
         test_size: Share of the rows for the test split, in (0, 1).
-        validation_size: Share of the rows for the validation split, in (0, 1); with test_size,
-            below 1 in total.
         seed: Seed of the random split.
         split: stratified (class shares kept in every split; regression falls back to random),
             random, or time (ordered by time_column: oldest rows train, newest test).
@@ -74,7 +71,6 @@ def preprocess(
 
     Returns:
         train: Raw rows of the train split.
-        validation: Raw rows of the validation split.
         test: Raw rows of the test split.
         transformer: The fitted preprocessing transformer (transformer.joblib, a scikit-learn
             ColumnTransformer with pandas output) and metadata.json (input columns and types,
@@ -100,7 +96,6 @@ def preprocess(
         label_column=label_column,
         task=task,
         test_size=test_size,
-        validation_size=validation_size,
         seed=seed,
         split=split,
         time_column=time_column,
@@ -121,7 +116,7 @@ def preprocess(
     # Everything is checked and fitted in memory before the first output is written.
     result = run_preprocess(raw, config)
 
-    for name, artifact in (("train", train), ("validation", validation), ("test", test)):
+    for name, artifact in (("train", train), ("test", test)):
         metadata = write_dataset(result.splits[name], artifact.path, source=dataset.uri)
         metadata.update(
             {

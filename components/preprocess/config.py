@@ -30,7 +30,7 @@ OUTLIER_METHODS = ("none", "iqr", "zscore")
 DEFAULT_OUTLIER_FACTORS = {"iqr": 1.5, "zscore": 3.0}
 
 
-SPLIT_NAMES = ("train", "validation", "test")
+SPLIT_NAMES = ("train", "test")
 
 
 # Column-plan paths: how each input column is treated.
@@ -61,13 +61,12 @@ class PreprocessConfig:
 
     label_column: the column to predict; kept in the split outputs, never a feature.
     task: auto, classification or regression (auto: see ``labels.detect_task``).
-    test_size, validation_size: shares of the rows for the test and validation splits; each must
-        be in (0, 1) and together below 1. Each split gets ``ceil(size * rows)`` rows and train
-        the rest. Validation is never empty: later stages (model selection, evaluation) rely on it.
+    test_size: the share of the rows for the test split, in (0, 1): ``ceil(test_size * rows)`` rows,
+        train the rest. There is no validation split: train selects by cross-validation.
     seed: the random seed of the split.
     split: stratified (classification: each split keeps the class shares; a regression label is
         split at random instead, and the summary says so), random, or time (rows ordered by
-        ``time_column``: the oldest go to train, then validation, the newest to test).
+        ``time_column``: the oldest go to train, the newest to test).
     time_column: the column that orders rows for ``split="time"``; only used with it.
     drop_columns: columns that are not features (IDs, leaks); they stay in the split outputs.
     numeric_imputation: mean, median, most_frequent or constant (``fill_value_numeric``).
@@ -89,7 +88,6 @@ class PreprocessConfig:
     label_column: str
     task: str = "auto"
     test_size: float = 0.2
-    validation_size: float = 0.1
     seed: int = 42
     split: str = "stratified"
     time_column: str = ""
@@ -116,16 +114,9 @@ class PreprocessConfig:
         require_choice("encoding", self.encoding, ENCODINGS)
         require_choice("outliers", self.outliers, OUTLIER_METHODS)
         require_choice("scaling", self.scaling, SCALINGS)
-        for name in ("test_size", "validation_size"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 < value < 1:
-                raise ParameterError(
-                    f"parameter {name}={value!r} must be a share of the rows strictly between 0 and 1"
-                )
-        if self.test_size + self.validation_size >= 1:
+        if not _is_number(self.test_size) or not 0 < self.test_size < 1:
             raise ParameterError(
-                f"parameters test_size={self.test_size} and validation_size={self.validation_size} "
-                "add up to 1 or more, leaving no rows to train on; make their sum less than 1"
+                f"parameter test_size={self.test_size!r} must be a share of the rows strictly between 0 and 1"
             )
         if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
             raise ParameterError(f"parameter seed={self.seed!r} must be an integer in [0, 2**32)")

@@ -1,6 +1,6 @@
 """Preprocessing: split raw rows, then fit a preprocessing transformer on the train split only.
 
-The split comes first, so nothing learned from validation or test rows (medians, categories,
+The split comes first, so nothing learned from test rows (medians, categories,
 clipping bounds, vocabularies, scales) can leak into the model. The split outputs stay RAW rows:
 the fitted transformer is applied later, inside the exported model, so the served model takes the
 same raw rows as training and evaluation.
@@ -66,7 +66,6 @@ class PreprocessResult:
     config: PreprocessConfig
     task: str
     train: pd.DataFrame
-    validation: pd.DataFrame
     test: pd.DataFrame
     preprocessor: ColumnTransformer
     column_plan: tuple[ColumnPlan, ...]
@@ -78,7 +77,7 @@ class PreprocessResult:
 
     @property
     def splits(self) -> dict[str, pd.DataFrame]:
-        return {"train": self.train, "validation": self.validation, "test": self.test}
+        return {"train": self.train, "test": self.test}
 
     @property
     def row_counts(self) -> dict[str, int]:
@@ -90,7 +89,7 @@ class PreprocessResult:
 
 
 def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
-    """Split ``df`` into raw train / validation / test rows and fit the transformer on train only.
+    """Split ``df`` into raw train / test rows and fit the transformer on train only.
 
     Everything is checked before anything is fitted: the label column (present, no missing value,
     two classes or more for classification), the columns named in ``drop_columns``,
@@ -138,12 +137,11 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         for p in plans
         if p.path == PATH_DROPPED and p.logical_type == DATETIME and p.missing_in_train < len(train_X)
     )
-    parts = {"train": split.train, "validation": split.validation, "test": split.test}
+    parts = {"train": split.train, "test": split.test}
     return PreprocessResult(
         config=config,
         task=task,
         train=split.train,
-        validation=split.validation,
         test=split.test,
         preprocessor=preprocessor,
         column_plan=tuple(full_plan),

@@ -1,5 +1,7 @@
-"""The split: train / validation / test, seeded, stratified, random or by time, before anything
-is fitted."""
+"""The split: train / test, seeded, stratified, random or by time, before anything is fitted.
+
+There is no validation split: train chooses its model by cross-validation on the train rows, and
+the gate judges it on the test rows, so a third split would only take rows from training."""
 
 from __future__ import annotations
 
@@ -23,34 +25,29 @@ from mlstages.components.common.labels import (
 from mlstages.components.preprocess.config import SPLIT_NAMES, PreprocessConfig
 
 
-def split_sizes(n_rows: int, config: PreprocessConfig) -> tuple[int, int, int]:
-    """Rows for (train, validation, test): ``ceil(size * n_rows)`` for validation and test."""
+def split_sizes(n_rows: int, config: PreprocessConfig) -> tuple[int, int]:
+    """Rows for (train, test): ``ceil(test_size * n_rows)`` for test, the rest for train."""
     # round() first: 0.1 * 30 is 3.0000000000000004 in floating point, which must not ceil to 4.
     n_test = math.ceil(round(config.test_size * n_rows, 9))
-    n_validation = math.ceil(round(config.validation_size * n_rows, 9))
-    n_train = n_rows - n_test - n_validation
+    n_train = n_rows - n_test
     if n_train < 1:
         raise InputDataError(
-            f"{n_rows} row(s) are too few to split: test_size={config.test_size} takes {n_test} and "
-            f"validation_size={config.validation_size} takes {n_validation}, leaving {n_train} to "
-            "train on; provide more rows or lower the sizes"
+            f"{n_rows} row(s) are too few to split: test_size={config.test_size} takes {n_test}, "
+            f"leaving {n_train} to train on; provide more rows or lower test_size"
         )
-    return n_train, n_validation, n_test
+    return n_train, n_test
 
 
 @dataclass(frozen=True)
 class _Split:
     train: pd.DataFrame
-    validation: pd.DataFrame
     test: pd.DataFrame
     method: str
     notes: tuple[str, ...]
 
 
-def split_dataset(
-    df: pd.DataFrame, config: PreprocessConfig
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Split raw rows into (train, validation, test), with every column kept.
+def split_dataset(df: pd.DataFrame, config: PreprocessConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split raw rows into (train, test), with every column kept.
 
     Seeded and deterministic. Stratified for classification labels (each class must then be in
     every split: a class too small for that raises InputDataError naming it); a time split orders
@@ -59,7 +56,7 @@ def split_dataset(
     _check_not_empty(df)
     y = check_label(df, config.label_column, what="dataset", task=config.task)
     split = _split(df, y, resolve_task(y, config.task), config)
-    return split.train, split.validation, split.test
+    return split.train, split.test
 
 
 def _check_not_empty(df: pd.DataFrame) -> None:
@@ -68,7 +65,7 @@ def _check_not_empty(df: pd.DataFrame) -> None:
 
 
 def _split(df: pd.DataFrame, y: pd.Series, task: str, config: PreprocessConfig) -> _Split:
-    n_train, n_validation, n_test = split_sizes(len(df), config)
+    n_train, n_test = split_sizes(len(df), config)
     notes: list[str] = []
     method = config.split
     if method == "stratified" and task == REGRESSION:
@@ -78,34 +75,22 @@ def _split(df: pd.DataFrame, y: pd.Series, task: str, config: PreprocessConfig) 
         )
     if method == "time":
         order = _time_order(df, config.time_column)
-        train_pos = order[:n_train]
-        validation_pos = order[n_train : n_train + n_validation]
-        test_pos = order[n_train + n_validation :]
+        train_pos, test_pos = order[:n_train], order[n_train:]
     else:
         stratify = y.to_numpy() if method == "stratified" else None
         if stratify is not None:
-            _check_stratifiable(y, n_validation, n_test)
+            _check_stratifiable(y, n_test)
         positions = np.arange(len(df))
         try:
-            rest_pos, test_pos = train_test_split(
+            train_pos, test_pos = train_test_split(
                 positions, test_size=n_test, random_state=config.seed, stratify=stratify
-            )
-            train_pos, validation_pos = train_test_split(
-                rest_pos,
-                test_size=n_validation,
-                random_state=config.seed,
-                stratify=None if stratify is None else stratify[rest_pos],
             )
         except ValueError as exc:  # sklearn's own checks on class counts and split sizes
             raise InputDataError(f"cannot split the {len(df)} rows with split={method!r}: {exc}") from exc
-    parts = {
-        "train": df.iloc[train_pos],
-        "validation": df.iloc[validation_pos],
-        "test": df.iloc[test_pos],
-    }
+    parts = {"train": df.iloc[train_pos], "test": df.iloc[test_pos]}
     if task == CLASSIFICATION:
         notes.extend(_check_classes_present(y, parts, config.label_column, method))
-    return _Split(parts["train"], parts["validation"], parts["test"], method, tuple(notes))
+    return _Split(parts["train"], parts["test"], method, tuple(notes))
 
 
 def _time_order(df: pd.DataFrame, time_column: str) -> np.ndarray:
@@ -131,7 +116,7 @@ def _time_order(df: pd.DataFrame, time_column: str) -> np.ndarray:
     return np.argsort(values.to_numpy(), kind="stable")
 
 
-def _check_stratifiable(y: pd.Series, n_validation: int, n_test: int) -> None:
+def _check_stratifiable(y: pd.Series, n_test: int) -> None:
     counts = y.value_counts()
     too_small = counts[counts < len(SPLIT_NAMES)]
     if len(too_small):
@@ -141,12 +126,10 @@ def _check_stratifiable(y: pd.Series, n_validation: int, n_test: int) -> None:
             f"needs at least {len(SPLIT_NAMES)} per class (one per split). Add rows for it, remove or "
             "merge the class, or use split='random'"
         )
-    smallest = min(n_validation, n_test)
-    if smallest < len(counts):
+    if n_test < len(counts):
         raise InputDataError(
-            f"label column {y.name!r} has {len(counts)} classes, but the smallest split gets only "
-            f"{smallest} row(s), too few to hold each class once; raise test_size / validation_size "
-            "or provide more rows"
+            f"label column {y.name!r} has {len(counts)} classes, but the test split gets only "
+            f"{n_test} row(s), too few to hold each class once; raise test_size or provide more rows"
         )
 
 

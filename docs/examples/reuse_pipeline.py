@@ -21,7 +21,6 @@ MLSTAGES = "https://raw.githubusercontent.com/mlstages/mlstages/v0.1.0/component
 
 class Prepared(NamedTuple):
     train: Dataset
-    validation: Dataset
     test: Dataset
     transformer: Model
 
@@ -52,7 +51,6 @@ def build_data_prep(base_url: str = MLSTAGES, registry: str | None = None) -> Gr
                 from_registry(task, registry)
         return Prepared(
             train=prepared.outputs["train"],
-            validation=prepared.outputs["validation"],
             test=prepared.outputs["test"],
             transformer=prepared.outputs["transformer"],
         )

@@ -23,7 +23,6 @@ from mlstages.components.preprocess.component import preprocess
 
 class Outputs(NamedTuple):
     train: Dataset
-    validation: Dataset
     test: Dataset
     transformer: Model
     summary: Markdown
@@ -41,7 +40,6 @@ def preprocess_penguins(path: str, label_column: str, drop_columns: list) -> Out
     )
     return Outputs(
         train=split.outputs["train"],
-        validation=split.outputs["validation"],
         test=split.outputs["test"],
         transformer=split.outputs["transformer"],
         summary=split.outputs["summary"],
@@ -59,10 +57,9 @@ def test_penguins_are_split_into_raw_rows_and_the_transformer_is_saved(kfp_local
     ).outputs
     assert outputs["task"] == "classification"
 
-    splits = {name: read_dataset(outputs[name].path) for name in ("train", "validation", "test")}
+    splits = {name: read_dataset(outputs[name].path) for name in ("train", "test")}
     assert {name: len(frame) for name, frame in splits.items()} == {
-        "train": 240,
-        "validation": 35,
+        "train": 275,
         "test": 69,
     }
     for name, frame in splits.items():
@@ -100,7 +97,7 @@ def test_penguins_are_split_into_raw_rows_and_the_transformer_is_saved(kfp_local
     assert np.isfinite(features.to_numpy(dtype=float)).all()
 
     summary = Path(outputs["summary"].path).read_text()
-    assert "| train | 240 | 69.8% |" in summary
+    assert "| train | 275 | 79.9% |" in summary
     assert "| year | numeric | excluded | 0 | excluded: drop_columns |" in summary
 
 

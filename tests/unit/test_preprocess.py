@@ -65,8 +65,7 @@ def fit_tiny(frame: pd.DataFrame, **overrides) -> pd.DataFrame:
     [
         ({"label_column": ""}, "parameter label_column is empty"),
         ({"test_size": 0.0}, r"parameter test_size=0.0 must be a share of the rows strictly between 0 and 1"),
-        ({"validation_size": 1.0}, r"parameter validation_size=1.0 must be a share"),
-        ({"test_size": 0.5, "validation_size": 0.5}, r"add up to 1 or more, leaving no rows to train on"),
+        ({"test_size": 1.0}, r"parameter test_size=1.0 must be a share"),
         ({"split": "kfold"}, r"parameter split='kfold' is not one of: 'stratified', 'random', 'time'"),
         ({"split": "time"}, r"split='time' needs parameter time_column"),
         ({"time_column": "when"}, r"parameter time_column='when' is only used with split='time'"),
@@ -103,10 +102,10 @@ def test_outlier_factor_defaults_per_method():
 
 def test_split_sizes_and_no_row_in_two_splits():
     df = make_frame()
-    train, validation, test = split_dataset(df, config())
-    assert (len(train), len(validation), len(test)) == (70, 10, 20) == split_sizes(100, config())
-    ids = [set(part["id"]) for part in (train, validation, test)]
-    assert ids[0].isdisjoint(ids[1]) and ids[0].isdisjoint(ids[2]) and ids[1].isdisjoint(ids[2])
+    train, test = split_dataset(df, config())
+    assert (len(train), len(test)) == (80, 20) == split_sizes(100, config())
+    ids = [set(part["id"]) for part in (train, test)]
+    assert ids[0].isdisjoint(ids[1])
     assert set().union(*ids) == set(df["id"])
     # Raw rows: every column, the label and the dropped ID included, values untouched.
     assert list(train.columns) == list(df.columns)
@@ -115,8 +114,8 @@ def test_split_sizes_and_no_row_in_two_splits():
 
 def test_split_sizes_round_up_without_floating_point_surprises():
     # 0.1 * 30 is 3.0000000000000004 in floating point; it must give 3 rows, not 4.
-    assert split_sizes(30, config(test_size=0.2, validation_size=0.1)) == (21, 3, 6)
-    assert split_sizes(7, config()) == (4, 1, 2)
+    assert split_sizes(30, config(test_size=0.1)) == (27, 3)
+    assert split_sizes(7, config()) == (5, 2)
 
 
 def test_split_is_reproducible_and_seeded():
@@ -159,17 +158,16 @@ def test_regression_label_falls_back_to_a_random_split_and_says_so():
 
 def test_time_split_puts_the_oldest_rows_in_train_and_the_newest_in_test():
     df = make_frame()
-    train, validation, test = split_dataset(df, config(split="time", time_column="when"))
-    assert (len(train), len(validation), len(test)) == (70, 10, 20)
-    assert train["when"].max() < validation["when"].min()
-    assert validation["when"].max() < test["when"].min()
+    train, test = split_dataset(df, config(split="time", time_column="when"))
+    assert (len(train), len(test)) == (80, 20)
+    assert train["when"].max() < test["when"].min()
     assert train["when"].is_monotonic_increasing and test["when"].is_monotonic_increasing
 
 
 def test_time_split_parses_dates_given_as_text():
     df = make_frame(30)
     df["when"] = df["when"].dt.strftime("%Y-%m-%d")
-    train, _, test = split_dataset(df, config(split="time", time_column="when"))
+    train, test = split_dataset(df, config(split="time", time_column="when"))
     assert train["when"].max() < test["when"].min()
 
 
@@ -200,28 +198,28 @@ def test_time_column_with_missing_or_unparseable_values_is_named():
 
 def test_a_class_too_small_to_stratify_is_named_with_its_count():
     df = make_frame()
-    df.loc[df.index[:2], "y"] = "rare"
+    df.loc[df.index[:1], "y"] = "rare"
     with pytest.raises(
         InputDataError,
-        match=r"class 'rare' of label column 'y' has only 2 row\(s\); a stratified split needs at least 3",
+        match=r"class 'rare' of label column 'y' has only 1 row\(s\); a stratified split needs at least 2",
     ):
         split_dataset(df, config())
 
 
 def test_a_class_that_misses_a_split_is_named():
     df = make_frame(60)
-    df.loc[df.index[:3], "y"] = "rare"  # 3 rows: the 6-row validation split gets none of them
+    df.loc[df.index[:3], "y"] = "rare"  # 3 rows: the 3-row test split gets none of them
     with pytest.raises(
         InputDataError,
-        match=r"class 'rare' of label column 'y' \(3 row\(s\) in all\) got no row in the validation split",
+        match=r"class 'rare' of label column 'y' \(3 row\(s\) in all\) got no row in the test split",
     ):
-        split_dataset(df, config())
+        split_dataset(df, config(test_size=0.1))
 
 
 def test_too_few_rows_to_split():
-    with pytest.raises(InputDataError, match=r"2 row\(s\) are too few to split: test_size=0.2 takes 1"):
-        split_dataset(make_frame(2), config(split="random"))
-    with pytest.raises(InputDataError, match=r"3 classes, but the smallest split gets only 1 row"):
+    with pytest.raises(InputDataError, match=r"3 row\(s\) are too few to split: test_size=0.9 takes 3"):
+        split_dataset(make_frame(3), config(split="random", test_size=0.9))
+    with pytest.raises(InputDataError, match=r"3 classes, but the test split gets only 2 row"):
         split_dataset(make_frame(9), config())
 
 
@@ -502,7 +500,7 @@ def test_datetime_and_all_missing_columns_are_dropped_and_reported():
 def test_preprocess_result_and_feature_names():
     result = preprocess(make_frame(), config())
     assert result.task == "classification"
-    assert result.row_counts == {"train": 70, "validation": 10, "test": 20}
+    assert result.row_counts == {"train": 80, "test": 20}
     assert result.input_columns == ["x", "colour", "flag", "when"]
     assert result.feature_names == (
         "num__x",
@@ -513,7 +511,7 @@ def test_preprocess_result_and_feature_names():
         "missing__x",
         "missing__colour",
     )
-    assert sum(result.label_summary["train"].values()) == 70
+    assert sum(result.label_summary["train"].values()) == 80
     out = result.preprocessor.transform(result.test)
     assert list(out.columns) == list(result.feature_names)
     assert np.isfinite(out.to_numpy(dtype=float)).all()
@@ -539,8 +537,8 @@ def test_saved_transformer_loads_and_transforms_the_same(tmp_path):
 def test_summary_lists_splits_classes_and_columns_and_escapes_names():
     df = make_frame().rename(columns={"colour": "<b>colour</b>"})
     summary = render_markdown(preprocess(df, config()))
-    assert "| train | 70 | 70.0% |" in summary
-    assert "## Class balance" in summary and "| c | 24 (34.3%) | 3 (30.0%) | 6 (30.0%) |" in summary
+    assert "| train | 80 | 80.0% |" in summary
+    assert "## Class balance" in summary and "| c | 27 (33.8%) | 6 (30.0%) |" in summary
     assert "| &lt;b&gt;colour&lt;/b&gt; | categorical | categorical | " in summary
     assert "<b>" not in summary
 
