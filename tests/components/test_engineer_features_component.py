@@ -94,7 +94,9 @@ def test_feature_pipeline_from_preprocess_outputs_takes_raw_rows(kfp_local, peng
         assert f"<td>{name}</td>" in report
     assert report.count(">kept<") == kept
     summary = Path(outputs["summary"].path).read_text()
-    assert f"18 candidate features (3 derived), selection mutual_info, max_features 8: {kept} kept." in summary
+    assert (
+        f"18 candidate features (3 derived), selection mutual_info, max_features 8: {kept} kept." in summary
+    )
     assert f"{check['with_selection']:.4g} with the 8 selected features" in summary
 
 
