@@ -180,7 +180,7 @@ def run_pipeline(
         local.init(runner=runner, pipeline_root=str(pipeline_root))
         before = {p.name for p in pipeline_root.iterdir()}
         progress(f"Running pipeline {pipeline_name} with kfp.local ({type(runner).__name__}) ...")
-        with guard as task_containers, supervised:
+        with guard as task_containers, supervised, local_run_environment():
             try:
                 catalog.pipeline(pipeline_name)(**params)
             except RuntimeError as exc:
@@ -204,6 +204,23 @@ def run_pipeline(
         elapsed_seconds=time.monotonic() - started,
         task_images=[container.image for container in task_containers],
     )
+
+
+@contextlib.contextmanager
+def local_run_environment() -> Iterator[None]:
+    """Tell the tasks this is a local run, even inside a Kubernetes pod (a notebook server):
+    deploy serves with cluster='none' on this machine's model server as asked."""
+    from mlstages.components.deploy.config import LOCAL_RUN_ENV
+
+    previous = os.environ.get(LOCAL_RUN_ENV)
+    os.environ[LOCAL_RUN_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LOCAL_RUN_ENV, None)
+        else:
+            os.environ[LOCAL_RUN_ENV] = previous
 
 
 def read_run(run_dir: Path) -> list[TaskOutputs]:
