@@ -26,9 +26,26 @@ def _run(args: argparse.Namespace) -> int:
         params["data_uri"] = args.data
         if "model_name" not in params and "model_name" in local.declared_params(args.pipeline):
             params["model_name"] = model_name_for(args.data)
+    _precheck(args.pipeline, params)
     report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose)
     print(local.format_report(report))
     return 0
+
+
+def _precheck(pipeline: str, params: dict) -> None:
+    """Every parameter a stage would refuse, refused before any task runs (one line, exit 2).
+    Without a data URI the run uploads the built-in dataset: its columns are checked instead."""
+    from mlstages.tooling import local, precheck
+
+    local.check_params(pipeline, {"data_uri": ""} | params)
+    arguments, previews = local.typed_params(pipeline, params), {}
+    if not arguments.get("data_uri"):
+        arguments["data_uri"] = local.BUILTIN_DATASET_NAME
+        label = arguments.get("label_column")
+        previews[local.BUILTIN_DATASET_NAME] = precheck.preview_frame(
+            local.BUILTIN_DATASET_NAME, local.builtin_dataset(), label if isinstance(label, str) else ""
+        )
+    precheck.check_pipeline(pipeline, arguments, previews)
 
 
 def _monitor(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ DEFAULT_WORKDIR = Path(".mlstages")
 LOCAL_BUCKET = "mlstages-local"
 BUCKET_ENV = "MLSTAGES_BUCKET"
 BUILTIN_DATASET_OBJECT = "datasets/penguins/penguins.csv"
+BUILTIN_DATASET_NAME = "the built-in dataset (Palmer penguins)"
 
 
 class PipelineFailed(MlstagesError):
@@ -96,16 +97,43 @@ def check_params(pipeline_name: str, params: dict[str, Any]) -> None:
         raise ParameterError(f"pipeline {pipeline_name} needs parameter(s): {', '.join(missing)}")
 
 
+def typed_params(pipeline_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the types the pipeline declares, so that kfp.local does not end the run
+    in a traceback: YAML reads ``--set test_size=0`` as an integer where the pipeline takes a
+    float, and a date or a number where it takes text. Any other mismatch is a ParameterError
+    naming the parameter (as ``mlstages submit`` does)."""
+    from google.protobuf.json_format import MessageToDict
+
+    from mlstages.tooling.kfp_runs import typed_value
+
+    root = MessageToDict(catalog.pipeline(pipeline_name).pipeline_spec)["root"]
+    declared = root.get("inputDefinitions", {}).get("parameters", {})
+    typed = {}
+    for name, value in params.items():
+        kind = declared.get(name, {}).get("parameterType")
+        value = typed_value(name, value, kind) if kind else value
+        if kind == "NUMBER_DOUBLE" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        typed[name] = value
+    return typed
+
+
 def declared_params(pipeline_name: str) -> set[str]:
     return set(catalog.pipeline(pipeline_name).component_spec.inputs or {})
 
 
-def builtin_dataset_csv() -> bytes:
-    """The Palmer penguins data, shipped inside the palmerpenguins package (no download)."""
+def builtin_dataset() -> Any:
+    """The Palmer penguins data as a DataFrame, shipped inside the palmerpenguins package (no
+    download)."""
     import palmerpenguins
 
+    return palmerpenguins.load_penguins()
+
+
+def builtin_dataset_csv() -> bytes:
+    """The built-in dataset as the CSV a local run uploads."""
     buffer = io.StringIO()
-    palmerpenguins.load_penguins().to_csv(buffer, index=False)
+    builtin_dataset().to_csv(buffer, index=False)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -156,6 +184,7 @@ def run_pipeline(
     workdir = Path(workdir).resolve()
     params = dict(params)
     check_params(pipeline_name, {k: v for k, v in params.items() if k != "data_uri"} | {"data_uri": ""})
+    params = typed_params(pipeline_name, params)
     pipeline_root = workdir / "runs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
