@@ -207,9 +207,8 @@ def run_pipeline(
             runner, guard = local.SubprocessRunner(use_venv=False), contextlib.nullcontext([])
             supervised = supervised_tasks(supervisor)
         local.init(runner=runner, pipeline_root=str(pipeline_root))
-        before = {p.name for p in pipeline_root.iterdir()}
         progress(f"Running pipeline {pipeline_name} with kfp.local ({type(runner).__name__}) ...")
-        with guard as task_containers, supervised, local_run_environment():
+        with guard as task_containers, supervised, local_run_environment(), run_names() as names:
             try:
                 catalog.pipeline(pipeline_name)(**params)
             except RuntimeError as exc:
@@ -219,12 +218,11 @@ def run_pipeline(
                 raise PipelineFailed(
                     f"task {failure.task} failed: {failure.message} (its log: {failure.log})"
                 ) from exc
-    run_dir = supervisor.run_dir(pipeline_root)
-    if run_dir is None:  # tasks in containers: the run folder this call created
-        run_dirs = sorted(p for p in pipeline_root.iterdir() if p.is_dir() and p.name not in before)
-        if not run_dirs:
-            raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
-        run_dir = run_dirs[-1]
+    # This run's own folder, by the name kfp.local gave it: never "the newest folder", which
+    # another run in the same workdir may have made (issue 12 item 7).
+    run_dir = pipeline_root / names[0] if names else supervisor.run_dir(pipeline_root)
+    if run_dir is None or not run_dir.is_dir():
+        raise RuntimeError(f"kfp.local wrote no run folder for this run under {pipeline_root}")
     return RunReport(
         pipeline=pipeline_name,
         run_dir=run_dir,
@@ -250,6 +248,26 @@ def local_run_environment() -> Iterator[None]:
             os.environ.pop(LOCAL_RUN_ENV, None)
         else:
             os.environ[LOCAL_RUN_ENV] = previous
+
+
+@contextlib.contextmanager
+def run_names() -> Iterator[list[str]]:
+    """The names kfp.local gives the pipeline runs started within the block: each run's folder
+    under the pipeline root (kfp.local returns no handle to it)."""
+    from kfp.local import executor_input_utils
+
+    original = executor_input_utils.get_local_pipeline_resource_name
+    names: list[str] = []
+
+    def recorded(pipeline_name: str) -> str:
+        names.append(original(pipeline_name))
+        return names[-1]
+
+    executor_input_utils.get_local_pipeline_resource_name = recorded
+    try:
+        yield names
+    finally:
+        executor_input_utils.get_local_pipeline_resource_name = original
 
 
 def read_run(run_dir: Path) -> list[TaskOutputs]:
