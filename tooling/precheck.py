@@ -58,17 +58,18 @@ class StageConfig:
         parameter that is a field of the config goes to the field of the same name).
     converted: component parameter → the conversion its component applies before the config.
     columns: component parameters that name columns of the stage's data.
+    merged: for a component that makes one field of two parameters, how (applied first).
     """
 
     config: str = ""
     renamed: Mapping[str, str] = field(default_factory=dict)
     converted: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     columns: tuple[str, ...] = ()
+    merged: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 # The stages whose parameters can be checked before the run, by the name of their component
-# function. fetch_champion and monitor_drift are not listed: they check their own parameters when
-# they run (monitor_drift merges two of them into one field).
+# function. fetch_champion is not listed: it has no settings to check.
 STAGES: dict[str, StageConfig] = {
     "ingest": StageConfig("mlstages.components.ingest.ingest:IngestConfig"),
     "validate_data": StageConfig(
@@ -92,6 +93,11 @@ STAGES: dict[str, StageConfig] = {
     "deploy": StageConfig(
         "mlstages.components.deploy.config:DeployConfig",
         converted={"canary_traffic_percent": lambda value: None if value == -1 else value},
+    ),
+    "monitor_drift": StageConfig(
+        "mlstages.components.monitor_drift.config:DriftConfig",
+        # Its component passes metric_drops, when given, as max_metric_drop.
+        merged=lambda a: {**a, "max_metric_drop": a.get("metric_drops") or a.get("max_metric_drop")},
     ),
 }
 
@@ -389,7 +395,8 @@ def _check_config(entry: StageConfig, call: StageCall, tasks: tuple[str, ...]) -
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     }
     values = {}
-    for param, value in call.arguments.items():
+    arguments = entry.merged(call.arguments) if entry.merged else call.arguments
+    for param, value in arguments.items():
         name = entry.renamed.get(param, param)
         if name not in fields:
             continue

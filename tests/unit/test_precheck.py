@@ -227,3 +227,20 @@ def test_the_built_in_params_files_pass_on_the_built_in_dataset(tmp_path):
     )
     with pytest.raises(ParameterError, match="column 'Island'"):
         cli._precheck("training", {**training, "slice_columns": ["Island"]})
+
+
+@pytest.mark.parametrize(
+    ("sets", "parameter"),
+    [
+        (["drift_share=2"], "drift_share=2.0"),
+        (["metric_drops={f1_macro: -1}"], "max_metric_drop"),
+        (["retrain_on=always"], "retrain_on='always'"),
+        (["slice_columns=[Island]"], "slice_columns"),  # of the retraining, nested in monitoring
+    ],
+)
+def test_mlstages_monitor_checks_its_parameters_before_any_task(tmp_path, capsys, sets, parameter):
+    workdir = tmp_path / "work"
+    args = ["monitor", "--workdir", str(workdir)]
+    for item in sets:
+        args += ["--set", item]
+    assert_refused_before_any_task(cli.main(args), capsys.readouterr().err, workdir, parameter)
