@@ -408,16 +408,26 @@ def _check_config(entry: StageConfig, call: StageCall, tasks: tuple[str, ...]) -
     if required - set(values):
         return  # a missing pipeline parameter, refused as such before the run
     if values.get("task", None) is not UNKNOWN:
-        config_class(**values)
+        _build(config_class, values)
         return
     errors = []
     for task in tasks:
         try:
-            config_class(**{**values, "task": task})
+            _build(config_class, {**values, "task": task})
             return
         except ParameterError as exc:
             errors.append(exc)
     raise errors[0]
+
+
+def _build(config_class: Any, values: Mapping[str, Any]) -> None:
+    try:
+        config_class(**values)
+    except ParameterError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError):
+        # A value the config has no message for: the task says what it makes of it, as before.
+        pass
 
 
 def _check_columns(entry: StageConfig, call: StageCall, preview: DataPreview) -> None:
