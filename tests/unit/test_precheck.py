@@ -203,6 +203,39 @@ def test_every_renamed_or_converted_parameter_is_one_the_stage_takes():
             assert set(entry.renamed.values()) <= fields, stage
 
 
+def test_each_component_builds_its_config_as_the_precheck_does():
+    """The precheck passes a component parameter to the config field of the same name unless
+    STAGES says otherwise: read each component's own XConfig(...) call to hold it to that."""
+    import ast
+    import inspect
+    import textwrap
+
+    for stage, entry in precheck.STAGES.items():
+        if not entry.config:
+            continue
+        component = catalog.component(stage)
+        inputs = set(component.component_spec.inputs or {})
+        class_name = entry.config.rpartition(":")[2]
+        tree = ast.parse(textwrap.dedent(inspect.getsource(component.python_func)))
+        (call,) = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == class_name
+        ]
+        for keyword in call.keywords:
+            value = keyword.value
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "tuple":
+                value = value.args[0]  # tuple(x) or tuple(x or ()): the configs take lists too
+                if isinstance(value, ast.BoolOp) and isinstance(value.values[-1], ast.Tuple):
+                    value = value.values[0]
+            names = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)} & inputs
+            if isinstance(value, ast.Name):
+                source = value.id
+                assert entry.renamed.get(source, source) == keyword.arg, (stage, keyword.arg, source)
+            else:
+                assert entry.merged or names <= set(entry.converted), (stage, keyword.arg, ast.unparse(value))
+
+
 # --- what must pass --------------------------------------------------------------------------------
 
 
