@@ -16,8 +16,9 @@ sometimes after train had published a model. ``check_pipeline`` finds it first:
    from Parquet, or from a CSV/TSV below ``LABEL_READ_MAX_BYTES``, to detect the task.
 
 Data that is not a local file (gs://, http(s)://, a database) or is JSON Lines is not read here:
-its column checks are left to the tasks, as they were. The same holds for what only the data's
-values decide (a column's type, the number of classes).
+its column checks are left to the tasks, as they were. Neither is any data of a run sent to a
+cluster (`mlstages submit`, `schedule`): its pods read paths on their own filesystem. The same
+holds for what only the data's values decide (a column's type, the number of classes).
 """
 
 from __future__ import annotations
@@ -302,18 +303,22 @@ def check_pipeline(
     pipeline_name: str,
     arguments: Mapping[str, Any],
     previews: Mapping[str, DataPreview] | None = None,
+    *,
+    read_local_files: bool = True,
 ) -> None:
     """Raise ParameterError, in one line naming the pipeline parameter, for the first parameter
     that a stage of ``pipeline_name`` would refuse with these ``arguments``.
 
     ``previews`` maps a data URI to what was read of it (``preview_data``, ``preview_frame``);
-    local files the pipeline reads that are not in it are previewed here. A stage whose data has
-    no preview leaves its column checks to its task. Unknown and missing pipeline parameters are
+    with ``read_local_files``, local files the pipeline reads that are not in it are previewed
+    here (not for a run on a cluster, whose pods read paths on their own filesystem). A stage
+    whose data has no preview leaves its column checks to its task. Unknown and missing pipeline parameters are
     not checked here: ``local.check_params`` and ``kfp_runs.prepare_parameters`` refuse them.
     """
     calls = stage_calls(pipeline_name, arguments)
     try:
-        previews = {**_previews(calls, skip=set(previews or {})), **(previews or {})}
+        found = _previews(calls, skip=set(previews or {})) if read_local_files else {}
+        previews = {**found, **(previews or {})}
     except ParameterError as exc:
         raise ParameterError(f"{exc} (checked before the run: task ingest would refuse it)") from exc
     tasks = _possible_tasks(calls, previews)

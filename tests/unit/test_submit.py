@@ -289,6 +289,8 @@ def test_parameters_a_stage_would_refuse_are_refused_before_any_request(standin,
     assert err.startswith("mlstages: error: parameter model_families: unknown family 'svm'")
     assert "task train would refuse it" in err and err.count("\n") == 1
     assert standin.requests == []
+    # The data is the pods' to read: a path on their filesystem is not looked for here.
+    assert submit(standin.url, "--data", "/mnt/data/table.csv", "--set", "slice_columns=[region]") == 0
 
 
 def test_unknown_parameter_lists_what_the_pipeline_takes(standin, capsys):
