@@ -13,6 +13,9 @@ import pytest
 os.environ.setdefault("NO_GCE_CHECK", "true")
 os.environ.setdefault("GCE_METADATA_HOST", "127.0.0.1:9")
 os.environ.setdefault("GCE_METADATA_IP", "127.0.0.1:9")
+# Tests are local runs even where CI runs them in a Kubernetes pod: deploy may serve with
+# cluster='none' (tests/unit/test_deploy.py clears this to test the refusal).
+os.environ.setdefault("MLSTAGES_LOCAL_RUN", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 pytest_plugins = ["conftest_gcs"]

@@ -26,15 +26,39 @@ def _run(args: argparse.Namespace) -> int:
         params["data_uri"] = args.data
         if "model_name" not in params and "model_name" in local.declared_params(args.pipeline):
             params["model_name"] = model_name_for(args.data)
+    _precheck(args.pipeline, params)
     report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose)
     print(local.format_report(report))
     return 0
+
+
+def _precheck(pipeline: str, params: dict, filled_later: tuple[str, ...] = ("data_uri",)) -> None:
+    """Every parameter a stage would refuse, refused before any task runs (one line, exit 2).
+
+    ``filled_later``: the data parameters the command fills in itself when they are not given,
+    with the built-in dataset (or a window simulated from it): its columns are checked instead."""
+    from mlstages.tooling import local, precheck
+
+    local.check_params(pipeline, dict.fromkeys(filled_later, "") | params)
+    arguments, previews = local.typed_params(pipeline, params), {}
+    for name in filled_later:
+        if not arguments.get(name):
+            arguments[name] = local.BUILTIN_DATASET_NAME
+            label = arguments.get("label_column")
+            previews[local.BUILTIN_DATASET_NAME] = precheck.preview_frame(
+                local.BUILTIN_DATASET_NAME, local.builtin_dataset(), label if isinstance(label, str) else ""
+            )
+    precheck.check_pipeline(pipeline, arguments, previews)
 
 
 def _monitor(args: argparse.Namespace) -> int:
     from mlstages.tooling import local
 
     params = local.load_params(args.params or catalog.pipeline_params_path("monitoring"), args.set or [])
+    # The registry defaults to the embedded store's; the window and the training data to the
+    # built-in dataset (a window simulated from it).
+    given = {**params, **({"current_uri": args.data} if args.data else {})}
+    _precheck("monitoring", {"model_registry": "", **given}, filled_later=("data_uri", "current_uri"))
     report = local.monitor(
         params,
         data=args.data,

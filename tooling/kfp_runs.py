@@ -127,7 +127,7 @@ _PARAMETER_TYPES = {
 }
 
 
-def _typed(name: str, value: Any, kind: str) -> Any:
+def typed_value(name: str, value: Any, kind: str) -> Any:
     """``value`` as the JSON the run's parameter of type ``kind`` takes, or a ParameterError."""
     ok = {
         "STRING": isinstance(value, str),
@@ -164,7 +164,7 @@ def prepare_parameters(compiled: CompiledPipeline, params: Mapping[str, Any]) ->
         raise ParameterError(
             f"pipeline {compiled.name} needs parameter(s): {', '.join(missing)} (--set NAME=VALUE or --params FILE)"
         )
-    return {name: _typed(name, value, declared[name]["parameterType"]) for name, value in params.items()}
+    return {name: typed_value(name, value, declared[name]["parameterType"]) for name, value in params.items()}
 
 
 # The data parameters of each pipeline whose ingest task also takes the `snapshot` parameter
@@ -178,7 +178,6 @@ def submission_notes(
     """Things about this submission a user may not have meant, as warnings (none stops it)."""
     from mlstages.components.ingest.ingest import SQL_SCHEMES, source_scheme
 
-    declared = compiled.parameters
     notes = []
     for name in ("data_uri", "current_uri", "model_registry"):
         value = params.get(name)
@@ -187,12 +186,6 @@ def submission_notes(
                 f"{name}={value!r} is a path on this machine; the run's pods read it from their own "
                 "filesystem (use gs://, http(s):// or a database URL)"
             )
-    default_cluster = declared.get("cluster", {}).get("defaultValue")
-    if "cluster" in declared and params.get("cluster", default_cluster) == "none":
-        notes.append(
-            "cluster=none: deploy serves the model inside its own pod and applies no InferenceService; "
-            "set cluster=in-cluster to deploy on this cluster"
-        )
     ingest_caching = settings.for_stage("ingest").caching
     if ingest_caching:
         for name in ("data_uri", "current_uri"):

@@ -107,6 +107,12 @@ def prepare(submission: Submission, target: Target) -> Prepared:
     auth = resolve_auth(target.token_env, target.token_file)
     compiled = compile_pipeline(submission.pipeline, submission.settings, submission.registry)
     params = prepare_parameters(compiled, submission.params)
+    # What the stages would refuse, refused now, and no champion served nowhere (cluster=none
+    # would serve it inside the deploy pod). The data is not read here: the pods read it.
+    from mlstages.tooling import precheck
+
+    precheck.check_cluster_target(submission.pipeline, params)
+    precheck.check_pipeline(submission.pipeline, params, read_local_files=False)
     settings = submission.settings
     service_account = submission.service_account or settings.service_account
     if service_account is not None:

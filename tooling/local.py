@@ -27,6 +27,7 @@ DEFAULT_WORKDIR = Path(".mlstages")
 LOCAL_BUCKET = "mlstages-local"
 BUCKET_ENV = "MLSTAGES_BUCKET"
 BUILTIN_DATASET_OBJECT = "datasets/penguins/penguins.csv"
+BUILTIN_DATASET_NAME = "the built-in dataset (Palmer penguins)"
 
 
 class PipelineFailed(MlstagesError):
@@ -96,16 +97,43 @@ def check_params(pipeline_name: str, params: dict[str, Any]) -> None:
         raise ParameterError(f"pipeline {pipeline_name} needs parameter(s): {', '.join(missing)}")
 
 
+def typed_params(pipeline_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the types the pipeline declares, so that kfp.local does not end the run
+    in a traceback: YAML reads ``--set test_size=0`` as an integer where the pipeline takes a
+    float, and a date or a number where it takes text. Any other mismatch is a ParameterError
+    naming the parameter (as ``mlstages submit`` does)."""
+    from google.protobuf.json_format import MessageToDict
+
+    from mlstages.tooling.kfp_runs import typed_value
+
+    root = MessageToDict(catalog.pipeline(pipeline_name).pipeline_spec)["root"]
+    declared = root.get("inputDefinitions", {}).get("parameters", {})
+    typed = {}
+    for name, value in params.items():
+        kind = declared.get(name, {}).get("parameterType")
+        value = typed_value(name, value, kind) if kind else value
+        if kind == "NUMBER_DOUBLE" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        typed[name] = value
+    return typed
+
+
 def declared_params(pipeline_name: str) -> set[str]:
     return set(catalog.pipeline(pipeline_name).component_spec.inputs or {})
 
 
-def builtin_dataset_csv() -> bytes:
-    """The Palmer penguins data, shipped inside the palmerpenguins package (no download)."""
+def builtin_dataset() -> Any:
+    """The Palmer penguins data as a DataFrame, shipped inside the palmerpenguins package (no
+    download)."""
     import palmerpenguins
 
+    return palmerpenguins.load_penguins()
+
+
+def builtin_dataset_csv() -> bytes:
+    """The built-in dataset as the CSV a local run uploads."""
     buffer = io.StringIO()
-    palmerpenguins.load_penguins().to_csv(buffer, index=False)
+    builtin_dataset().to_csv(buffer, index=False)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -156,6 +184,7 @@ def run_pipeline(
     workdir = Path(workdir).resolve()
     params = dict(params)
     check_params(pipeline_name, {k: v for k, v in params.items() if k != "data_uri"} | {"data_uri": ""})
+    params = typed_params(pipeline_name, params)
     pipeline_root = workdir / "runs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -178,9 +207,8 @@ def run_pipeline(
             runner, guard = local.SubprocessRunner(use_venv=False), contextlib.nullcontext([])
             supervised = supervised_tasks(supervisor)
         local.init(runner=runner, pipeline_root=str(pipeline_root))
-        before = {p.name for p in pipeline_root.iterdir()}
         progress(f"Running pipeline {pipeline_name} with kfp.local ({type(runner).__name__}) ...")
-        with guard as task_containers, supervised:
+        with guard as task_containers, supervised, local_run_environment(), run_names() as names:
             try:
                 catalog.pipeline(pipeline_name)(**params)
             except RuntimeError as exc:
@@ -190,12 +218,11 @@ def run_pipeline(
                 raise PipelineFailed(
                     f"task {failure.task} failed: {failure.message} (its log: {failure.log})"
                 ) from exc
-    run_dir = supervisor.run_dir(pipeline_root)
-    if run_dir is None:  # tasks in containers: the run folder this call created
-        run_dirs = sorted(p for p in pipeline_root.iterdir() if p.is_dir() and p.name not in before)
-        if not run_dirs:
-            raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
-        run_dir = run_dirs[-1]
+    # This run's own folder, by the name kfp.local gave it: never "the newest folder", which
+    # another run in the same workdir may have made (issue 12 item 7).
+    run_dir = pipeline_root / names[0] if names else supervisor.run_dir(pipeline_root)
+    if run_dir is None or not run_dir.is_dir():
+        raise RuntimeError(f"kfp.local wrote no run folder for this run under {pipeline_root}")
     return RunReport(
         pipeline=pipeline_name,
         run_dir=run_dir,
@@ -204,6 +231,43 @@ def run_pipeline(
         elapsed_seconds=time.monotonic() - started,
         task_images=[container.image for container in task_containers],
     )
+
+
+@contextlib.contextmanager
+def local_run_environment() -> Iterator[None]:
+    """Tell the tasks this is a local run, even inside a Kubernetes pod (a notebook server):
+    deploy serves with cluster='none' on this machine's model server as asked."""
+    from mlstages.components.deploy.config import LOCAL_RUN_ENV
+
+    previous = os.environ.get(LOCAL_RUN_ENV)
+    os.environ[LOCAL_RUN_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LOCAL_RUN_ENV, None)
+        else:
+            os.environ[LOCAL_RUN_ENV] = previous
+
+
+@contextlib.contextmanager
+def run_names() -> Iterator[list[str]]:
+    """The names kfp.local gives the pipeline runs started within the block: each run's folder
+    under the pipeline root (kfp.local returns no handle to it)."""
+    from kfp.local import executor_input_utils
+
+    original = executor_input_utils.get_local_pipeline_resource_name
+    names: list[str] = []
+
+    def recorded(pipeline_name: str) -> str:
+        names.append(original(pipeline_name))
+        return names[-1]
+
+    executor_input_utils.get_local_pipeline_resource_name = recorded
+    try:
+        yield names
+    finally:
+        executor_input_utils.get_local_pipeline_resource_name = original
 
 
 def read_run(run_dir: Path) -> list[TaskOutputs]:

@@ -6,13 +6,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlstages.components.common.errors import MlstagesError, ParameterError, require_choice
-
-if TYPE_CHECKING:
-    pass
-
 
 GROUP = "serving.kserve.io"
 
@@ -74,6 +70,16 @@ STOCK_RUNTIME_SKLEARN_TEXT = "~=1.5.1"
 NO_CLUSTER_NOTE = "no cluster configured: served on the local model server instead"
 
 
+# Every Kubernetes pod has this variable. In a pod, cluster='none' would serve the model inside the
+# deploy pod, gone when the task ends, and still make it the champion: deploy refuses, unless
+# LOCAL_RUN_ENV=1 says the run is a local one that happens to be in a pod (a notebook server;
+# `mlstages run` sets it for its tasks).
+KUBERNETES_ENV = "KUBERNETES_SERVICE_HOST"
+
+
+LOCAL_RUN_ENV = "MLSTAGES_LOCAL_RUN"
+
+
 MAX_BODY_IN_MESSAGE = 500
 
 
@@ -98,6 +104,17 @@ class DeployFailed(MlstagesError):
     def __init__(self, message: str, conditions: Sequence[Mapping[str, Any]] = ()) -> None:
         super().__init__(message)
         self.conditions = [dict(c) for c in conditions]
+
+
+def check_local_serving(environ: Mapping[str, str]) -> None:
+    """Refuse cluster='none' inside a Kubernetes pod, unless the environment says the run is local."""
+    if environ.get(KUBERNETES_ENV) and environ.get(LOCAL_RUN_ENV) != "1":
+        raise ParameterError(
+            "parameter cluster='none' inside a Kubernetes pod would serve the model only in this "
+            "task's own pod, gone when it ends, and make it the champion: set cluster='in-cluster' to "
+            f"deploy an InferenceService on this cluster (or {LOCAL_RUN_ENV}=1 if this is a local run "
+            "inside a pod); the champion pointer was not moved"
+        )
 
 
 @dataclass(frozen=True)

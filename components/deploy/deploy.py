@@ -38,7 +38,12 @@ from mlstages.components.deploy.cluster import (
     rollback,
     wait_until_ready,
 )
-from mlstages.components.deploy.config import NO_CLUSTER_NOTE, DeployConfig, DeployFailed
+from mlstages.components.deploy.config import (
+    NO_CLUSTER_NOTE,
+    DeployConfig,
+    DeployFailed,
+    check_local_serving,
+)
 from mlstages.components.deploy.manifest import check_cluster_storage_uri, storage_uri_of
 from mlstages.components.deploy.report import DeployResult, example_inference_service_yaml
 from mlstages.components.deploy.smoke import smoke_test
@@ -166,7 +171,13 @@ def deploy_locally(
     model_registry: str = "",
 ) -> DeployResult:
     """No cluster: serve the model on mlstages' model server on 127.0.0.1, run the same smoke
-    test against it, stop the server, and move the champion pointer."""
+    test against it, stop the server, and move the champion pointer.
+
+    Inside a Kubernetes pod this is refused before anything is served (check_local_serving): the
+    pointer stays where it was."""
+    import os
+
+    check_local_serving(os.environ)
     notes = [NO_CLUSTER_NOTE]
     champion = _previous_champion(model_registry, config.model_name)
     from mlstages.components.serving.process import serve_in_background

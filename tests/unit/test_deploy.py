@@ -748,6 +748,31 @@ def test_without_a_cluster_the_model_is_served_locally_checked_and_promoted(
         smoke_test(result.endpoint, NAME, "v1", rows, features=features, timeout=2)
 
 
+def test_inside_a_pod_no_cluster_is_refused_and_the_champion_stays(
+    registry, rows, expected, features, monkeypatch
+):
+    # Every Kubernetes pod has KUBERNETES_SERVICE_HOST: there, a model served on the task's own
+    # local server would be served nowhere once the task ends.
+    set_champion(registry["root"], NAME, registry["v1"])
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.delenv("MLSTAGES_LOCAL_RUN", raising=False)
+    arguments = {"features": features, "expected": expected, "task": "classification"}
+    with pytest.raises(ParameterError) as error:
+        deploy_locally(
+            DeployConfig(model_name=NAME), registry["v2"], rows, model_registry=registry["root"], **arguments
+        )
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("parameter cluster='none' inside a Kubernetes pod")
+    assert "set cluster='in-cluster'" in message
+    assert read_champion(registry["root"], NAME)["model_uri"] == registry["v1"]
+    # A local run inside a pod (a notebook server; `mlstages run` sets it) is served as asked.
+    monkeypatch.setenv("MLSTAGES_LOCAL_RUN", "1")
+    result = deploy_locally(
+        DeployConfig(model_name=NAME), registry["v2"], rows, model_registry=registry["root"], **arguments
+    )
+    assert result.deployed and read_champion(registry["root"], NAME)["model_uri"] == registry["v2"]
+
+
 def test_a_model_the_local_server_cannot_load_fails_without_moving_the_champion(
     registry, rows, tmp_path, features
 ):

@@ -275,7 +275,7 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
     )
     text = "\n".join(notes)
     assert "data_uri='/home/me/data.csv' is a path on this machine" in text
-    assert "cluster=none" in text
+    assert "cluster=none" not in text  # refused outright by precheck.check_cluster_target
     assert "no --settings" in text
     http = kfp_runs.submission_notes(
         training,
@@ -313,7 +313,3 @@ def test_notes_warn_about_what_a_cluster_run_cannot_do():
         settings_given=True,
     )
     assert len(retraining) == 1 and "data_uri is an HTTP source with no snapshot" in retraining[0]
-    # The pipeline's own default counts when the parameter is not given.
-    assert any(
-        "cluster=none" in n for n in kfp_runs.submission_notes(training, {}, caching, settings_given=True)
-    )

@@ -63,6 +63,9 @@ def submit(host: str, *extra: str) -> int:
             DATA,
             "--set",
             "label_column=species",
+            # A run on a cluster deploys there: cluster=none is refused (see below).
+            "--set",
+            "cluster=in-cluster",
             "--poll-interval",
             "0.02",
             *extra,
@@ -150,7 +153,7 @@ def test_without_settings_the_committed_yaml_is_uploaded(standin, capsys):
     (run,) = standin.runs.values()
     assert run.get("service_account") is None and run["runtime_config"].get("pipeline_root") is None
     out = capsys.readouterr().out
-    assert "note: no --settings" in out and "note: cluster=none" in out
+    assert "note: no --settings" in out
 
 
 def test_a_new_version_only_when_the_compiled_spec_changes(standin, capsys):
@@ -261,6 +264,35 @@ def test_bad_input_is_refused_before_any_request(standin, capsys, args, message)
     assert standin.requests == []
 
 
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_cluster_none_is_refused_before_any_request(standin, capsys, command):
+    # Without cluster=in-cluster, deploy would serve the champion inside its own pod: nowhere.
+    args = [command, "training", "--host", standin.url, "--data", DATA, "--set", "label_column=species"]
+    if command == "schedule":
+        args += ["--cron", "@hourly"]
+    assert cli.main([*args, "--set", "cluster=none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "mlstages: error: parameter cluster='none' serves the model on a local model server"
+    )
+    assert "--set cluster=in-cluster" in err
+    assert standin.requests == []
+    # The pipeline's default is none, so leaving it out is refused the same way.
+    assert cli.main(args) == 2
+    assert "parameter cluster='none'" in capsys.readouterr().err
+
+
+def test_parameters_a_stage_would_refuse_are_refused_before_any_request(standin, capsys):
+    assert submit(standin.url, "--set", "model_families=[svm]") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlstages: error: parameter model_families: unknown family 'svm'")
+    assert "task train would refuse it" in err and err.count("\n") == 1
+    assert standin.requests == []
+    # The data is the pods' to read: a path on their filesystem is not looked for here.
+    assert submit(standin.url, "--data", "/mnt/data/table.csv", "--set", "slice_columns=[region]") == 0
+
+
 def test_unknown_parameter_lists_what_the_pipeline_takes(standin, capsys):
     assert submit(standin.url, "--set", "label_colum=species") == 2
     known = capsys.readouterr().err.split("it takes: ")[1]
@@ -277,7 +309,10 @@ def test_no_host_is_refused(capsys):
 
 def test_host_from_the_kfp_variable(standin, monkeypatch):
     monkeypatch.setenv(kfp_target.HOST_ENV, standin.url)
-    assert cli.main(["submit", "--data", DATA, "--set", "label_column=species"]) == 0
+    assert (
+        cli.main(["submit", "--data", DATA, "--set", "label_column=species", "--set", "cluster=in-cluster"])
+        == 0
+    )
     assert len(standin.runs) == 1
 
 
@@ -628,7 +663,7 @@ def test_registry_is_compiled_into_the_uploaded_images(standin):
     # as the command does.
     command = (
         "import sys; from mlstages.tooling import cli; "
-        f"sys.exit(cli.main(['submit', '--host', {standin.url!r}, '--data', {DATA!r}, '--set', 'label_column=species', "
+        f"sys.exit(cli.main(['submit', '--host', {standin.url!r}, '--data', {DATA!r}, '--set', 'label_column=species', '--set', 'cluster=in-cluster', "
         "'--registry', 'registry.example.com/ml']))"
     )
     env = {

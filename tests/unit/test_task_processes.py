@@ -25,8 +25,10 @@ def test_a_failed_task_ends_the_command_with_one_line_and_no_traceback(tmp_path)
             "training",
             "--workdir",
             str(tmp_path),
+            # A parameter checked only on the data's values (a wrong column name is refused before
+            # any task runs: tests/unit/test_precheck.py): penguins have missing values.
             "--set",
-            "label_column=nope",
+            "max_missing_share=0",
         ],
         capture_output=True,
         text=True,
@@ -36,7 +38,7 @@ def test_a_failed_task_ends_the_command_with_one_line_and_no_traceback(tmp_path)
     assert "Traceback" not in done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("mlstages: error: task validate-data failed: data validation failed")
-    assert "label column 'nope' (parameter label_column) is not in the dataset" in last
+    assert "missing" in last
     log = Path(last.rsplit("(its log: ", 1)[1].rstrip(")"))
     assert log.name == "task.log" and "ValidationFailed" in log.read_text()
     # The task's own output went to its log, not to the terminal.
@@ -118,3 +120,42 @@ def test_stopping_a_run_stops_the_hanging_task_and_the_processes_it_started(tmp_
     while (_alive(task_pid) or _alive(child_pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(task_pid) and not _alive(child_pid), "the task or its child outlived the run"
+
+
+_TWO_RUNS_IN_ONE_ROOT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from kfp import dsl, local
+    from mlstages.tooling.local import run_names
+
+    @dsl.component(base_image="python:3.11", install_kfp_package=False)
+    def other_run_starts(root: str):
+        from pathlib import Path
+        # Another run in the same pipeline root makes a newer folder while this one runs.
+        (Path(root) / "zzz-another-run-started-later").mkdir(parents=True)
+
+    @dsl.pipeline
+    def short(root: str):
+        other_run_starts(root=root)
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[1])
+    with run_names() as names:
+        short(root=sys.argv[1])
+    print("own:", names[0])
+    print("newest:", sorted(p.name for p in Path(sys.argv[1]).iterdir())[-1])
+    """
+)
+
+
+def test_a_run_knows_its_own_folder_when_another_run_makes_a_newer_one(tmp_path):
+    script = tmp_path / "two_runs.py"  # kfp reads a component's source from its file
+    script.write_text(_TWO_RUNS_IN_ONE_ROOT)
+    root = tmp_path / "root"
+    done = subprocess.run(
+        [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    own = done.stdout.split("own: ")[1].split()[0]
+    assert own.startswith("short-") and (root / own / "other-run-starts").is_dir()
+    assert "newest: zzz-another-run-started-later" in done.stdout
