@@ -29,6 +29,7 @@ from collections.abc import Sequence
 KSERVE_MODEL_DIR = "/mnt/models"
 STORAGE_URI_ENV = "STORAGE_URI"
 HOST_ENV = "MLSTAGES_SERVING_HOST"
+REQUEST_LOG_ENV = "MLSTAGES_REQUEST_LOG"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -65,7 +66,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MAX_SECONDS,
         help="a shard is written at least this often while requests arrive",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--request_log",
+        choices=("on", "off"),
+        default=os.environ.get(REQUEST_LOG_ENV, "on").strip() or "on",
+        help=f"one log line per request (on), or only server errors (off) (${REQUEST_LOG_ENV})",
+    )
+    args = parser.parse_args(argv)
+    if args.request_log not in ("on", "off"):  # a default from the environment is not checked by argparse
+        parser.error(f"${REQUEST_LOG_ENV}={args.request_log!r} must be 'on' or 'off'")
+    return args
 
 
 def resolve_model_uri(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str:
@@ -101,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prediction_log=args.prediction_log,
             prediction_log_max_rows=args.prediction_log_max_rows,
             prediction_log_max_seconds=args.prediction_log_max_seconds,
+            request_log=args.request_log == "on",
         )
     except MlstagesError as exc:
         print(f"mlstages serving: cannot serve {model_uri}: {exc}", file=sys.stderr, flush=True)

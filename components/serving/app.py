@@ -1,4 +1,5 @@
-"""The HTTP server: KServe's ModelServer with a body-size limit, serving one model in the foreground."""
+"""The HTTP server: KServe's ModelServer with a body-size limit and a bounded log, serving one model
+in the foreground."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import kserve
 
 from mlstages.components.common.errors import ParameterError
 from mlstages.components.common.registry import check_model_name
+from mlstages.components.serving import server_log
 from mlstages.components.serving.model import SklearnPipelineModel
 from mlstages.components.serving.prediction_log import DEFAULT_MAX_ROWS, DEFAULT_MAX_SECONDS
+from mlstages.components.serving.protocol import require_integer_shapes
 
 DEFAULT_HTTP_PORT = 8080
 
@@ -109,17 +112,23 @@ class _ModelServer(kserve.ModelServer):
     """kserve.ModelServer on a chosen interface.
 
     KServe's REST server always binds 0.0.0.0. ModelServer.start() builds the uvicorn servers and
-    then calls setup_event_loop() before anything is bound, so this is where the host is set.
+    then calls setup_event_loop() before anything is bound, so this is where the host is set and
+    the log bounded (server_log.py).
     """
 
-    def __init__(self, *, host: str, **kwargs: Any) -> None:
+    def __init__(self, *, host: str, request_log: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host = host
+        self.request_log = request_log
 
     def setup_event_loop(self) -> None:
-        for rest in (self._rest_server, getattr(self._rest_multiprocess_server, "_rest_server", None)):
-            if rest is not None:
-                rest.config.host = self.host
+        from kserve.model_server import app
+
+        rests = [self._rest_server, getattr(self._rest_multiprocess_server, "_rest_server", None)]
+        rests = [rest for rest in rests if rest is not None]
+        for rest in rests:
+            rest.config.host = self.host
+        server_log.install(app, rests, self.request_log)
         super().setup_event_loop()
 
 
@@ -142,6 +151,7 @@ def serve(
     prediction_log: str | None = None,
     prediction_log_max_rows: int = DEFAULT_MAX_ROWS,
     prediction_log_max_seconds: float = DEFAULT_MAX_SECONDS,
+    request_log: bool = True,
 ) -> None:
     """Load the model and serve it with kserve.ModelServer until the process is stopped.
 
@@ -151,6 +161,8 @@ def serve(
     ``prediction_log`` (a ``gs://`` prefix or a local folder; off when None) logs every scored
     request there as Parquet shards of at most ``prediction_log_max_rows`` rows, written at least
     every ``prediction_log_max_seconds`` and on shutdown (see prediction_log.py).
+    ``request_log`` logs one line per request; off, only server errors (5xx) are logged. A client's
+    error is never logged with a traceback (server_log.py).
     """
     check_model_name(name)
     _check_port("http_port", http_port)
@@ -176,11 +188,13 @@ def serve(
     )
     model.load()
     _install_body_limit(max_body_bytes)
+    require_integer_shapes()
     # KServe 0.21 answers with FastAPI's ORJSONResponse, which FastAPI now marks deprecated; the
     # warning says nothing to an operator and would otherwise fill the log.
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     server = _ModelServer(
         host=host,
+        request_log=request_log,
         http_port=http_port,
         grpc_port=grpc_port or 0,
         enable_grpc=grpc_port is not None,

@@ -109,13 +109,15 @@ def serve_in_background(
     prediction_log: str | None = None,
     prediction_log_max_rows: int = DEFAULT_MAX_ROWS,
     prediction_log_max_seconds: float = DEFAULT_MAX_SECONDS,
+    request_log: bool = True,
 ) -> Iterator[ServerHandle]:
     """Run ``python -m mlstages.components.serving`` on a free port until the block ends.
 
     Yields once ``/v2/health/ready`` answers ready. On exit the server is stopped (SIGTERM, then
     SIGKILL after a few seconds), with every process it started. The log is removed with it unless
     ``log_dir`` is given. ``prediction_log`` and its two limits are passed on to ``serve``; the
-    buffered prediction log is written when the server stops.
+    buffered prediction log is written when the server stops. ``request_log=False`` logs only server
+    errors, not one line per request.
 
     Raises:
         ServerStartError: the server exited or was not ready within ``start_timeout_seconds``;
@@ -128,9 +130,9 @@ def serve_in_background(
     folder = Path(tempfile.mkdtemp(prefix="mlstages-serving-")) if own_dir else Path(log_dir)
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        options = []
+        options = [] if request_log else ["--request_log=off"]
         if prediction_log:
-            options = [
+            options += [
                 f"--prediction_log={prediction_log}",
                 f"--prediction_log_max_rows={prediction_log_max_rows}",
                 f"--prediction_log_max_seconds={prediction_log_max_seconds}",

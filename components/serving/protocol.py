@@ -263,6 +263,66 @@ def _tensor_values(tensor: InferInput) -> list[Any]:
     return _flatten(list(tensor.data))
 
 
+# The range of each integer datatype, for JSON data (binary data is typed by its bytes).
+_INTEGER_RANGES = {
+    **{f"INT{bits}": (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)},
+    **{f"UINT{bits}": (0, 2**bits - 1) for bits in (8, 16, 32, 64)},
+}
+
+
+def _datatype_problem(datatype: str, value: Any) -> str | None:
+    """Why ``value`` cannot be an element of a ``datatype`` tensor, or None if it can (null always
+    can: a missing value). BYTES carries any value, as a mixed 2-D tensor needs."""
+    if value is None or datatype == "BYTES":
+        return None
+    if datatype == "BOOL":
+        return None if isinstance(value, bool) else "is not a boolean"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number"
+    if datatype in _INTEGER_RANGES:
+        if isinstance(value, float) and not value.is_integer():
+            return "is not a whole number"
+        low, high = _INTEGER_RANGES[datatype]
+        if not low <= value <= high:
+            return f"is outside {datatype}'s range [{low}, {high}]"
+    return None
+
+
+def _check_datatype(tensor: InferInput, values: Sequence[Any]) -> None:
+    """Every JSON value of ``tensor`` fits its declared datatype: INT64 holding 2008.5 is refused,
+    not truncated."""
+    # FP tensors: the per-row conversion already names a non-number by row and feature.
+    if getattr(tensor, "_raw_data", None) is not None or tensor.datatype not in (*_INTEGER_RANGES, "BOOL"):
+        return
+    problems = _Problems()
+    for position, value in enumerate(values):
+        reason = _datatype_problem(tensor.datatype, value)
+        if reason is not None:
+            problems.add(
+                f"input {tensor.name!r} is {tensor.datatype} but its value {_shown(value)} at position "
+                f"{position} {reason}: fix the value or declare the datatype that holds it"
+            )
+    problems.raise_if_any()
+
+
+def require_integer_shapes() -> None:
+    """Make KServe's V2 request model refuse a shape of ``["1"]`` or ``[1.0]`` (a 422 naming the field).
+
+    KServe 0.21 declares ``shape: List[int]``, which pydantic's lax mode fills from strings and
+    whole floats; a V2 shape is integers. Call once per process, before the server registers its
+    routes (FastAPI builds its request validator then).
+    """
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest, RequestInput
+    from pydantic import StrictInt
+
+    field = RequestInput.model_fields["shape"]
+    if field.annotation == list[StrictInt]:
+        return
+    field.annotation = list[StrictInt]
+    RequestInput.model_rebuild(force=True)
+    InferenceRequest.model_rebuild(force=True)
+
+
 def _check_shape(tensor: InferInput, count: int) -> list[int]:
     shape = list(tensor.shape or [])
     if any(not isinstance(d, int) or d < 0 for d in shape):
@@ -316,6 +376,7 @@ def infer_request_to_frame(request: InferRequest, features: Sequence[InputFeatur
             )
         values = _tensor_values(tensor)
         shape = _check_shape(tensor, len(values))
+        _check_datatype(tensor, values)
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
             raise InvalidInput(
                 f"input {tensor.name!r} has shape {shape}; a feature's tensor has shape [n] or [n, 1]"
@@ -335,6 +396,7 @@ def infer_request_to_frame(request: InferRequest, features: Sequence[InputFeatur
 def _matrix_to_frame(tensor: InferInput, features: Sequence[InputFeature]) -> pd.DataFrame:
     values = _tensor_values(tensor)
     shape = _check_shape(tensor, len(values))
+    _check_datatype(tensor, values)
     width = len(features)
     if len(shape) != 2 or shape[1] != width:
         raise InvalidInput(

@@ -701,3 +701,90 @@ def test_json_helpers_send_missing_values_as_null():
     assert body == {"instances": [{"a": 1.5, "b": "x", "c": 3}, {"a": None, "b": None, "c": 4}]}
     assert isinstance(body["instances"][0]["c"], int)
     assert json.dumps(body, allow_nan=False)
+
+
+# --- strict V2 datatypes and shapes (issue 13 item 6) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (
+            _v2_input("year", "INT64", [2008.5, 2007]),
+            "input 'year' is INT64 but its value 2008.5 at position 0 is not a whole number",
+        ),
+        (_v2_input("year", "INT64", [True, 2007]), "its value True at position 0 is not a number"),
+        (_v2_input("year", "INT8", [2007, 2008]), "is outside INT8's range [-128, 127]"),
+        (_v2_input("year", "UINT16", [-1, 2008]), "is outside UINT16's range [0, 65535]"),
+        (_v2_input("year", "UINT16", ["2007", 2008]), "its value '2007' at position 0 is not a number"),
+    ],
+)
+def test_v2_values_must_fit_their_declared_datatype(server, http, rows, tensor, message):
+    answer = post(http, server.v2_infer_url, _v2_body(rows.head(2), year=tensor))
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"]
+
+
+def test_v2_whole_numbers_as_json_floats_and_nulls_fit_an_integer_tensor(server, http, model, rows):
+    two = rows.head(2)
+    body = _v2_body(two, year=_v2_input("year", "INT64", [float(v) for v in two["year"]]))
+    answer = post(http, server.v2_infer_url, body)
+    assert answer.status_code == 200, answer.text
+    assert v2_predictions(answer.json()) == list(model.predict(two[FEATURES]))
+
+
+@pytest.mark.parametrize("shape", [["2"], [2.0]])
+def test_a_v2_shape_must_be_json_integers(server, http, rows, shape):
+    body = _v2_body(rows.head(2), year=_v2_input("year", "INT64", [2007, 2008], shape=shape))
+    answer = post(http, server.v2_infer_url, body)
+    assert answer.status_code == 422, answer.text
+    assert ["body", "InferenceRequest", "inputs", 6, "shape", 0] in [
+        d["loc"] for d in answer.json()["detail"]
+    ]
+
+
+# --- a bounded server log (issue 13 item 5) -------------------------------------------------------
+
+
+def _bad_requests(http: requests.Session, server, rows: pd.DataFrame, count: int) -> None:
+    one = rows.head(1)
+    for i in range(count):
+        if i % 3 == 0:
+            answer = post(http, server.v1_predict_url, {"instances": [[1, 2]]})
+        elif i % 3 == 1:
+            answer = post(http, server.v2_infer_url, _v2_body(one, year=_v2_input("year", "INT64", [2008.5])))
+        else:
+            answer = http.get(f"{server.base_url}/v1/models/no-such-model", timeout=10)
+        assert 400 <= answer.status_code < 500, answer.text
+
+
+def test_each_request_logs_one_line_and_a_client_error_no_traceback(model_dir, http, rows, tmp_path):
+    with serve_in_background(str(model_dir), NAME, log_dir=tmp_path) as handle:
+        before = handle.log_path.read_text()
+        _bad_requests(http, handle, rows, 30)
+        post(http, handle.v1_predict_url, v1_request(rows.head(1), FEATURES))
+        lines = handle.log_path.read_text()[len(before) :].splitlines()
+    assert len(lines) == 31, "\n".join(lines)
+    assert not any("Traceback" in line or line.startswith(" ") for line in lines)
+    assert sum(" 400 " in line for line in lines) == 20 and sum(" 404 " in line for line in lines) == 10
+    v1 = next(line for line in lines if "POST /v1/models/" in line and " 400 " in line)
+    assert "row 0 has 2 value(s); expected 7" in v1
+    assert "is not a whole number" in next(line for line in lines if "/infer 400" in line)
+    assert "POST /v1/models/penguins:predict 200" in lines[-1]
+
+
+def test_with_the_request_log_off_bad_clients_write_nothing(model_dir, http, rows, tmp_path):
+    with serve_in_background(str(model_dir), NAME, log_dir=tmp_path, request_log=False) as handle:
+        before = handle.log_path.read_text()
+        _bad_requests(http, handle, rows, 30)
+        assert_still_serving(http, handle, rows)
+        written = handle.log_path.read_text()[len(before) :]
+    assert written == ""
+
+
+def test_the_request_log_setting_is_checked(monkeypatch, capsys):
+    assert parse_args(["--request_log", "off"]).request_log == "off"
+    monkeypatch.setenv("MLSTAGES_REQUEST_LOG", "quiet")
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "$MLSTAGES_REQUEST_LOG='quiet' must be 'on' or 'off'" in capsys.readouterr().err
