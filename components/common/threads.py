@@ -8,6 +8,12 @@ allowance once, first thing, and caps every thread pool to it.
 The allowance is, in order: an explicit ``n_jobs`` (a parameter), ``$MLSTAGES_CPUS``, the cgroup's CPU
 quota (a Kubernetes CPU limit, a ``podman --cpus``), the CPUs the process may run on
 (``sched_getaffinity``), and ``os.cpu_count()``; the smallest of those that are known.
+
+An allowance is an upper bound, not a promise: OpenMP code such as HistGradientBoosting meets its
+threads at a barrier many times per tree, so a thread that waits for a core stalls the others. On
+a 2-core machine busy with other work, ``train`` with 2 threads took 3 to 24 times as long as with
+1 (benchmarks/results/threads.md). So, unless ``n_jobs`` or ``$MLSTAGES_CPUS`` fixes the number,
+a task uses no more threads than the machine's idle CPUs over the last minute (``os.getloadavg``).
 """
 
 from __future__ import annotations
@@ -76,13 +82,32 @@ def cpu_allowance(n_jobs: int | None = None, root: Path = _CGROUP_ROOT) -> int:
     return max(1, min(known))
 
 
+def idle_cpus() -> int | None:
+    """The CPUs of this machine that other work left idle over the last minute (at least 1), or
+    None where the load average is unknown."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return max(1, math.floor((os.cpu_count() or 1) - load + 0.5))
+
+
+def task_threads(n_jobs: int | None = None) -> int:
+    """The threads a task uses: the allowance when ``n_jobs`` or ``$MLSTAGES_CPUS`` sets it, else
+    the allowance or the idle CPUs, whichever is smaller."""
+    cpus = cpu_allowance(n_jobs)
+    fixed = (n_jobs is not None and n_jobs != -1) or os.environ.get(CPUS_ENV, "").strip()
+    idle = None if fixed else idle_cpus()
+    return cpus if idle is None else min(cpus, idle)
+
+
 def limit_threads(n_jobs: int | None = None) -> int:
-    """Cap every thread pool of this process at the task's allowance; return that allowance.
+    """Cap every thread pool of this process at ``task_threads``; return that number.
 
     Call it first in a task, before the heavy imports where possible: the environment variables
     reach libraries loaded later, threadpoolctl the ones already loaded.
     """
-    cpus = cpu_allowance(n_jobs)
+    cpus = task_threads(n_jobs)
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(cpus)
     try:

@@ -77,3 +77,33 @@ def test_limit_threads_caps_blas_and_openmp_in_a_fresh_process():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok")
+
+
+def test_a_busy_machine_gets_fewer_threads_than_the_allowance(tmp_path, monkeypatch):
+    monkeypatch.delenv(threads.CPUS_ENV, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "_CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(threads, "cpu_allowance", lambda n_jobs=None: 4 if n_jobs in (None, -1) else n_jobs)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert threads.idle_cpus() == 4 and threads.task_threads() == 4
+    # Other work keeps 2.7 of the 4 CPUs busy: 1 is left, and barrier-bound OpenMP code is faster
+    # on 1 thread than on threads that wait for a core.
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.7, 2.0, 1.0))
+    assert threads.idle_cpus() == 1 and threads.task_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert threads.task_threads() == 1
+    # A number the user fixed is kept, however busy the machine.
+    assert threads.task_threads(3) == 3
+    monkeypatch.setenv(threads.CPUS_ENV, "2")
+    assert threads.task_threads() == 4  # the stand-in allowance ignores the variable; the load does not apply
+
+
+def test_without_a_load_average_the_allowance_is_used(monkeypatch):
+    def unknown():
+        raise OSError("no load average here")
+
+    monkeypatch.delenv(threads.CPUS_ENV, raising=False)
+    monkeypatch.setattr(os, "getloadavg", unknown)
+    monkeypatch.setattr(threads, "cpu_allowance", lambda n_jobs=None: 2)
+    assert threads.idle_cpus() is None and threads.task_threads() == 2
