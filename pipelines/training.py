@@ -78,6 +78,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         sql_query: str = "",
         validation_policy: str = "fail",
         max_missing_share: float = 0.5,
+        unlabelled_rows: str = "drop",
         test_size: float = 0.2,
         split: str = "stratified",
         time_column: str = "",
@@ -128,6 +129,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             label_column=label_column,
             policy=validation_policy,
             max_missing_share=max_missing_share,
+            unlabelled_rows=unlabelled_rows,
         )
         configure_task(validate_task, "validate_data", settings)
 
@@ -143,6 +145,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             scaling=scaling,
             encoding=encoding,
             outliers=outliers,
+            unlabelled_rows=unlabelled_rows,
         ).after(validate_task)
         configure_task(preprocess_task, "preprocess", settings)
 

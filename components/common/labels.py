@@ -18,6 +18,11 @@ TASKS = ("auto", CLASSIFICATION, REGRESSION)
 # this many distinct values, and there are at least two rows per distinct value on average
 # (an integer target with nearly one row per value is a count or an amount, not a class).
 MAX_CLASSES_FOR_NUMERIC_LABEL = 20
+
+# What to do with rows whose label is missing: drop them (and say how many), or stop. Dropping is
+# the default because a table with a few unlabelled rows is common and otherwise a dead end.
+UNLABELLED_ROWS = ("drop", "fail")
+DEFAULT_UNLABELLED_ROWS = "drop"
 _MIN_ROWS_PER_CLASS_ON_AVERAGE = 2
 _MAX_ROWS_LISTED = 5
 
@@ -67,6 +72,29 @@ def resolve_task(y: pd.Series, task: str) -> str:
     return task
 
 
+def drop_unlabelled(
+    df: pd.DataFrame, label_column: str, unlabelled_rows: str, *, what: str
+) -> tuple[pd.DataFrame, int]:
+    """``df`` without the rows whose label is missing, and how many were dropped.
+
+    With ``unlabelled_rows='fail'`` nothing is dropped (``check_label`` then names the rows). A
+    label missing in every row is an InputDataError either way: nothing would be left to learn from.
+    """
+    require_choice("unlabelled_rows", unlabelled_rows, UNLABELLED_ROWS)
+    if label_column not in df.columns:
+        return df, 0  # check_label names the columns there are
+    missing = df[label_column].isna().to_numpy()
+    count = int(missing.sum())
+    if count and count == len(df):
+        raise InputDataError(
+            f"label column {label_column!r} of the {what} is missing in all {count} rows: there is "
+            "nothing to learn from; check label_column, or fill the label upstream"
+        )
+    if unlabelled_rows == "fail" or not count:
+        return df, 0
+    return df.loc[~missing], count
+
+
 def check_label(df: pd.DataFrame, label_column: str, *, what: str, task: str | None = None) -> pd.Series:
     """Return ``df[label_column]`` after checking that it can be learned from.
 
@@ -86,8 +114,8 @@ def check_label(df: pd.DataFrame, label_column: str, *, what: str, task: str | N
         positions = missing.nonzero()[0][:_MAX_ROWS_LISTED].tolist()
         raise InputDataError(
             f"label column {label_column!r} of the {what} has {int(missing.sum())} missing value(s), "
-            f"first at row(s) {', '.join(map(str, positions))} (0-based); drop or fill those rows "
-            "before training"
+            f"first at row(s) {', '.join(map(str, positions))} (0-based); fill them, or set "
+            "unlabelled_rows='drop' to train without them"
         )
     if task is not None and resolve_task(y, task) == CLASSIFICATION:
         classes = y.unique()

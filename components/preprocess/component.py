@@ -33,6 +33,7 @@ def preprocess(
     scaling: str = "standard",
     text_columns: list = [],
     add_missing_indicators: bool = True,
+    unlabelled_rows: str = "drop",
 ) -> NamedTuple("Outputs", [("task", str)]):
     """Splits a dataset into train and test rows, then fits a preprocessing
     transformer (imputation, encoding, outlier clipping, scaling, TF-IDF) on the train split only.
@@ -68,6 +69,8 @@ def preprocess(
         text_columns: Columns to TF-IDF (200 terms each); empty TF-IDFs every column detected as
             free text.
         add_missing_indicators: Add a 0/1 feature per column with missing values in train.
+        unlabelled_rows: drop (rows whose label is missing are dropped before the split, and the
+            summary and metadata say how many) or fail.
 
     Returns:
         train: Raw rows of the train split.
@@ -111,6 +114,7 @@ def preprocess(
         scaling=scaling,
         text_columns=tuple(text_columns or ()),
         add_missing_indicators=add_missing_indicators,
+        unlabelled_rows=unlabelled_rows,
     )
     raw = read_dataset(dataset.path, what="input dataset")
     # Everything is checked and fitted in memory before the first output is written.

@@ -8,9 +8,7 @@ from typing import Any
 
 from mlstages.components.common.errors import ParameterError, require_choice
 from mlstages.components.common.estimators.scalers import SCALINGS
-from mlstages.components.common.labels import (
-    TASKS,
-)
+from mlstages.components.common.labels import DEFAULT_UNLABELLED_ROWS, TASKS, UNLABELLED_ROWS
 
 SPLITS = ("stratified", "random", "time")
 
@@ -81,6 +79,8 @@ class PreprocessConfig:
     scaling: standard, minmax, robust or none; applies to numeric columns.
     text_columns: columns to TF-IDF. Empty: every column whose logical type is text. When given,
         other free-text columns are encoded as categories (capped by ``max_categories``).
+    unlabelled_rows: drop (rows whose label is missing are dropped before the split, and the
+        summary says how many) or fail (an error naming them).
     add_missing_indicators: add a 0/1 "was missing" feature for every column with missing values
         in the train split.
     """
@@ -103,11 +103,13 @@ class PreprocessConfig:
     scaling: str = "standard"
     text_columns: tuple[str, ...] = ()
     add_missing_indicators: bool = True
+    unlabelled_rows: str = DEFAULT_UNLABELLED_ROWS
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str) or not self.label_column.strip():
             raise ParameterError("parameter label_column is empty: name the column to predict")
         require_choice("task", self.task, TASKS)
+        require_choice("unlabelled_rows", self.unlabelled_rows, UNLABELLED_ROWS)
         require_choice("split", self.split, SPLITS)
         require_choice("numeric_imputation", self.numeric_imputation, NUMERIC_IMPUTATIONS)
         require_choice("categorical_imputation", self.categorical_imputation, CATEGORICAL_IMPUTATIONS)

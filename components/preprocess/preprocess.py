@@ -41,6 +41,7 @@ from mlstages.components.common.labels import (
     CLASSIFICATION,
     check_label,
     class_counts,
+    drop_unlabelled,
     resolve_task,
 )
 from mlstages.components.preprocess.columns import (
@@ -74,6 +75,7 @@ class PreprocessResult:
     label_summary: dict[str, dict[str, Any]]
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    unlabelled_rows_dropped: int = 0
 
     @property
     def splits(self) -> dict[str, pd.DataFrame]:
@@ -96,6 +98,7 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
     ``text_columns`` and ``time_column``, and whether the data can be split as asked.
     """
     _check_not_empty(df)
+    df, unlabelled = drop_unlabelled(df, config.label_column, config.unlabelled_rows, what="dataset")
     y = check_label(df, config.label_column, what="dataset", task=config.task)
     require_columns(df, list(config.drop_columns), what="dataset", parameter="drop_columns")
     require_columns(df, list(config.text_columns), what="dataset", parameter="text_columns")
@@ -138,6 +141,14 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         if p.path == PATH_DROPPED and p.logical_type == DATETIME and p.missing_in_train < len(train_X)
     )
     parts = {"train": split.train, "test": split.test}
+    unlabelled_notes = (
+        (
+            f"{unlabelled} row(s) with no {config.label_column!r} label were dropped before the split "
+            "(unlabelled_rows='drop').",
+        )
+        if unlabelled
+        else ()
+    )
     return PreprocessResult(
         config=config,
         task=task,
@@ -148,8 +159,9 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         feature_names=tuple(str(n) for n in preprocessor.get_feature_names_out()),
         split_method=split.method,
         label_summary={name: _label_summary(part[config.label_column], task) for name, part in parts.items()},
-        notes=(*split.notes, *datetime_notes),
+        notes=(*unlabelled_notes, *split.notes, *datetime_notes),
         warnings=dropped_warnings,
+        unlabelled_rows_dropped=unlabelled,
     )
 
 
@@ -180,6 +192,7 @@ def preprocessor_metadata(result: PreprocessResult) -> dict[str, Any]:
         "feature_names": list(result.feature_names),
         "split_method": result.split_method,
         "row_counts": result.row_counts,
+        "unlabelled_rows_dropped": result.unlabelled_rows_dropped,
         "column_plan": [asdict(p) for p in result.column_plan],
         "config": config,
     }

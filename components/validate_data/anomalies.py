@@ -168,13 +168,21 @@ def _check_label(
     series = df[name]
     missing = np.flatnonzero(series.isna().to_numpy())
     if len(missing):
+        dropped = config.unlabelled_rows == "drop" and len(missing) < len(series)
         found.append(
             Anomaly(
                 name,
                 "label_has_missing",
-                ERROR,
-                f"label column {name!r} is missing in {len(missing)} row(s), first rows (0-based): "
-                f"{_row_list(missing)}; drop or fix these rows before training",
+                WARNING if dropped else ERROR,
+                f"label column {name!r} is missing in {len(missing)} of {len(series)} row(s), first rows "
+                f"(0-based): {_row_list(missing)}; "
+                + (
+                    "preprocess drops them (unlabelled_rows='drop'); fill the label upstream to keep them"
+                    if dropped
+                    else "fill the label, or set unlabelled_rows='drop' to train without those rows"
+                    if len(missing) < len(series)
+                    else "no row has a label: check label_column, or fill the label upstream"
+                ),
                 _examples(missing),
             )
         )

@@ -24,6 +24,7 @@ def validate_data(
     check_outliers: bool = True,
     max_outlier_share: float = 0.05,
     max_domain_size: int = 100,
+    unlabelled_rows: str = "drop",
     input_schema: Input[Artifact] = None,
 ) -> NamedTuple("Outputs", [("passed", bool), ("anomaly_count", int)]):
     """Computes statistics of a dataset, infers a schema or checks the data against a given one,
@@ -49,6 +50,8 @@ def validate_data(
         max_outlier_share: The share of outliers above which check_outliers warns.
         max_domain_size: An inferred schema lists the categories of columns with at most this many
             distinct values; columns with more get no category check.
+        unlabelled_rows: drop (rows without a label are a warning: preprocess drops them) or fail
+            (an error). A label missing in every row is an error either way.
         input_schema: A schema to check against (JSON, as written to the schema output of an
             earlier run, possibly edited). Without it a schema is inferred from the data.
 
@@ -85,6 +88,7 @@ def validate_data(
         check_outliers=check_outliers,
         max_outlier_share=max_outlier_share,
         max_domain_size=max_domain_size,
+        unlabelled_rows=unlabelled_rows,
     )
     given_schema = load_schema(input_schema.path) if input_schema is not None else None
     frame = read_dataset(dataset.path, what="input dataset")

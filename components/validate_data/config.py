@@ -16,7 +16,12 @@ from mlstages.components.common.errors import (
     ParameterError,
     require_choice,
 )
-from mlstages.components.common.labels import CLASSIFICATION, REGRESSION
+from mlstages.components.common.labels import (
+    CLASSIFICATION,
+    DEFAULT_UNLABELLED_ROWS,
+    REGRESSION,
+    UNLABELLED_ROWS,
+)
 
 SCHEMA_VERSION = 1
 
@@ -87,6 +92,8 @@ class ValidationConfig:
     range_tolerance: numeric values may lie outside the schema range by this fraction of the range.
     check_outliers: warn when a numeric column has more IQR outliers than max_outlier_share.
     max_outlier_share: see check_outliers.
+    unlabelled_rows: "drop" (rows without a label are reported as a warning: preprocess drops them)
+        or "fail" (an error). A label missing in every row is an error either way.
     max_domain_size: an inferred schema lists the categories of a column with at most this many
         distinct values; columns with more get no category check.
     """
@@ -105,6 +112,7 @@ class ValidationConfig:
     check_outliers: bool = True
     max_outlier_share: float = 0.05
     max_domain_size: int = 100
+    unlabelled_rows: str = DEFAULT_UNLABELLED_ROWS
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str):
@@ -112,6 +120,7 @@ class ValidationConfig:
                 f"parameter label_column must be a column name (text), got {self.label_column!r}"
             )
         require_choice("policy", self.policy, POLICIES)
+        require_choice("unlabelled_rows", self.unlabelled_rows, UNLABELLED_ROWS)
         for name in ("max_missing_share", "max_duplicate_share", "max_outlier_share"):
             _require_share(name, getattr(self, name))
         value = self.range_tolerance

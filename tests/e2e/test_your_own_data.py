@@ -74,3 +74,42 @@ def test_your_own_table_trains_with_nothing_but_the_label(tmp_path, table, file_
     assert "Test-set metrics (evaluate):" in out
     # No penguin in sight: the defaults name no column of the built-in dataset.
     assert "bill_" not in out and "penguins" not in out.replace(str(tmp_path), "")
+
+
+def test_rows_without_a_label_are_dropped_and_counted_not_a_dead_end(tmp_path):
+    # palmerpenguins' 'sex' is missing in 11 of 344 rows: a real table with unlabelled rows.
+    import re
+    from pathlib import Path
+
+    import palmerpenguins
+
+    path = tmp_path / "colony.csv"
+    palmerpenguins.load_penguins().to_csv(path, index=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlstages.tooling.cli",
+            "run",
+            "training",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--data",
+            str(path),
+            "--set",
+            "label_column=sex",
+            "--set",
+            "cv_folds=3",
+            "--set",
+            'model_families=["logistic_regression"]',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_folder = Path(re.search(r"^Run folder: (.+)$", done.stdout, re.MULTILINE).group(1).strip())
+    summary = next(run_folder.rglob("preprocess/summary")).read_text()
+    assert "11 row(s) with no &#x27;sex&#x27; label were dropped before the split" in summary
+    validation = next(run_folder.rglob("validate-data/summary")).read_text()
+    assert "missing in 11 of 344 row(s)" in validation and "unlabelled_rows=" in validation

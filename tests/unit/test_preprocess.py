@@ -699,3 +699,37 @@ def test_a_block_the_plan_cannot_compile_is_applied_by_its_fitted_transformer():
     np.testing.assert_array_equal(plan.transform(X.fillna(0)), plain.transform(X.fillna(0)))
     assert compile_preprocessor(build_preprocessor(X, config(drop_columns=()))) is None  # not fitted
     assert compile_preprocessor(StandardScaler().fit(X.fillna(0))) is None
+
+
+# --- rows without a label (issue 12 item 5) -----------------------------------------------------
+
+
+def test_rows_without_a_label_are_dropped_and_counted():
+    df = make_frame()
+    df.loc[df.index[[4, 50, 51]], "y"] = None
+    result = preprocess(df, config())
+    assert result.unlabelled_rows_dropped == 3
+    assert sum(result.row_counts.values()) == 97
+    assert not set(df.index[[4, 50, 51]]) & (set(result.train.index) | set(result.test.index))
+    note = "3 row(s) with no 'y' label were dropped before the split (unlabelled_rows='drop')."
+    assert note in result.notes
+    assert "3 row(s) with no &#x27;y&#x27; label were dropped before the split" in render_markdown(result)
+    assert preprocessor_metadata(result)["unlabelled_rows_dropped"] == 3
+
+
+def test_rows_without_a_label_fail_when_asked_naming_the_rows():
+    df = make_frame()
+    df.loc[df.index[[4, 50]], "y"] = None
+    with pytest.raises(
+        InputDataError,
+        match=r"label column 'y' of the dataset has 2 missing value\(s\), first at row\(s\) 4, 50 "
+        r"\(0-based\); fill them, or set unlabelled_rows='drop' to train without them",
+    ):
+        preprocess(df, config(unlabelled_rows="fail"))
+
+
+def test_a_label_missing_in_every_row_is_an_error():
+    with pytest.raises(InputDataError, match=r"label column 'y' of the dataset is missing in all 100 rows"):
+        preprocess(make_frame().assign(y=None), config())
+    with pytest.raises(ParameterError, match="parameter unlabelled_rows='skip' is not one of"):
+        config(unlabelled_rows="skip")

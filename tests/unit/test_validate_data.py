@@ -512,11 +512,33 @@ def test_label_has_missing_lists_rows(frame):
     data.loc[[1, 6], "label"] = None
     anomalies = check(data, label_column="label")
     anomaly = only(anomalies, "label_has_missing")
-    assert anomaly.message.startswith(
-        "label column 'label' is missing in 2 row(s), first rows (0-based): 1, 6"
+    # unlabelled_rows='drop' (the default): a warning, since preprocess drops those rows.
+    assert anomaly.message == (
+        "label column 'label' is missing in 2 of 10 row(s), first rows (0-based): 1, 6; preprocess "
+        "drops them (unlabelled_rows='drop'); fill the label upstream to keep them"
     )
-    assert anomaly.rows == (1, 6)
+    assert anomaly.severity == "warning" and anomaly.rows == (1, 6)
     assert "too_many_missing" not in kinds(anomalies)
+    refused = only(check(data, label_column="label", unlabelled_rows="fail"), "label_has_missing")
+    assert refused.severity == "error"
+    assert refused.message.endswith(
+        "fill the label, or set unlabelled_rows='drop' to train without those rows"
+    )
+
+
+def test_a_label_missing_in_every_row_is_an_error_whatever_the_policy(frame):
+    data = frame.assign(label=None)
+    for policy in ("drop", "fail"):
+        anomaly = only(check(data, label_column="label", unlabelled_rows=policy), "label_has_missing")
+        assert anomaly.severity == "error"
+        assert "no row has a label: check label_column" in anomaly.message
+
+
+def test_a_bad_unlabelled_rows_setting_is_named():
+    with pytest.raises(
+        ParameterError, match="parameter unlabelled_rows='keep' is not one of: 'drop', 'fail'"
+    ):
+        ValidationConfig(label_column="label", unlabelled_rows="keep")
 
 
 def test_single_class_label(frame):
