@@ -354,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", action="append", default=[], choices=sorted(TABLES))
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the results file's entries of the tables not run now (each entry has its date)",
+    )
     args = parser.parse_args(argv)
     names = args.only or (list(QUICK_TABLES) if args.quick else list(TABLES))
     meta = {
@@ -368,9 +373,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             print(f"{name} ...", flush=True)
             entry = bench_table(name, args.quick, Path(scratch))
+            entry["measured"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             print(json.dumps(entry, default=str), flush=True)
             entries.append(entry)
     RESULTS.mkdir(exist_ok=True)
+    if args.keep and (RESULTS / "quality.json").is_file():
+        earlier = json.loads((RESULTS / "quality.json").read_text())["tables"]
+        by_table = {e["table"]: e for e in earlier if e["table"] not in names}
+        by_table.update({e["table"]: e for e in entries})
+        entries = [by_table[name] for name in TABLES if name in by_table]
     (RESULTS / "quality.json").write_text(
         json.dumps({"meta": meta, "tables": entries}, indent=2, default=str)
     )
