@@ -162,6 +162,7 @@ def _read_delimited(path: Path, fmt: str, config: IngestConfig, shown: str) -> p
         raise InputDataError(f"{shown} has no columns (is it empty?)") from exc
     except pd.errors.ParserError as exc:
         raise InputDataError(f"{shown} is not valid {fmt.upper()} with delimiter {sep!r}: {exc}") from exc
+    _check_column_names(_delimited_header(path, sep, config.encoding), shown)
     if df.shape[1] == 1:
         header = str(df.columns[0])
         for candidate in (";", "\t", "|", ","):
@@ -176,18 +177,56 @@ def _read_delimited(path: Path, fmt: str, config: IngestConfig, shown: str) -> p
 def _read_json_lines(path: Path, config: IngestConfig, shown: str) -> pd.DataFrame:
     try:
         with open(path, encoding=config.encoding) as handle:
-            return pd.read_json(handle, lines=True)
+            df = pd.read_json(handle, lines=True)
     except UnicodeDecodeError as exc:
         raise InputDataError(_decode_error_message(path, shown, config.encoding, exc)) from exc
     except ValueError as exc:
         raise InputDataError(f"{shown} is not valid JSON Lines (one JSON object per line): {exc}") from exc
+    # A JSON object cannot repeat a key (the parser keeps the last), but a key can be "".
+    _check_column_names([str(c) for c in df.columns], shown)
+    return df
 
 
 def _read_parquet(path: Path, shown: str) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise InputDataError(f"{shown} is not a readable Parquet file: {exc}") from exc
+    # Checked before reading: pandas fails on duplicate Parquet names with a pyarrow FieldRef message.
+    _check_column_names(names, shown)
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise InputDataError(f"{shown} is not a readable Parquet file: {exc}") from exc
+
+
+def _delimited_header(path: Path, sep: str, encoding: str) -> list[str]:
+    # The header as written: pandas renames duplicates ("x.1") and empty names ("Unnamed: 5").
+    raw = pd.read_csv(
+        path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str, keep_default_na=False
+    )
+    return [str(v) for v in raw.iloc[0].tolist()] if len(raw) else []
+
+
+def _check_column_names(names: list[str], shown: str) -> None:
+    """Raise InputDataError naming every empty or repeated column name (1-based positions)."""
+    problems = []
+    empty = [i + 1 for i, n in enumerate(names) if n is None or not str(n).strip()]
+    if empty:
+        problems.append(f"empty name at column position(s) {', '.join(map(str, empty))}")
+    positions: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        if n is not None and str(n).strip():
+            positions.setdefault(str(n), []).append(i + 1)
+    for name, where in positions.items():
+        if len(where) > 1:
+            problems.append(f"name {name!r} repeated at column positions {', '.join(map(str, where))}")
+    if problems:
+        raise InputDataError(
+            f"{shown}: {'; '.join(problems)}; rename them in the source so every column name is unique and non-empty"
+        )
 
 
 def _decode_error_message(path: Path, shown: str, encoding: str, exc: UnicodeDecodeError) -> str:

@@ -212,3 +212,39 @@ def test_shards_in_partition_folders_read_as_one_dataset(tmp_path):
     (tmp_path / "log" / ".partial").mkdir()
     (tmp_path / "log" / ".partial" / "junk.parquet").write_bytes(b"not data")
     pd.testing.assert_frame_equal(read(tmp_path / "log"), FRAME, check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("a,b,a\n1,2,3\n", "name 'a' repeated at column positions 1, 3"),
+        ("a,,c\n1,2,3\n", "empty name at column position(s) 2"),
+        ("a, ,c\n1,2,3\n", "empty name at column position(s) 2"),
+    ],
+)
+def test_csv_duplicate_or_empty_column_names_are_errors(tmp_path, header, expected):
+    # pandas would silently rename these to "a.1" / "Unnamed: 1".
+    path = tmp_path / "dup.csv"
+    path.write_text(header)
+    with pytest.raises(InputDataError, match="rename|unique") as info:
+        read(path)
+    assert expected in str(info.value)
+    assert "dup.csv" in str(info.value)
+
+
+def test_parquet_duplicate_column_names_are_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([pa.array([1, 2]), pa.array([3, 4])], names=["x", "x"]), path)
+    with pytest.raises(InputDataError, match="name 'x' repeated at column positions 1, 2") as info:
+        read(path)
+    assert "dup.parquet" in str(info.value) and "rename them in the source" in str(info.value)
+
+
+def test_json_lines_empty_key_is_an_error(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1, "": 2}\n{"a": 3, "": 4}\n')
+    with pytest.raises(InputDataError, match="empty name at column position"):
+        read(path)
