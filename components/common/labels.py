@@ -114,8 +114,8 @@ def check_label(df: pd.DataFrame, label_column: str, *, what: str, task: str | N
         positions = missing.nonzero()[0][:_MAX_ROWS_LISTED].tolist()
         raise InputDataError(
             f"label column {label_column!r} of the {what} has {int(missing.sum())} missing value(s), "
-            f"first at row(s) {', '.join(map(str, positions))} (0-based); fill them, or set "
-            "unlabelled_rows='drop' to train without them"
+            f"first at row(s) {', '.join(map(str, positions))} (0-based); fill them, or drop those "
+            "rows (preprocess does with unlabelled_rows='drop')"
         )
     if task is not None and resolve_task(y, task) == CLASSIFICATION:
         classes = y.unique()

@@ -723,7 +723,7 @@ def test_rows_without_a_label_fail_when_asked_naming_the_rows():
     with pytest.raises(
         InputDataError,
         match=r"label column 'y' of the dataset has 2 missing value\(s\), first at row\(s\) 4, 50 "
-        r"\(0-based\); fill them, or set unlabelled_rows='drop' to train without them",
+        r"\(0-based\); fill them, or drop those rows \(preprocess does with unlabelled_rows='drop'\)",
     ):
         preprocess(df, config(unlabelled_rows="fail"))
 
