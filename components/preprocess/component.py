@@ -27,7 +27,7 @@ def preprocess(
     fill_value_numeric: float = 0.0,
     fill_value_categorical: str = "missing",
     encoding: str = "onehot",
-    max_categories: int = 20,
+    max_categories: int = 50,
     outliers: str = "iqr",
     outlier_factor: float = 0.0,
     scaling: str = "standard",

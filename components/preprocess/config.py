@@ -71,7 +71,9 @@ class PreprocessConfig:
     categorical_imputation: most_frequent or constant (``fill_value_categorical``).
     encoding: onehot (unknown categories at transform time → all zeros) or ordinal (→ -1).
     max_categories: per categorical column, the most frequent categories kept; the rest share one
-        "infrequent" category. 0 keeps every category.
+        "infrequent" category. 0 keeps every category. 50 by default: a cap of 20 folded 18 of
+        mpg's 38 car models into one feature and cost the model 8 points of F1 (0.918 against 1.0
+        with every category), while a column with thousands of levels still stays bounded.
     outliers: none, iqr (clip to [Q1 - f·IQR, Q3 + f·IQR]) or zscore (clip to mean ± f·std), with
         the bounds fitted on train. A column whose IQR (or std) is 0 is not clipped, because
         clipping would flatten every value that differs from the common one.
@@ -97,7 +99,7 @@ class PreprocessConfig:
     fill_value_numeric: float = 0.0
     fill_value_categorical: str = "missing"
     encoding: str = "onehot"
-    max_categories: int = 20
+    max_categories: int = 50
     outliers: str = "iqr"
     outlier_factor: float | None = None
     scaling: str = "standard"
