@@ -73,6 +73,8 @@ def deploy(
         canary_traffic_percent: -1 for a full rollout; 0-100 for a canary (Serverless only),
             which is smoke-tested but not promoted to champion.
         cluster: none (local model server), in-cluster (the pod's service account) or kubeconfig.
+            none is refused inside a Kubernetes pod (unless MLSTAGES_LOCAL_RUN=1), before anything
+            is served, so no champion points at a server that dies with the pod.
         kubeconfig: The kubeconfig file for cluster=kubeconfig; empty for the default.
         ready_timeout_seconds: How long to wait for Ready before rolling back.
         smoke_test_rows: Rows of the test split sent in the smoke test.
