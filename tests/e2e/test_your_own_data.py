@@ -18,6 +18,15 @@ def _table(name: str):
     return loader(as_frame=True).frame
 
 
+def _run_training(tmp_path, data, *settings: str) -> subprocess.CompletedProcess:
+    """`mlstages run training --data DATA --set S ...` in a fresh workdir, as a user runs it."""
+    command = [sys.executable, "-m", "mlstages.tooling.cli", "run", "training"]
+    command += ["--workdir", str(tmp_path / "work"), "--data", str(data)]
+    for setting in settings:
+        command += ["--set", setting]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
 @pytest.mark.parametrize(
     ("table", "file_name", "task", "family_names"),
     [
@@ -43,26 +52,7 @@ def test_your_own_table_trains_with_nothing_but_the_label(tmp_path, table, file_
     else:
         frame.to_parquet(path, index=False)
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlstages.tooling.cli",
-            "run",
-            "training",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--data",
-            str(path),
-            "--set",
-            "label_column=target",
-            "--set",
-            "cv_folds=3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = _run_training(tmp_path, path, "label_column=target", "cv_folds=3")
 
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
@@ -85,27 +75,8 @@ def test_rows_without_a_label_are_dropped_and_counted_not_a_dead_end(tmp_path):
 
     path = tmp_path / "colony.csv"
     palmerpenguins.load_penguins().to_csv(path, index=False)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlstages.tooling.cli",
-            "run",
-            "training",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--data",
-            str(path),
-            "--set",
-            "label_column=sex",
-            "--set",
-            "cv_folds=3",
-            "--set",
-            'model_families=["logistic_regression"]',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    done = _run_training(
+        tmp_path, path, "label_column=sex", "cv_folds=3", 'model_families=["logistic_regression"]'
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run_folder = Path(re.search(r"^Run folder: (.+)$", done.stdout, re.MULTILINE).group(1).strip())
