@@ -83,6 +83,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         split: str = "stratified",
         time_column: str = "",
         drop_columns: list = [],
+        column_types: dict = {},
         scaling: str = "standard",
         encoding: str = "onehot",
         outliers: str = "iqr",
@@ -130,6 +131,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             policy=validation_policy,
             max_missing_share=max_missing_share,
             unlabelled_rows=unlabelled_rows,
+            column_types=column_types,
         )
         configure_task(validate_task, "validate_data", settings)
 
@@ -142,6 +144,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             split=split,
             time_column=time_column,
             drop_columns=drop_columns,
+            column_types=column_types,
             scaling=scaling,
             encoding=encoding,
             outliers=outliers,

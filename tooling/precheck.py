@@ -74,12 +74,13 @@ class StageConfig:
 STAGES: dict[str, StageConfig] = {
     "ingest": StageConfig("mlstages.components.ingest.ingest:IngestConfig"),
     "validate_data": StageConfig(
-        "mlstages.components.validate_data.config:ValidationConfig", columns=("label_column",)
+        "mlstages.components.validate_data.config:ValidationConfig",
+        columns=("label_column", "column_types"),
     ),
     "preprocess": StageConfig(
         "mlstages.components.preprocess.config:PreprocessConfig",
         converted={"outlier_factor": lambda value: value or None},
-        columns=("label_column", "time_column", "drop_columns", "text_columns"),
+        columns=("label_column", "time_column", "drop_columns", "text_columns", "column_types"),
     ),
     "engineer_features": StageConfig(
         "mlstages.components.engineer_features.engineer_features:FeatureConfig",
@@ -467,6 +468,8 @@ def _column_names(param: str, value: Any) -> list[str]:
         return names
     if isinstance(value, str):
         return [value]
+    if isinstance(value, Mapping):  # column_types: the keys are columns
+        return [c for c in value if isinstance(c, str)]
     return [c for c in value if isinstance(c, str)] if isinstance(value, (list, tuple)) else []
 
 

@@ -12,11 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from mlstages.components.common.datasets import LOGICAL_TYPES
-from mlstages.components.common.errors import ParameterError
+from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.estimators.functions import (
+    DECORATED_NUMBER,
+    PLAIN_NUMBER,
+    SEPARATED_NUMBER,
+    parse_booleans,
+    parse_numbers,
+)
 
 # Kinds of suspicion, stable names for reports and tests.
 NUMERIC_TEXT = "numeric_text"  # "3,750", "$1,200.50", "12%": numbers stored as text
@@ -28,13 +36,13 @@ NA_CATEGORY = "na_category"  # "NA" as a value of a column whose other values ar
 LABEL_VARIANTS = "label_variants"  # "yes" and "Yes " as two classes
 FRACTIONAL_CLASS_ID = "fractional_class_id"  # class ids 0, 1, 2 and one 1.5
 
+# column_types' value for a column that is neither validated nor a feature.
+IGNORE = "ignore"
+
 # A share of rows above which a pattern is "the column's", below which rows are "junk".
 _MOSTLY = 0.9
 _MIN_ROWS_FOR_ID = 20
 _EXAMPLES = 3
-_SEPARATED_NUMBER = re.compile(r"^\s*[-+]?[$€£¥]?\s*\d{1,3}(?:[,\s']\d{3})+(?:\.\d+)?\s*%?\s*$")
-_DECORATED_NUMBER = re.compile(r"^\s*[-+]?[$€£¥]\s*\d+(?:\.\d+)?\s*$|^\s*[-+]?\d+(?:\.\d+)?\s*%\s*$")
-_PLAIN_NUMBER = re.compile(r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$")
 _ISO_DATE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$")
 _SLASH_DATE = re.compile(r"^\s*\d{1,4}[/.]\d{1,2}[/.]\d{1,4}\s*$")
 _LEADING_ZERO_CODE = re.compile(r"^0\d+$")
@@ -49,6 +57,11 @@ class Suspicion:
     kind: str
     message: str
     examples: tuple[str, ...] = ()
+
+
+def _shown(columns: Any, limit: int = 30) -> str:
+    names = [str(c) for c in columns]
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} columns)" if len(names) > limit else "")
 
 
 def _examples(values: pd.Series) -> tuple[str, ...]:
@@ -67,8 +80,8 @@ def _text_suspicion(name: str, strings: pd.Series) -> Suspicion | None:
     if strings.empty:
         return None
     n = len(strings)
-    separated = strings.str.match(_SEPARATED_NUMBER) | strings.str.match(_DECORATED_NUMBER)
-    plain = strings.str.match(_PLAIN_NUMBER)
+    separated = strings.str.match(SEPARATED_NUMBER) | strings.str.match(DECORATED_NUMBER)
+    plain = strings.str.match(PLAIN_NUMBER)
     if separated.any() and (separated | plain).mean() >= _MOSTLY:
         return Suspicion(
             name,
@@ -134,7 +147,7 @@ def _is_id(series: pd.Series) -> bool:
     return (
         len(strings) == len(values)
         and bool((~strings.str.contains(r"\s")).all())
-        and not bool(strings.str.match(_PLAIN_NUMBER).mean() >= _MOSTLY)
+        and not bool(strings.str.match(PLAIN_NUMBER).mean() >= _MOSTLY)
     )
 
 
@@ -159,8 +172,8 @@ def label_suspicion(y: pd.Series) -> Suspicion | None:
                 name,
                 LABEL_VARIANTS,
                 f"label column {name!r} has classes that differ only by case or surrounding spaces "
-                f"({shown}): they are learned as different classes. Clean the labels, or set "
-                "clean_labels=true to strip and case-fold them",
+                f"({shown}): they are learned as different classes. Clean the labels upstream: one "
+                "spelling per class, without surrounding spaces",
                 tuple(repr(v) for group in variants for v in group)[:_EXAMPLES],
             )
     values = y.dropna()
@@ -217,7 +230,7 @@ def check_column_types(column_types: Mapping[str, str], df: pd.DataFrame | None 
         raise ParameterError(
             f"parameter column_types must map column names to a type, got {type(column_types).__name__}"
         )
-    allowed = (*LOGICAL_TYPES, "ignore")
+    allowed = (*LOGICAL_TYPES, IGNORE)
     for name, kind in column_types.items():
         if kind not in allowed:
             raise ParameterError(
@@ -228,6 +241,52 @@ def check_column_types(column_types: Mapping[str, str], df: pd.DataFrame | None 
         if missing:
             raise ParameterError(
                 f"parameter column_types names column(s) {', '.join(map(repr, missing))} that the data "
-                f"does not have; it has: {', '.join(map(str, df.columns))}"
+                f"does not have; it has: {_shown(df.columns)} (names are case-sensitive)"
             )
     return {str(k): str(v) for k, v in column_types.items()}
+
+
+# A declared numeric or boolean column must mostly read as one: below this share of its present
+# values, the declaration is more likely a wrong column name than a column with some junk.
+_MIN_PARSED_SHARE = 0.5
+
+
+def check_declared_values(df: pd.DataFrame, column_types: Mapping[str, str]) -> None:
+    """Refuse a column declared numeric or boolean whose present values mostly do not read as
+    numbers or booleans, naming the column and examples."""
+    parsers = {"numeric": (parse_numbers, "numbers"), "boolean": (parse_booleans, "true/false values")}
+    for name, kind in column_types.items():
+        if kind not in parsers or name not in df.columns:
+            continue
+        parse, what = parsers[kind]
+        present = df[name].notna()
+        if not present.any():
+            continue
+        parsed = parse(df[[name]])[name].notna()
+        unread = present & ~parsed
+        if parsed[present].mean() < _MIN_PARSED_SHARE:
+            raise InputDataError(
+                f"column {name!r} is declared {kind!r} in column_types, but {int(unread.sum())} of "
+                f"{int(present.sum())} present values are not {what} (e.g. "
+                f"{', '.join(_examples(df.loc[unread, name]))}); fix column_types[{name!r}] or the data"
+            )
+
+
+def apply_column_types(df: pd.DataFrame, column_types: Mapping[str, str]) -> pd.DataFrame:
+    """``df`` read as ``column_types`` declares, with the parsers the exported model's transformer
+    uses: numeric and boolean text parsed (what does not parse becomes missing), categories and text
+    as strings, dates as timestamps; 'ignore' columns dropped. Undeclared columns are unchanged."""
+    types = check_column_types(column_types, df)
+    check_declared_values(df, types)
+    out = df.drop(columns=[name for name, kind in types.items() if kind == IGNORE])
+    for name, kind in types.items():
+        if kind == "numeric":
+            out[name] = parse_numbers(df[[name]])[name]
+        elif kind == "boolean":
+            out[name] = parse_booleans(df[[name]])[name].astype("boolean")
+        elif kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(df[name]):
+            out[name] = pd.to_datetime(df[name], errors="coerce", format="mixed")
+        elif kind in ("categorical", "text"):
+            strings = df[name].astype(object)
+            out[name] = strings.map(str).where(strings.notna(), None)
+    return out

@@ -15,6 +15,7 @@ from sklearn.preprocessing import (
     OrdinalEncoder,
 )
 
+from mlstages.components.common.column_checks import check_declared_values
 from mlstages.components.common.datasets import (
     BOOLEAN,
     DATETIME,
@@ -29,6 +30,8 @@ from mlstages.components.common.estimators.functions import (
     as_float,
     missing_as_nan,
     output_feature_name,
+    parse_booleans,
+    parse_numbers,
 )
 from mlstages.components.common.estimators.outliers import OutlierClipper
 from mlstages.components.common.estimators.scalers import make_scaler
@@ -56,12 +59,19 @@ class ColumnPlan:
     treatment: str
     missing_in_train: int
     missing_indicator: bool = False
+    # The column's raw values are text that column_types declares numeric or boolean: the
+    # transformer parses them (parse_numbers, parse_booleans) before anything else.
+    parsed: bool = False
 
 
-def features_and_label(df: pd.DataFrame, config: PreprocessConfig) -> tuple[pd.DataFrame, pd.Series]:
-    """The transformer's input X (all columns but the label and ``drop_columns``) and the label."""
+def features_and_label(
+    df: pd.DataFrame, config: PreprocessConfig, excluded: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The transformer's input X (all columns but the label, ``drop_columns``, the columns
+    column_types ignores and ``excluded``) and the label."""
     y = check_label(df, config.label_column, what="data", task=None)
-    dropped = [c for c in config.drop_columns if c in df.columns]
+    left_out = (*config.drop_columns, *config.ignored_columns, *excluded)
+    dropped = [c for c in dict.fromkeys(left_out) if c in df.columns]
     return df.drop(columns=[config.label_column, *dropped]), y
 
 
@@ -79,7 +89,10 @@ def plan_columns(train_X: pd.DataFrame, config: PreprocessConfig) -> list[Column
             "pass the features only, e.g. features_and_label(train, config)[0]"
         )
     require_columns(train_X, list(config.text_columns), what="training features", parameter="text_columns")
-    types = column_types(train_X)
+    declared = {name: kind for name, kind in config.column_types.items() if name in train_X.columns}
+    check_declared_values(train_X, declared)
+    read_types = column_types(train_X)
+    types = {name: declared.get(name, kind) for name, kind in read_types.items()}
     for name in config.text_columns:
         if types[name] in (NUMERIC, BOOLEAN, DATETIME):
             raise InputDataError(
@@ -109,12 +122,19 @@ def plan_columns(train_X: pd.DataFrame, config: PreprocessConfig) -> list[Column
     for name, kind in types.items():
         missing = int(train_X[name].isna().sum())
         indicator = False
+        parsed = (kind == NUMERIC and read_types[name] not in (NUMERIC, BOOLEAN)) or (
+            kind == BOOLEAN and read_types[name] != BOOLEAN
+        )
         if missing == len(train_X):
             path, treatment = PATH_DROPPED, "dropped: every value is missing in the train split"
         elif kind == DATETIME:
             path = PATH_DROPPED
             treatment = "dropped: a datetime is not a model input; derive features with date_parts"
-        elif name in config.text_columns or (kind == TEXT and not config.text_columns):
+        elif (
+            name in config.text_columns
+            or declared.get(name) == TEXT
+            or (kind == TEXT and not config.text_columns)
+        ):
             path = PATH_TEXT
             treatment = f"TF-IDF, at most {TEXT_MAX_FEATURES} terms, missing → empty text"
         elif kind == NUMERIC:
@@ -125,16 +145,27 @@ def plan_columns(train_X: pd.DataFrame, config: PreprocessConfig) -> list[Column
             path, treatment = PATH_CATEGORICAL, categorical_treatment
             if kind == TEXT:
                 treatment += " (free text, but text_columns names other columns)"
+        if parsed and path != PATH_DROPPED:
+            treatment = f"{_parsing_note(train_X[name], kind)}, {treatment}"
+        if name in declared:
+            treatment += f" (column_types: {declared[name]}; read as {read_types[name]})"
         if path != PATH_DROPPED and missing and config.add_missing_indicators:
             indicator = True
             treatment += ", + missing indicator"
-        plans.append(ColumnPlan(name, kind, path, treatment, missing, indicator))
+        plans.append(ColumnPlan(name, kind, path, treatment, missing, indicator, parsed))
     if all(p.path == PATH_DROPPED for p in plans):
         raise InputDataError(
             "no usable feature column: "
             + "; ".join(f"{p.column!r} {p.treatment.removeprefix('dropped: ')}" for p in plans)
         )
     return plans
+
+
+def _parsing_note(values: pd.Series, kind: str) -> str:
+    parse, what = (parse_numbers, "numbers") if kind == NUMERIC else (parse_booleans, "true/false")
+    unread = int((values.notna() & parse(values.to_frame())[values.name].isna()).sum())
+    note = f"parsed as {what} from text"
+    return note + (f" ({unread} value(s) that do not parse → missing)" if unread else "")
 
 
 def _transformer_name(prefix: str, column: str) -> str:
@@ -145,28 +176,16 @@ def _transformer_name(prefix: str, column: str) -> str:
 def preprocessor_from_plan(plans: list[ColumnPlan], config: PreprocessConfig) -> ColumnTransformer:
     """The unfitted ColumnTransformer that carries out ``plans``."""
 
-    def columns(path: str) -> list[str]:
-        return [p.column for p in plans if p.path == path]
+    def columns(path: str, parsed: bool = False) -> list[str]:
+        return [p.column for p in plans if p.path == path and p.parsed == parsed]
 
     max_categories = config.max_categories or None
     transformers: list[tuple[str, Any, Any]] = []
-    if columns(PATH_NUMERIC):
-        steps: list[tuple[str, Any]] = [
-            ("as_float", FunctionTransformer(as_float, feature_names_out="one-to-one"))
-        ]
-        factor = config.effective_outlier_factor
-        if factor is not None:
-            steps.append(("clip", OutlierClipper(method=config.outliers, factor=factor)))
-        steps.append(
-            (
-                "impute",
-                SimpleImputer(strategy=config.numeric_imputation, fill_value=config.fill_value_numeric),
-            )
-        )
-        scaler = make_scaler(config.scaling)
-        if scaler is not None:
-            steps.append(("scale", scaler))
-        transformers.append(("num", Pipeline(steps), columns(PATH_NUMERIC)))
+    # Columns whose text is parsed get blocks of their own, so that the numeric and boolean blocks
+    # keep the plain float conversion that fast_transform compiles for single-row serving.
+    for name, parser, parsed in (("num", as_float, False), ("num_text", parse_numbers, True)):
+        if columns(PATH_NUMERIC, parsed):
+            transformers.append((name, _numeric_steps(parser, config), columns(PATH_NUMERIC, parsed)))
     if columns(PATH_CATEGORICAL):
         encoder = (
             OneHotEncoder(handle_unknown="ignore", max_categories=max_categories, sparse_output=False)
@@ -188,14 +207,15 @@ def preprocessor_from_plan(plans: list[ColumnPlan], config: PreprocessConfig) ->
             ]
         )
         transformers.append(("cat", categorical, columns(PATH_CATEGORICAL)))
-    if columns(PATH_BOOLEAN):
-        boolean = Pipeline(
-            [
-                ("as_float", FunctionTransformer(as_float, feature_names_out="one-to-one")),
-                ("impute", SimpleImputer(strategy="most_frequent")),
-            ]
-        )
-        transformers.append(("bool", boolean, columns(PATH_BOOLEAN)))
+    for name, parser, parsed in (("bool", as_float, False), ("bool_text", parse_booleans, True)):
+        if columns(PATH_BOOLEAN, parsed):
+            boolean = Pipeline(
+                [
+                    ("as_float", FunctionTransformer(parser, feature_names_out="one-to-one")),
+                    ("impute", SimpleImputer(strategy="most_frequent")),
+                ]
+            )
+            transformers.append((name, boolean, columns(PATH_BOOLEAN, parsed)))
     for name in columns(PATH_TEXT):
         # A scalar column selector hands the transformer a 1-D Series, as TF-IDF expects.
         transformers.append((_transformer_name("text", name), TfidfColumn(TEXT_MAX_FEATURES), name))
@@ -216,6 +236,20 @@ def preprocessor_from_plan(plans: list[ColumnPlan], config: PreprocessConfig) ->
         verbose_feature_names_out=output_feature_name,
     )
     return preprocessor.set_output(transform="pandas")
+
+
+def _numeric_steps(parser: Any, config: PreprocessConfig) -> Pipeline:
+    steps: list[tuple[str, Any]] = [("as_float", FunctionTransformer(parser, feature_names_out="one-to-one"))]
+    factor = config.effective_outlier_factor
+    if factor is not None:
+        steps.append(("clip", OutlierClipper(method=config.outliers, factor=factor)))
+    steps.append(
+        ("impute", SimpleImputer(strategy=config.numeric_imputation, fill_value=config.fill_value_numeric))
+    )
+    scaler = make_scaler(config.scaling)
+    if scaler is not None:
+        steps.append(("scale", scaler))
+    return Pipeline(steps)
 
 
 def build_preprocessor(train_X: pd.DataFrame, config: PreprocessConfig) -> ColumnTransformer:

@@ -34,6 +34,8 @@ def preprocess(
     text_columns: list = [],
     add_missing_indicators: bool = True,
     unlabelled_rows: str = "drop",
+    column_types: dict = {},
+    exclude_id_columns: bool = True,
 ) -> NamedTuple("Outputs", [("task", str)]):
     """Splits a dataset into train and test rows, then fits a preprocessing
     transformer (imputation, encoding, outlier clipping, scaling, TF-IDF) on the train split only.
@@ -71,6 +73,13 @@ def preprocess(
         add_missing_indicators: Add a 0/1 feature per column with missing values in train.
         unlabelled_rows: drop (rows whose label is missing are dropped before the split, and the
             summary and metadata say how many) or fail.
+        column_types: Column name to numeric, categorical, boolean, datetime, text or ignore,
+            overriding the type read from the data, inside the fitted transformer: numeric parses
+            numbers written as text ("3,750", "$1,200.50", "12%"; the rest is missing), boolean
+            parses true/false, yes/no, 1/0; ignore leaves the column out of the features.
+        exclude_id_columns: Leave out of the features every column with a distinct, key-like value
+            in each train row (an identifier); the summary names them. A column named in
+            column_types is kept.
 
     Returns:
         train: Raw rows of the train split.
@@ -115,6 +124,8 @@ def preprocess(
         text_columns=tuple(text_columns or ()),
         add_missing_indicators=add_missing_indicators,
         unlabelled_rows=unlabelled_rows,
+        column_types=column_types,
+        exclude_id_columns=exclude_id_columns,
     )
     raw = read_dataset(dataset.path, what="input dataset")
     # Everything is checked and fitted in memory before the first output is written.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from mlstages.components.common.column_checks import IGNORE, check_column_types
 from mlstages.components.common.errors import ParameterError, require_choice
 from mlstages.components.common.estimators.scalers import SCALINGS
 from mlstages.components.common.labels import DEFAULT_UNLABELLED_ROWS, TASKS, UNLABELLED_ROWS
@@ -85,6 +87,15 @@ class PreprocessConfig:
         summary says how many) or fail (an error naming them).
     add_missing_indicators: add a 0/1 "was missing" feature for every column with missing values
         in the train split.
+    column_types: column -> numeric, categorical, boolean, datetime, text or ignore, overriding
+        the type read from the data, inside the fitted transformer (so serving reads raw values
+        the same way): numeric parses numbers written as text ("3,750", "$1,200.50", "12%"; what
+        does not parse is missing), boolean parses true/false, yes/no, t/f, y/n, 1/0, categorical
+        and text take values as strings, datetime columns are not features (date_parts derives
+        from them), ignore leaves the column out of the features.
+    exclude_id_columns: leave out of the features every column with a distinct, key-like value in
+        each train row (``column_checks.id_columns``): a customer number or a UUID generalises to
+        nothing. A column named in ``column_types`` is never excluded as an ID.
     """
 
     label_column: str
@@ -106,6 +117,8 @@ class PreprocessConfig:
     text_columns: tuple[str, ...] = ()
     add_missing_indicators: bool = True
     unlabelled_rows: str = DEFAULT_UNLABELLED_ROWS
+    column_types: Mapping[str, str] = field(default_factory=dict)
+    exclude_id_columns: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str) or not self.label_column.strip():
@@ -148,6 +161,12 @@ class PreprocessConfig:
                 f"column(s) {', '.join(map(repr, both))} are in both text_columns and drop_columns; "
                 "keep each in one of them"
             )
+        object.__setattr__(self, "column_types", check_column_types(self.column_types or {}))
+        self._check_column_types()
+        if not isinstance(self.exclude_id_columns, bool):
+            raise ParameterError(
+                f"parameter exclude_id_columns={self.exclude_id_columns!r} must be true or false"
+            )
         if not _is_number(self.fill_value_numeric) or not math.isfinite(self.fill_value_numeric):
             raise ParameterError(
                 f"parameter fill_value_numeric={self.fill_value_numeric!r} must be a finite number"
@@ -172,6 +191,36 @@ class PreprocessConfig:
             raise ParameterError(
                 f"parameter add_missing_indicators={self.add_missing_indicators!r} must be true or false"
             )
+
+    def _check_column_types(self) -> None:
+        declared = self.column_types
+        if self.label_column in declared:
+            raise ParameterError(
+                f"parameter column_types names the label column {self.label_column!r}; the label's "
+                "type decides the task: use task='classification' or 'regression' instead"
+            )
+        both = [c for c in self.drop_columns if c in declared]
+        if both:
+            raise ParameterError(
+                f"column(s) {', '.join(map(repr, both))} are in both drop_columns and column_types; "
+                "keep each in one of them"
+            )
+        not_text = [c for c in self.text_columns if c in declared and declared[c] != "text"]
+        if not_text:
+            raise ParameterError(
+                f"column(s) {', '.join(map(repr, not_text))} are in text_columns but column_types gives "
+                "them another type; keep each in one of them"
+            )
+        if self.time_column and declared.get(self.time_column) == IGNORE:
+            raise ParameterError(
+                f"parameter time_column={self.time_column!r} orders the split, but column_types "
+                "says to ignore it"
+            )
+
+    @property
+    def ignored_columns(self) -> tuple[str, ...]:
+        """Columns that ``column_types`` leaves out of the features."""
+        return tuple(name for name, kind in self.column_types.items() if kind == IGNORE)
 
     @property
     def effective_outlier_factor(self) -> float | None:

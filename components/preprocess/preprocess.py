@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
+from mlstages.components.common.column_checks import check_column_types, id_columns
 from mlstages.components.common.datasets import (
     DATETIME,
     column_types,
@@ -76,6 +77,8 @@ class PreprocessResult:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     unlabelled_rows_dropped: int = 0
+    # Identifier columns left out of the features (exclude_id_columns), in column order.
+    id_columns: tuple[str, ...] = ()
 
     @property
     def splits(self) -> dict[str, pd.DataFrame]:
@@ -104,9 +107,11 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
     require_columns(df, list(config.text_columns), what="dataset", parameter="text_columns")
     if config.time_column:
         require_columns(df, [config.time_column], what="dataset", parameter="time_column")
+    check_column_types(config.column_types, df)
     task = resolve_task(y, config.task)
     split = _split(df, y, task, config)
-    train_X, _ = features_and_label(split.train, config)
+    identifiers = _identifiers(split.train, config)
+    train_X, _ = features_and_label(split.train, config, identifiers)
     plans = plan_columns(train_X, config)
     preprocessor = preprocessor_from_plan(plans, config).fit(train_X)
     full_plan = [
@@ -126,6 +131,27 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
                 int(split.train[name].isna().sum()),
             )
             for name in config.drop_columns
+        ],
+        *[
+            ColumnPlan(
+                name,
+                column_types(df[[name]])[name],
+                PATH_EXCLUDED,
+                "excluded: column_types says ignore",
+                int(split.train[name].isna().sum()),
+            )
+            for name in config.ignored_columns
+        ],
+        *[
+            ColumnPlan(
+                name,
+                column_types(df[[name]])[name],
+                PATH_EXCLUDED,
+                "excluded: an identifier (a different key-like value in every train row); "
+                f"column_types={{{name!r}: 'categorical'}} keeps it as a feature",
+                int(split.train[name].isna().sum()),
+            )
+            for name in identifiers
         ],
         *plans,
     ]
@@ -149,6 +175,11 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         if unlabelled
         else ()
     )
+    id_notes = tuple(
+        f"column {name!r} is an identifier (a different value in every train row) and is not a "
+        f"feature; set column_types={{{name!r}: 'categorical'}} (or exclude_id_columns=false) to use it."
+        for name in identifiers
+    )
     return PreprocessResult(
         config=config,
         task=task,
@@ -159,10 +190,26 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         feature_names=tuple(str(n) for n in preprocessor.get_feature_names_out()),
         split_method=split.method,
         label_summary={name: _label_summary(part[config.label_column], task) for name, part in parts.items()},
-        notes=(*unlabelled_notes, *split.notes, *datetime_notes),
+        notes=(*unlabelled_notes, *id_notes, *split.notes, *datetime_notes),
         warnings=dropped_warnings,
         unlabelled_rows_dropped=unlabelled,
+        id_columns=identifiers,
     )
+
+
+def _identifiers(train: pd.DataFrame, config: PreprocessConfig) -> tuple[str, ...]:
+    """The identifier columns of the train rows that are left out of the features: none without
+    ``exclude_id_columns``; never a column the user named (column_types, text_columns, time_column)."""
+    if not config.exclude_id_columns:
+        return ()
+    named = (
+        config.label_column,
+        *config.drop_columns,
+        *config.column_types,
+        *config.text_columns,
+        config.time_column,
+    )
+    return tuple(id_columns(train, exclude=tuple(c for c in named if c)))
 
 
 def _label_summary(y: pd.Series, task: str) -> dict[str, Any]:
@@ -182,6 +229,7 @@ def preprocessor_metadata(result: PreprocessResult) -> dict[str, Any]:
     config = asdict(result.config)
     config["drop_columns"] = list(result.config.drop_columns)
     config["text_columns"] = list(result.config.text_columns)
+    config["column_types"] = dict(result.config.column_types)
     return {
         "stage": "preprocess",
         "label_column": result.config.label_column,
@@ -193,6 +241,7 @@ def preprocessor_metadata(result: PreprocessResult) -> dict[str, Any]:
         "split_method": result.split_method,
         "row_counts": result.row_counts,
         "unlabelled_rows_dropped": result.unlabelled_rows_dropped,
+        "id_columns": list(result.id_columns),
         "column_plan": [asdict(p) for p in result.column_plan],
         "config": config,
     }

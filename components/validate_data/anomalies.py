@@ -98,7 +98,7 @@ def check_dataset(
             kind = _label_kind_for(df, schema, name) if name == label else None
             anomalies += _check_column(df[name], spec, statistics["columns"][name], config, kind)
     if rows:
-        anomalies += _doubtful_types(df, label)
+        anomalies += _doubtful_types(df, label, config.column_types)
     for name in df.columns:
         if name not in schema["columns"]:
             anomalies.append(
@@ -113,14 +113,16 @@ def check_dataset(
     return sorted(anomalies, key=lambda a: a.severity != ERROR)
 
 
-def _doubtful_types(df: pd.DataFrame, label: str | None) -> list[Anomaly]:
+def _doubtful_types(df: pd.DataFrame, label: str | None, declared: Mapping[str, str]) -> list[Anomaly]:
     """Columns whose guessed type a user should check (numbers or dates as text, identifiers, codes
     with leading zeros, "NA" as a category, label variants): warnings with examples, never a failure."""
     from mlstages.components.common.column_checks import suspicious_columns
 
     return [
         Anomaly(found.column, found.kind, WARNING, found.message)
-        for found in suspicious_columns(df, label or None)
+        for found in suspicious_columns(
+            df, label or None, {name: kind for name, kind in declared.items() if name in df.columns}
+        )
     ]
 
 

@@ -25,6 +25,7 @@ def validate_data(
     max_outlier_share: float = 0.05,
     max_domain_size: int = 100,
     unlabelled_rows: str = "drop",
+    column_types: dict = {},
     input_schema: Input[Artifact] = None,
 ) -> NamedTuple("Outputs", [("passed", bool), ("anomaly_count", int)]):
     """Computes statistics of a dataset, infers a schema or checks the data against a given one,
@@ -52,6 +53,9 @@ def validate_data(
             distinct values; columns with more get no category check.
         unlabelled_rows: drop (rows without a label are a warning: preprocess drops them) or fail
             (an error). A label missing in every row is an error either way.
+        column_types: Column name to numeric, categorical, boolean, datetime, text or ignore, as
+            preprocess reads it: the data is validated as declared (numbers written as text
+            parsed), a declared column gets no doubtful-type warning, and ignore skips the column.
         input_schema: A schema to check against (JSON, as written to the schema output of an
             earlier run, possibly edited). Without it a schema is inferred from the data.
 
@@ -89,6 +93,7 @@ def validate_data(
         max_outlier_share=max_outlier_share,
         max_domain_size=max_domain_size,
         unlabelled_rows=unlabelled_rows,
+        column_types=column_types,
     )
     given_schema = load_schema(input_schema.path) if input_schema is not None else None
     frame = read_dataset(dataset.path, what="input dataset")

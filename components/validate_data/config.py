@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from mlstages.components.common.column_checks import check_column_types
 from mlstages.components.common.datasets import (
     BOOLEAN,
     CATEGORICAL,
@@ -96,6 +97,9 @@ class ValidationConfig:
         or "fail" (an error). A label missing in every row is an error either way.
     max_domain_size: an inferred schema lists the categories of a column with at most this many
         distinct values; columns with more get no category check.
+    column_types: column -> numeric, categorical, boolean, datetime, text or ignore, as preprocess
+        reads it (``column_checks.apply_column_types``): the data is validated as declared, a
+        declared column is not reported as a doubtful type, and an 'ignore' column is not validated.
     """
 
     label_column: str = ""
@@ -113,11 +117,18 @@ class ValidationConfig:
     max_outlier_share: float = 0.05
     max_domain_size: int = 100
     unlabelled_rows: str = DEFAULT_UNLABELLED_ROWS
+    column_types: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str):
             raise ParameterError(
                 f"parameter label_column must be a column name (text), got {self.label_column!r}"
+            )
+        object.__setattr__(self, "column_types", check_column_types(self.column_types or {}))
+        if self.label_column and self.label_column in self.column_types:
+            raise ParameterError(
+                f"parameter column_types names the label column {self.label_column!r}; the label's "
+                "type decides the task: use task='classification' or 'regression' instead"
             )
         require_choice("policy", self.policy, POLICIES)
         require_choice("unlabelled_rows", self.unlabelled_rows, UNLABELLED_ROWS)

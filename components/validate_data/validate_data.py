@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlstages.components.common.column_checks import apply_column_types
 from mlstages.components.common.errors import (
     ValidationFailed,
 )
@@ -84,7 +85,7 @@ def validate(
     only finds problems visible in the data alone (missing values, duplicates, constant columns,
     the label); a given one also checks types, ranges, domains and columns.
     """
-    df = _with_text_column_names(df)
+    df = apply_column_types(_with_text_column_names(df), config.column_types)
     statistics = compute_statistics(df)
     if schema is not None:
         schema = validate_schema(schema)

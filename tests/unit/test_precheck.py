@@ -68,6 +68,9 @@ CLASSIFICATION_CASES = [
     (["validation_policy=ignore"], "validation_policy='ignore'", "'fail', 'warn'"),
     (["test_size=0"], "test_size=0.0", "strictly between 0 and 1"),
     (["drop_columns=[id]"], "drop_columns", "column 'id' is not in"),
+    (["column_types={Island: categorical}"], "column_types", "column 'Island' is not in"),
+    (["column_types={island: number}"], "column_types['island']='number'", "is not one of"),
+    (["column_types={species: categorical}"], "column_types", "label column 'species'"),
     (["split=time", "time_column=when"], "time_column", "column 'when' is not in"),
     (
         ["derived_features=[{name: r, kind: ratio, columns: [bill_length_mm, bill_width_mm]}]"],

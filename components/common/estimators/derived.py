@@ -169,7 +169,8 @@ def check_derived_columns(
     """Raise ParameterError when an entry names a column ``X`` lacks, or one of the wrong type.
 
     ``all_columns`` (the whole train split's) and ``label_column`` only make the message say why
-    a column is not available: it is the label, or it is not a transformer input (drop_columns).
+    a column is not available: it is the label, or it is not a transformer input (drop_columns,
+    column_types 'ignore', an identifier).
     """
     for index, spec in enumerate(specs):
         label = _entry_label(index, spec)
@@ -178,7 +179,10 @@ def check_derived_columns(
                 if column == label_column:
                     why = "it is the label column, which a feature cannot be derived from"
                 elif all_columns is not None and column in all_columns:
-                    why = "it is not an input of the preprocessor (it was excluded with drop_columns)"
+                    why = (
+                        "it is not an input of the preprocessor (drop_columns, column_types 'ignore' "
+                        "or an identifier column left out; see preprocess' column plan)"
+                    )
                 else:
                     why = f"the data has no such column; the columns are: {', '.join(map(str, X.columns))}"
                 raise ParameterError(f"{label}: column {column!r} is not available: {why}")
