@@ -67,20 +67,31 @@ def test_your_own_table_trains_with_nothing_but_the_label(tmp_path, table, file_
 
 
 def test_rows_without_a_label_are_dropped_and_counted_not_a_dead_end(tmp_path):
-    # palmerpenguins' 'sex' is missing in 11 of 344 rows: a real table with unlabelled rows.
+    # palmerpenguins' 'sex' is missing in 11 of 344 rows: a real table with unlabelled rows. As a
+    # spreadsheet exports it, with masses as "3,750" text (declared numeric) and a sample id.
     import re
     from pathlib import Path
 
     import palmerpenguins
 
     path = tmp_path / "colony.csv"
-    palmerpenguins.load_penguins().to_csv(path, index=False)
+    table = palmerpenguins.load_penguins()
+    table["body_mass_g"] = table["body_mass_g"].map(lambda v: "" if v != v else f"{int(v):,}")
+    table.insert(0, "sample_id", [f"PAL-{i:04d}" for i in range(len(table))])
+    table.to_csv(path, index=False)
     done = _run_training(
-        tmp_path, path, "label_column=sex", "cv_folds=3", 'model_families=["logistic_regression"]'
+        tmp_path,
+        path,
+        "label_column=sex",
+        "cv_folds=3",
+        'model_families=["logistic_regression"]',
+        "column_types={body_mass_g: numeric}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run_folder = Path(re.search(r"^Run folder: (.+)$", done.stdout, re.MULTILINE).group(1).strip())
     summary = next(run_folder.rglob("preprocess/summary")).read_text()
     assert "11 row(s) with no &#x27;sex&#x27; label were dropped before the split" in summary
+    assert "parsed as numbers from text" in summary
+    assert "sample_id | categorical | excluded | 0 | excluded: an identifier" in summary
     validation = next(run_folder.rglob("validate-data/summary")).read_text()
     assert "missing in 11 of 344 row(s)" in validation and "unlabelled_rows=" in validation
