@@ -94,6 +94,41 @@ def base_estimator(task: str, family: str, seed: int) -> Any:
     return HistGradientBoostingRegressor(random_state=seed)
 
 
+def family_estimator(
+    task: str,
+    family: str,
+    seed: int,
+    category_groups: Sequence[tuple[str, Sequence[int]]] = (),
+    n_features: int = 0,
+) -> Any:
+    """The estimator a family's candidates are: ``base_estimator``, and for gradient boosting,
+    given the one-hot groups of the features (``estimators.categories.onehot_groups``), the
+    booster splitting on those categories natively."""
+    from mlstages.components.common.estimators.categories import with_native_categories
+
+    estimator = base_estimator(task, family, seed)
+    if family == "gradient_boosting" and category_groups:
+        return with_native_categories(estimator, category_groups, n_features)
+    return estimator
+
+
+def routed_params(estimator: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` named as a family's search space names them, as ``estimator`` (perhaps a
+    ``with_native_categories`` Pipeline) takes them."""
+    from mlstages.components.common.estimators.categories import MODEL_STEP
+
+    if hasattr(estimator, "named_steps") and MODEL_STEP in estimator.named_steps:
+        return {f"{MODEL_STEP}__{name}": value for name, value in params.items()}
+    return dict(params)
+
+
+def unrouted_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``routed_params`` undone: the names a family's search space uses."""
+    from mlstages.components.common.estimators.categories import MODEL_STEP
+
+    return {name.removeprefix(f"{MODEL_STEP}__"): value for name, value in params.items()}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to search for and fit the model.
@@ -103,7 +138,8 @@ class TrainConfig:
     model_families: families to search, in order of preference (ties go to the earlier one);
         empty means every family of the task. Classification: logistic_regression, random_forest,
         gradient_boosting; regression: linear_regression (Ridge), random_forest, gradient_boosting.
-        gradient_boosting is scikit-learn's histogram-based booster, which scales to millions of rows.
+        gradient_boosting is scikit-learn's histogram-based booster, which scales to millions of rows;
+        its candidates split each one-hot encoded column's categories natively (``family_estimator``).
     search: halving (successive halving over n_iter seeded candidates per family: all of them on a
         few rows, the best on more, the last on all), random (n_iter seeded candidates per family,
         each on every row) or grid (every candidate of the space on every row).

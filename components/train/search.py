@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import ParameterError
-from mlstages.components.train.config import CLASSIFICATION, TrainConfig, base_estimator
+from mlstages.components.train.config import (
+    CLASSIFICATION,
+    TrainConfig,
+    family_estimator,
+    routed_params,
+    unrouted_params,
+)
 
 # Halving needs enough rows in its first round for every fold to hold a fair sample of the
 # classes; below this the table is small enough to score every candidate on every row.
@@ -63,10 +69,15 @@ def cv_folds(config: TrainConfig) -> Any:
 
 
 def search_families(
-    features: pd.DataFrame, y: np.ndarray, config: TrainConfig, started: float | None = None
+    features: pd.DataFrame,
+    y: np.ndarray,
+    config: TrainConfig,
+    started: float | None = None,
+    category_groups: Sequence[tuple[str, Sequence[int]]] = (),
 ) -> list[FamilyOutcome]:
     """Search every configured family (cheapest first) until the time budget is spent; the outcomes
-    come back in ``model_families`` order. ``started`` is when the budget began (default: now)."""
+    come back in ``model_families`` order. ``started`` is when the budget began (default: now);
+    ``category_groups`` are the features' one-hot groups, which gradient boosting splits natively."""
     started = time.monotonic() if started is None else started
     order = sorted(config.model_families, key=lambda f: _SEARCH_COST.get(f, len(_SEARCH_COST)))
     outcomes: dict[str, FamilyOutcome] = {}
@@ -83,15 +94,22 @@ def search_families(
                 skipped=f"time budget of {config.time_budget_seconds:g} s spent after {spent:.0f} s",
             )
             continue
-        outcomes[family] = _search_family(family, features, y, config)
+        outcomes[family] = _search_family(family, features, y, config, category_groups)
     return [outcomes[f] for f in config.model_families]
 
 
-def _search_family(family: str, features: pd.DataFrame, y: np.ndarray, config: TrainConfig) -> FamilyOutcome:
+def _search_family(
+    family: str,
+    features: pd.DataFrame,
+    y: np.ndarray,
+    config: TrainConfig,
+    category_groups: Sequence[tuple[str, Sequence[int]]],
+) -> FamilyOutcome:
     from sklearn.exceptions import FitFailedWarning
 
     began = time.monotonic()
-    search = _search_cv(family, config, len(y))
+    estimator = family_estimator(config.task, family, config.seed, category_groups, features.shape[1])
+    search = _search_cv(estimator, family, config, len(y))
     with warnings.catch_warnings():
         # A halving round on a third of a third of the rows can miss a rare class in a fold, so a
         # scorer that needs every class fails there; that candidate scores NaN and is dropped.
@@ -112,7 +130,9 @@ def _search_family(family: str, features: pd.DataFrame, y: np.ndarray, config: T
             f"every candidate of model family {family!r} failed to score with scoring={config.scoring!r} "
             f"on {config.cv_folds} folds; check scoring and search_space[{family!r}], or lower cv_folds"
         )
-    return FamilyOutcome(family, table, best_score, dict(search.best_params_), time.monotonic() - began)
+    return FamilyOutcome(
+        family, table, best_score, unrouted_params(search.best_params_), time.monotonic() - began
+    )
 
 
 def halving_rounds(rows: int, candidates: int) -> int:
@@ -127,12 +147,11 @@ def halving_rounds(rows: int, candidates: int) -> int:
     return min(needed, possible)
 
 
-def _search_cv(family: str, config: TrainConfig, rows: int) -> Any:
+def _search_cv(estimator: Any, family: str, config: TrainConfig, rows: int) -> Any:
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401 (registers the class)
     from sklearn.model_selection import GridSearchCV, HalvingRandomSearchCV, RandomizedSearchCV
 
-    estimator = base_estimator(config.task, family, config.seed)
-    space = config.space(family)
+    space = routed_params(estimator, config.space(family))
     common = {
         "scoring": config.scoring,
         "cv": cv_folds(config),
@@ -177,7 +196,8 @@ def family_table(family: str, cv_results: Mapping[str, Any], rows: int) -> pd.Da
         {
             "family": family,
             "params": [
-                json.dumps({k: native(v) for k, v in p.items()}, sort_keys=True) for p in cv_results["params"]
+                json.dumps({k: native(v) for k, v in unrouted_params(p).items()}, sort_keys=True)
+                for p in cv_results["params"]
             ],
             "mean_cv_score": np.asarray(cv_results["mean_test_score"], dtype=float),
             "std_cv_score": np.asarray(cv_results["std_test_score"], dtype=float),

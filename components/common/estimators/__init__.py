@@ -8,5 +8,6 @@ an exported model to hold that).
 Modules: ``functions`` (FunctionTransformer functions), ``outliers`` (OutlierClipper), ``text``
 (TfidfColumn), ``scalers`` (the scaler registry), ``derived`` (DerivedFeatures),
 ``selection`` (CandidateFeatures, SelectedColumns), ``fast_transform`` (PreprocessorPlan: the
-fitted preprocessor's arithmetic with numpy, for fast single-row predictions).
+fitted preprocessor's arithmetic with numpy, for fast single-row predictions), ``categories``
+(OneHotCodes: one-hot groups back to codes, for the gradient-boosting family's native categories).
 """
