@@ -35,6 +35,9 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         task: str,
         source_format: str,
         sql_query: str,
+        max_columns: int,
+        max_cell_length: int,
+        max_line_length: int,
         validation_policy: str,
         max_missing_share: float,
         unlabelled_rows: str,
@@ -105,6 +108,9 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         task: str = "auto",
         source_format: str = "auto",
         sql_query: str = "",
+        max_columns: int = 10000,
+        max_cell_length: int = 1048576,
+        max_line_length: int = 16777216,
         validation_policy: str = "fail",
         max_missing_share: float = 0.5,
         unlabelled_rows: str = "drop",
@@ -145,7 +151,13 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
     ):
         arguments = dict(locals())
         window_task = ingest(
-            source_uri=current_uri, source_format=current_format, sql_query=current_query, snapshot=snapshot
+            source_uri=current_uri,
+            source_format=current_format,
+            sql_query=current_query,
+            snapshot=snapshot,
+            max_columns=max_columns,
+            max_cell_length=max_cell_length,
+            max_line_length=max_line_length,
         )
         # The window moves between runs of a recurring run: never from the cache.
         window_task.set_caching_options(False)

@@ -76,6 +76,9 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         source_format: str = "auto",
         snapshot: str = "",
         sql_query: str = "",
+        max_columns: int = 10000,
+        max_cell_length: int = 1048576,
+        max_line_length: int = 16777216,
         validation_policy: str = "fail",
         max_missing_share: float = 0.5,
         unlabelled_rows: str = "drop",
@@ -118,7 +121,13 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
     ) -> TrainingOutputs:
         arguments = dict(locals())
         ingest_task = ingest(
-            source_uri=data_uri, source_format=source_format, sql_query=sql_query, snapshot=snapshot
+            source_uri=data_uri,
+            source_format=source_format,
+            sql_query=sql_query,
+            snapshot=snapshot,
+            max_columns=max_columns,
+            max_cell_length=max_cell_length,
+            max_line_length=max_line_length,
         )
         # Moving sources (HTTP, databases, a gs:// prefix) must not be served from the cache unless a
         # snapshot value says the data is the same; the caller turns caching on with a snapshot.

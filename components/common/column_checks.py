@@ -91,6 +91,16 @@ def _text_suspicion(name: str, strings: pd.Series) -> Suspicion | None:
             f"numbers, or set column_types={{{name!r}: 'numeric'}}",
             _examples(strings[separated]),
         )
+    if plain.all() and not strings.str.match(_LEADING_ZERO_CODE).any():
+        # Text although every value is a number: integers past int64, or a reader told to keep text.
+        return Suspicion(
+            name,
+            NUMERIC_TEXT,
+            f"column {name!r} holds only numbers, but as text (e.g. {', '.join(_examples(strings))}; "
+            "integers too large for 64 bits are kept as text); it is read as a category. Set "
+            f"column_types={{{name!r}: 'numeric'}} to use them as numbers, or 'categorical' if they are codes",
+            _examples(strings),
+        )
     if plain.mean() >= _MOSTLY and not plain.all():
         junk = strings[~plain]
         return Suspicion(

@@ -62,6 +62,8 @@ def resolve_task(y: pd.Series, task: str) -> str:
     require_choice("task", task, TASKS)
     if task == "auto":
         return detect_task(y)
+    if task == CLASSIFICATION:
+        _refuse_continuous_classes(y)
     if task == REGRESSION and (pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y)):
         examples = ", ".join(repr(v) for v in y.dropna().unique()[:3])
         raise InputDataError(
@@ -70,6 +72,25 @@ def resolve_task(y: pd.Series, task: str) -> str:
             "convert the column to numbers"
         )
     return task
+
+
+# More distinct values than this, some fractional, and a label is a measurement, not class ids.
+_MAX_FRACTIONAL_CLASSES = 20
+
+
+def _refuse_continuous_classes(y: pd.Series) -> None:
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_float_dtype(y):
+        return
+    values = y.dropna()
+    fractional = values[values != values.round()]
+    distinct = values.nunique()
+    if len(fractional) and distinct > _MAX_FRACTIONAL_CLASSES:
+        examples = ", ".join(f"{v:g}" for v in fractional.unique()[:3])
+        raise InputDataError(
+            f"task='classification', but label column {y.name!r} holds {distinct} distinct numbers, "
+            f"{fractional.nunique()} of them fractional (e.g. {examples}): a continuous target, not "
+            "classes; use task='regression' (or 'auto'), or bin the label into classes upstream"
+        )
 
 
 def drop_unlabelled(

@@ -16,6 +16,9 @@ def ingest(
     encoding: str = "utf-8",
     sql_query: str = "",
     snapshot: str = "",
+    max_columns: int = 10000,
+    max_cell_length: int = 1048576,
+    max_line_length: int = 16777216,
 ):
     """Reads CSV, TSV, Parquet or JSON Lines from a local path, http(s):// URL, gs:// object or
     prefix of shards, or an SQL query on an SQLAlchemy database URL, into one Parquet dataset.
@@ -35,6 +38,12 @@ def ingest(
         sql_query: Query to run when source_uri is a database URL.
         snapshot: Free text that only changes the cache key, so a new snapshot of a moving source
             is read again while the same snapshot is served from the cache.
+        max_columns: A CSV/TSV header with more columns is refused before it is parsed (pandas'
+            header parsing grows with the square of the columns).
+        max_cell_length: A CSV/TSV value longer than this many characters is refused, naming the
+            line.
+        max_line_length: A CSV/TSV line longer than this many characters is refused before it is
+            read whole.
 
     Returns:
         dataset: The data as one Parquet file.
@@ -55,6 +64,9 @@ def ingest(
         delimiter=delimiter,
         encoding=encoding,
         sql_query=sql_query,
+        max_columns=max_columns,
+        max_cell_length=max_cell_length,
+        max_line_length=max_line_length,
     )
     frame = read_source(config)
     metadata = write_dataset(frame, dataset.path, source=display_uri(source_uri))

@@ -21,6 +21,17 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
+from mlstages.components.ingest.column_values import check_shards, one_type_per_column
+from mlstages.components.ingest.delimited import (
+    DEFAULT_MAX_CELL_LENGTH,
+    DEFAULT_MAX_COLUMNS,
+    DEFAULT_MAX_LINE_LENGTH,
+    compression_of,
+    open_text,
+    read_delimited,
+    scan,
+    sniff,
+)
 
 FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl")
 _EXTENSIONS = {
@@ -47,6 +58,11 @@ class IngestConfig:
     delimiter: the CSV field separator; empty means ``,`` for csv and a tab for tsv.
     encoding: the text encoding of CSV / JSON Lines files.
     sql_query: the query to run when source_uri is a database URL.
+    max_columns: a CSV/TSV header with more columns is refused before pandas parses it (its header
+        parsing grows with the square of the columns: 100,000 took 52 s).
+    max_cell_length: a CSV/TSV value longer than this many characters is refused.
+    max_line_length: a CSV/TSV line longer than this many characters is refused before it is read
+        whole.
     """
 
     source_uri: str
@@ -54,6 +70,9 @@ class IngestConfig:
     delimiter: str = ""
     encoding: str = "utf-8"
     sql_query: str = ""
+    max_columns: int = DEFAULT_MAX_COLUMNS
+    max_cell_length: int = DEFAULT_MAX_CELL_LENGTH
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH
 
     def __post_init__(self) -> None:
         if not self.source_uri.strip():
@@ -61,6 +80,10 @@ class IngestConfig:
         require_choice("source_format", self.source_format, FORMATS)
         if len(self.delimiter) > 1 and self.delimiter != "\\t":
             raise ParameterError(f"parameter delimiter={self.delimiter!r} must be one character")
+        for name in ("max_columns", "max_cell_length", "max_line_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"parameter {name}={value!r} must be a whole number of at least 1")
 
 
 SourceReader = Callable[[IngestConfig], pd.DataFrame]
@@ -94,6 +117,7 @@ def read_source(config: IngestConfig) -> pd.DataFrame:
         )
     df = reader(config)
     df.columns = [str(c) for c in df.columns]
+    df = one_type_per_column(df, display_uri(config.source_uri))
     _normalize_missing(df)
     if len(df) == 0:
         raise InputDataError(f"{display_uri(config.source_uri)} has a header but no data rows")
@@ -154,15 +178,27 @@ def read_file(path: Path, config: IngestConfig, display: str | None = None) -> p
 
 def _read_delimited(path: Path, fmt: str, config: IngestConfig, shown: str) -> pd.DataFrame:
     sep = config.delimiter.replace("\\t", "\t") or ("\t" if fmt == "tsv" else ",")
+    compression = compression_of(path, shown, fmt)
     try:
-        df = pd.read_csv(path, sep=sep, encoding=config.encoding, low_memory=False)
+        header = scan(
+            path,
+            sep,
+            config.encoding,
+            compression,
+            shown,
+            max_columns=config.max_columns,
+            max_cell_length=config.max_cell_length,
+            max_line_length=config.max_line_length,
+        )
+        # Before pandas reads it: pandas renames duplicates ("x.1") and empty names ("Unnamed: 5").
+        _check_column_names(header, shown)
+        df = read_delimited(path, sep, config.encoding, compression)
     except UnicodeDecodeError as exc:
-        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc)) from exc
+        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc, compression)) from exc
     except pd.errors.EmptyDataError as exc:
         raise InputDataError(f"{shown} has no columns (is it empty?)") from exc
     except pd.errors.ParserError as exc:
         raise InputDataError(f"{shown} is not valid {fmt.upper()} with delimiter {sep!r}: {exc}") from exc
-    _check_column_names(_delimited_header(path, sep, config.encoding), shown)
     if df.shape[1] == 1:
         header = str(df.columns[0])
         for candidate in (";", "\t", "|", ","):
@@ -175,21 +211,49 @@ def _read_delimited(path: Path, fmt: str, config: IngestConfig, shown: str) -> p
 
 
 def _read_json_lines(path: Path, config: IngestConfig, shown: str) -> pd.DataFrame:
+    compression = compression_of(path, shown, "jsonl")
     try:
-        with open(path, encoding=config.encoding) as handle:
-            df = pd.read_json(handle, lines=True)
+        df = pd.read_json(path, lines=True, encoding=config.encoding, compression=compression)
     except UnicodeDecodeError as exc:
-        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc)) from exc
+        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc, compression)) from exc
     except ValueError as exc:
-        raise InputDataError(f"{shown} is not valid JSON Lines (one JSON object per line): {exc}") from exc
+        if "too big" not in str(exc):
+            raise InputDataError(
+                f"{shown} is not valid JSON Lines (one JSON object per line): {exc}"
+            ) from exc
+        # pandas' JSON parser stops at integers past 64 bits; Python's reads them (kept as text later).
+        df = _read_json_lines_exactly(path, config.encoding, compression, shown)
     # A JSON object cannot repeat a key (the parser keeps the last), but a key can be "".
     _check_column_names([str(c) for c in df.columns], shown)
     return df
 
 
+def _read_json_lines_exactly(path: Path, encoding: str, compression: str | None, shown: str) -> pd.DataFrame:
+    import json
+
+    records = []
+    with open_text(path, encoding, compression) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                raise InputDataError(f"{shown} is not valid JSON Lines: line {number}: {exc}") from exc
+    return pd.DataFrame.from_records(records)
+
+
 def _read_parquet(path: Path, shown: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
+    kind = sniff(path)
+    if kind and kind != "parquet":
+        what = (
+            "an HTML page (a sign-in or error page served instead of the data?)"
+            if kind == "html"
+            else f"{kind}-compressed"
+        )
+        raise InputDataError(f"{shown} is {what}, not a Parquet file: check the URI, or set source_format")
     try:
         names = pq.read_schema(path).names
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
@@ -200,14 +264,6 @@ def _read_parquet(path: Path, shown: str) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise InputDataError(f"{shown} is not a readable Parquet file: {exc}") from exc
-
-
-def _delimited_header(path: Path, sep: str, encoding: str) -> list[str]:
-    # The header as written: pandas renames duplicates ("x.1") and empty names ("Unnamed: 5").
-    raw = pd.read_csv(
-        path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str, keep_default_na=False
-    )
-    return [str(v) for v in raw.iloc[0].tolist()] if len(raw) else []
 
 
 def _check_column_names(names: list[str], shown: str) -> None:
@@ -229,10 +285,13 @@ def _check_column_names(names: list[str], shown: str) -> None:
         )
 
 
-def _decode_error_message(path: Path, shown: str, encoding: str, exc: UnicodeDecodeError) -> str:
+def _decode_error_message(
+    path: Path, shown: str, encoding: str, exc: UnicodeDecodeError, compression: str | None = None
+) -> str:
     # UnicodeDecodeError positions are relative to the chunk pandas decoded, so find the first
-    # bad byte in the file ourselves to name the line.
-    line, offset = _first_undecodable(path, encoding)
+    # bad byte in the file ourselves to name the line (in a plain file; a compressed one's bytes
+    # are not its lines).
+    line, offset = (None, None) if compression else _first_undecodable(path, encoding)
     where = f" at line {line} (byte offset {offset})" if line else ""
     return (
         f"{shown} is not valid {encoding} text{where}: {exc.reason}; "
@@ -275,6 +334,7 @@ def _read_many(paths: list[Path], config: IngestConfig, shown: str) -> pd.DataFr
     if not paths:
         raise InputDataError(f"{shown} holds no files to read")
     frames = [read_file(p, config) for p in paths]
+    check_shards(frames, [p.name for p in paths], shown)
     first = list(frames[0].columns)
     for path, frame in zip(paths[1:], frames[1:], strict=True):
         if list(frame.columns) != first:

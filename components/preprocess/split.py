@@ -121,6 +121,7 @@ def _check_stratifiable(y: pd.Series, n_test: int) -> None:
     too_small = counts[counts < len(SPLIT_NAMES)]
     if len(too_small):
         label, count = too_small.index[0], int(too_small.iloc[0])
+        label = label.item() if isinstance(label, np.generic) else label
         raise InputDataError(
             f"class {label!r} of label column {y.name!r} has only {count} row(s); a stratified split "
             f"needs at least {len(SPLIT_NAMES)} per class (one per split). Add rows for it, remove or "
