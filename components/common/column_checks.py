@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.datasets import LOGICAL_TYPES
-from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.errors import InputDataError, ParameterError, quoted
 from mlstages.components.common.estimators.functions import (
     DECORATED_NUMBER,
     PLAIN_NUMBER,
@@ -65,7 +65,7 @@ def _shown(columns: Any, limit: int = 30) -> str:
 
 
 def _examples(values: pd.Series) -> tuple[str, ...]:
-    return tuple(repr(v) for v in pd.unique(values)[:_EXAMPLES])
+    return tuple(quoted(v) for v in pd.unique(values)[:_EXAMPLES])
 
 
 def _strings(series: pd.Series) -> pd.Series:
@@ -177,14 +177,14 @@ def label_suspicion(y: pd.Series) -> Suspicion | None:
             by_key.setdefault(value.strip().casefold(), []).append(value)
         variants = [group for group in by_key.values() if len(group) > 1]
         if variants:
-            shown = "; ".join(" vs ".join(repr(v) for v in group) for group in variants[:_EXAMPLES])
+            shown = "; ".join(" vs ".join(quoted(v) for v in group) for group in variants[:_EXAMPLES])
             return Suspicion(
                 name,
                 LABEL_VARIANTS,
                 f"label column {name!r} has classes that differ only by case or surrounding spaces "
                 f"({shown}): they are learned as different classes. Clean the labels upstream: one "
                 "spelling per class, without surrounding spaces",
-                tuple(repr(v) for group in variants for v in group)[:_EXAMPLES],
+                tuple(quoted(v) for group in variants for v in group)[:_EXAMPLES],
             )
     values = y.dropna()
     if pd.api.types.is_float_dtype(values) and len(values):

@@ -43,3 +43,18 @@ def require_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) 
             f"parameter {name}={value!r} is not one of: {', '.join(repr(c) for c in choices)}"
         )
     return value
+
+
+# Values quoted in messages are cut to this many characters: a message travels in logs, reports
+# and artifact metadata, and a 20 MB cell must not travel with it.
+QUOTED_VALUE_LENGTH = 60
+
+
+def quoted(value: object, limit: int = QUOTED_VALUE_LENGTH) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters with an ellipsis and the length."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # 49.2, not np.float64(49.2)
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text):,} characters)"

@@ -14,14 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mlstages.components.common.errors import InputDataError
+from mlstages.components.common.errors import InputDataError, quoted
 
 VALUES_IN_MESSAGE = 3
-
-
-def _shorten(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def one_type_per_column(df: pd.DataFrame, shown: str) -> pd.DataFrame:
@@ -48,7 +43,7 @@ def one_type_per_column(df: pd.DataFrame, shown: str) -> pd.DataFrame:
             df[name] = df[name].map(lambda v: v if v is None or isinstance(v, str) or v != v else str(v))
     if nested:
         examples = "; ".join(
-            f"{name!r}: {_shorten(df[name].dropna().iloc[0])}" for name in nested[:VALUES_IN_MESSAGE]
+            f"{name!r}: {quoted(df[name].dropna().iloc[0])}" for name in nested[:VALUES_IN_MESSAGE]
         )
         raise InputDataError(
             f"{shown}: column(s) {', '.join(map(repr, nested))} hold lists or records (nested values: "
@@ -97,5 +92,5 @@ def check_shards(frames: Sequence[pd.DataFrame], names: Sequence[str], shown: st
                 example = frame[column].dropna().iloc[0]
                 raise InputDataError(
                     f"column {column!r} of {shown} is {seen[0]} in shard {seen[1]} but {kind} in shard "
-                    f"{shard} (e.g. {_shorten(example)}); make its values one type in every shard"
+                    f"{shard} (e.g. {quoted(example)}); make its values one type in every shard"
                 )

@@ -48,6 +48,11 @@ _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz", ".zip")
 HTTP_TIMEOUT_SECONDS = 60.0
 
 
+# Column names travel in feature names, artifact metadata and the task's command line; a longer
+# "name" is a data row or a value, not a header.
+MAX_COLUMN_NAME_LENGTH = 1000
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     """How to read a source.
@@ -279,9 +284,16 @@ def _check_column_names(names: list[str], shown: str) -> None:
     for name, where in positions.items():
         if len(where) > 1:
             problems.append(f"name {name!r} repeated at column positions {', '.join(map(str, where))}")
+    long = [i + 1 for i, n in enumerate(names) if n is not None and len(str(n)) > MAX_COLUMN_NAME_LENGTH]
+    if long:
+        problems.append(
+            f"name longer than {MAX_COLUMN_NAME_LENGTH} characters at column position(s) "
+            f"{', '.join(map(str, long[:10]))} (is the first line a header?)"
+        )
     if problems:
         raise InputDataError(
-            f"{shown}: {'; '.join(problems)}; rename them in the source so every column name is unique and non-empty"
+            f"{shown}: {'; '.join(problems)}; rename them in the source so every column name is unique, "
+            "non-empty and short"
         )
 
 

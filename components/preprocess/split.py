@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 from mlstages.components.common.datasets import (
     require_columns,
 )
-from mlstages.components.common.errors import InputDataError
+from mlstages.components.common.errors import InputDataError, quoted
 from mlstages.components.common.labels import (
     CLASSIFICATION,
     REGRESSION,
@@ -121,9 +121,8 @@ def _check_stratifiable(y: pd.Series, n_test: int) -> None:
     too_small = counts[counts < len(SPLIT_NAMES)]
     if len(too_small):
         label, count = too_small.index[0], int(too_small.iloc[0])
-        label = label.item() if isinstance(label, np.generic) else label
         raise InputDataError(
-            f"class {label!r} of label column {y.name!r} has only {count} row(s); a stratified split "
+            f"class {quoted(label)} of label column {y.name!r} has only {count} row(s); a stratified split "
             f"needs at least {len(SPLIT_NAMES)} per class (one per split). Add rows for it, remove or "
             "merge the class, or use split='random'"
         )

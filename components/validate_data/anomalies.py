@@ -16,6 +16,7 @@ from mlstages.components.common.datasets import (
     NUMERIC,
     TEXT,
 )
+from mlstages.components.common.errors import quoted
 from mlstages.components.common.labels import CLASSIFICATION
 from mlstages.components.common.reports import (
     format_value,
@@ -374,7 +375,7 @@ def _check_domain(series: pd.Series, domain: list[str]) -> list[Anomaly]:
     if not len(rows):
         return []
     counts = _top_values(labels[unseen_mask])
-    shown = ", ".join(f"{c['value']!r} ({c['count']})" for c in counts[:VALUES_IN_MESSAGE])
+    shown = ", ".join(f"{quoted(c['value'])} ({c['count']})" for c in counts[:VALUES_IN_MESSAGE])
     more = f" and {len(counts) - VALUES_IN_MESSAGE} more" if len(counts) > VALUES_IN_MESSAGE else ""
     return [
         Anomaly(
@@ -417,4 +418,4 @@ def _row_list(rows: Any) -> str:
 
 
 def _value_list(values: Iterable[Any]) -> str:
-    return ", ".join(repr(str(v)) for v in values)
+    return ", ".join(quoted(str(v)) for v in values)

@@ -215,3 +215,16 @@ def test_a_continuous_label_asked_to_be_classes_is_named():
         resolve_task(y, "classification")
     # Whole-number class ids stay classes.
     assert resolve_task(pd.Series([1.0, 2.0, 3.0] * 20, name="grade"), "classification") == "classification"
+
+
+def test_a_header_name_too_long_to_be_a_name_is_refused(tmp_path):
+    path = write_lines(tmp_path / "wide.csv", ["a," + "b" * 1500, "1,2"])
+    with pytest.raises(InputDataError, match=r"name longer than 1000 characters at column position\(s\) 2"):
+        read(path)
+
+
+def test_values_quoted_in_messages_are_cut_short():
+    frame = BASE.assign(amount=[str(1000 + i) for i in range(ROWS)])
+    frame.loc[0, "amount"] = "x" * 5000
+    (found,) = [s for s in suspicious_columns(frame, "y") if s.column == "amount"]
+    assert "(5,002 characters)" in found.message and len(found.message) < 600
