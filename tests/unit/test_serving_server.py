@@ -25,16 +25,12 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from palmerpenguins import load_penguins
-from threadpoolctl import threadpool_limits
+from serving_helpers import export_penguins_model
 
 from mlstages.components.common import storage
 from mlstages.components.common.artifacts import METADATA_FILE
-from mlstages.components.common.datasets import column_types
 from mlstages.components.common.errors import DigestMismatch, ParameterError
 from mlstages.components.common.model_card import InputFeature
-from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
-from mlstages.components.preprocess.config import PreprocessConfig
-from mlstages.components.preprocess.preprocess import preprocess
 from mlstages.components.serving.__main__ import parse_args, resolve_model_uri
 from mlstages.components.serving.app import serve
 from mlstages.components.serving.client import v1_request, v2_request
@@ -42,41 +38,10 @@ from mlstages.components.serving.model import SklearnPipelineModel
 from mlstages.components.serving.model_dir import LibraryVersionMismatch, ModelLoadError, load_model_dir
 from mlstages.components.serving.process import ServerStartError, local_session, serve_in_background
 from mlstages.components.serving.protocol import rows_to_frame
-from mlstages.components.train.config import TrainConfig
-from mlstages.components.train.export import export_model
-from mlstages.components.train.train import train
 
 NAME = "penguins"
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
 TEN_MB = 10 * 1024 * 1024
-
-
-def export_penguins_model(directory: Path, label: str, task: str, family: str, space: dict) -> Path:
-    """The suite's own path: preprocess, engineer_features (a derived ratio: a custom transformer
-    in the pickle), train with a one-candidate search, export."""
-    penguins = load_penguins().dropna(subset=[label])
-    with threadpool_limits(limits=1):
-        prepared = preprocess(penguins, PreprocessConfig(label_column=label, task=task, seed=0))
-        features = engineer_features(
-            prepared.train,
-            prepared.preprocessor,
-            FeatureConfig(
-                label_column=label,
-                task=task,
-                derived=(
-                    {"name": "bill_ratio", "kind": "ratio", "columns": ["bill_length_mm", "bill_depth_mm"]},
-                ),
-            ),
-        )
-        result = train(
-            prepared.train,
-            features.feature_pipeline,
-            TrainConfig(
-                label_column=label, task=task, model_families=(family,), cv_folds=2, search_space=space
-            ),
-        )
-    export_model(result, directory, column_types(prepared.train[result.input_columns]))
-    return directory
 
 
 @pytest.fixture(scope="module")
