@@ -88,7 +88,8 @@ def engineer_features(
         variance_threshold=variance_threshold,
         seed=seed,
     )
-    check_matches_preprocess(config, read_metadata(transformer.path))
+    transformer_metadata = read_metadata(transformer.path)
+    check_matches_preprocess(config, transformer_metadata)
     preprocessor = load_estimator(transformer.path, "transformer")
     train_df = read_dataset(train.path, what="train split")
     # Everything is checked and fitted in memory before the first output is written.
@@ -97,7 +98,14 @@ def engineer_features(
     markdown_summary = render_markdown(result)
 
     written = save_estimator(
-        result.feature_pipeline, features.path, "features", feature_metadata(result, train_df)
+        result.feature_pipeline,
+        features.path,
+        "features",
+        # The preprocess settings travel on, for the model card's lineage.
+        {
+            **feature_metadata(result, train_df),
+            "upstream": {"preprocess": transformer_metadata.get("config", {})},
+        },
     )
     features.metadata.update(
         {

@@ -55,7 +55,7 @@ def ingest(
 
     limit_threads()
 
-    from mlstages.components.common.datasets import write_dataset
+    from mlstages.components.common.datasets import source_lineage, write_dataset
     from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
 
     config = IngestConfig(
@@ -69,7 +69,9 @@ def ingest(
         max_line_length=max_line_length,
     )
     frame = read_source(config)
-    metadata = write_dataset(frame, dataset.path, source=display_uri(source_uri))
+    shown = display_uri(source_uri)
+    source = source_lineage(frame, shown, **({"snapshot": snapshot} if snapshot else {}))
+    metadata = write_dataset(frame, dataset.path, source=shown, lineage={"sources": [source]})
     if snapshot:
         metadata["snapshot"] = snapshot
     dataset.metadata.update(metadata)

@@ -99,7 +99,7 @@ def preprocess(
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import save_estimator
-    from mlstages.components.common.datasets import read_dataset, write_dataset
+    from mlstages.components.common.datasets import read_dataset, read_lineage, source_lineage, write_dataset
     from mlstages.components.preprocess.config import PreprocessConfig
     from mlstages.components.preprocess.preprocess import preprocess as run_preprocess
     from mlstages.components.preprocess.preprocess import preprocessor_metadata, render_markdown
@@ -128,11 +128,25 @@ def preprocess(
         exclude_id_columns=exclude_id_columns,
     )
     raw = read_dataset(dataset.path, what="input dataset")
+    # Where the rows came from travels in the split files, for the model card's lineage.
+    sources = read_lineage(dataset.path).get("sources") or [source_lineage(raw, dataset.uri)]
     # Everything is checked and fitted in memory before the first output is written.
     result = run_preprocess(raw, config)
 
     for name, artifact in (("train", train), ("test", test)):
-        metadata = write_dataset(result.splits[name], artifact.path, source=dataset.uri)
+        split_lineage = {
+            "name": name,
+            "rows": len(result.splits[name]),
+            "method": result.split_method,
+            "seed": seed,
+            "unlabelled_rows_dropped": result.unlabelled_rows_dropped,
+        }
+        metadata = write_dataset(
+            result.splits[name],
+            artifact.path,
+            source=dataset.uri,
+            lineage={"sources": sources, "split": split_lineage},
+        )
         metadata.update(
             {
                 "split": name,

@@ -64,6 +64,18 @@ def test_model_was_exported_to_a_versioned_gcs_location_and_predicts_raw_rows(ru
     predictions = model.predict(rows)
     assert set(predictions) <= set(metadata["classes"])
 
+    # The card's lineage names the data as ingest read it, the train split, and every stage's settings.
+    lineage = metadata["lineage"]
+    ingested = run_report.task("ingest").artifacts["dataset"]["metadata"]
+    (source,) = lineage["data"]["sources"]
+    assert source["uri"] == run_report.data_uri
+    assert source["content_hash"] == ingested["content_hash"] and source["rows"] == 344
+    assert lineage["data"]["train_split"]["rows"] == metadata["train_rows"]
+    assert lineage["parameters"]["preprocess"]["label_column"] == "species"
+    assert lineage["parameters"]["engineer_features"]["selection"] == "mutual_info"
+    assert lineage["parameters"]["train"]["model_families"] == ["logistic_regression", "random_forest"]
+    assert "model_card" in run_report.task("train").artifacts
+
 
 def test_report_names_every_artifact_and_the_metrics(run_report):
     text = local.format_report(run_report)
