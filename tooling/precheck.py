@@ -96,6 +96,7 @@ STAGES: dict[str, StageConfig] = {
         "mlstages.components.deploy.config:DeployConfig",
         converted={"canary_traffic_percent": lambda value: None if value == -1 else value},
     ),
+    "training_data": StageConfig("mlstages.components.training_data.training_data:TrainingDataConfig"),
     "monitor_drift": StageConfig(
         "mlstages.components.monitor_drift.config:DriftConfig",
         # Its component passes metric_drops, when given, as max_metric_drop.

@@ -62,9 +62,11 @@ def card_sections(card: ModelCard, evaluation: Mapping[str, Any] | None = None) 
             "rows": s.get("rows"),
             "columns": s.get("columns"),
             "content hash": s.get("content_hash"),
-            "role": s.get("role", "training data"),
+            "role": role,
         }
-        for s in data.get("sources") or []
+        for source in data.get("sources") or []
+        for s, role in [(source, "training data")]
+        + [(part, f"part: {part.get('role', '')}") for part in source.get("parts") or []]
     ]
     sections.append(("Data", sources, ["uri", "rows", "columns", "content hash", "role"]))
     split = data.get("train_split") or {}

@@ -18,6 +18,8 @@ from pathlib import Path
 from mlstages.components.common.errors import ParameterError
 
 _MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# new_version's names: <UTC time>-<first 8 hex digits of the sha256>.
+_VERSION = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
 def check_model_name(name: str) -> str:
@@ -69,7 +71,8 @@ def list_versions(registry_uri: str, model_name: str) -> list[str]:
     versions = set()
     for uri in storage.list_uris(prefix):
         rest = uri[len(prefix) :]
-        if "/" in rest:
+        # Only version folders: the model's folder also holds its retraining windows and data.
+        if "/" in rest and _VERSION.match(rest.split("/", 1)[0]):
             versions.add(rest.split("/", 1)[0])
     return sorted(versions)
 

@@ -71,6 +71,8 @@ def ingest(
     frame = read_source(config)
     shown = display_uri(source_uri)
     source = source_lineage(frame, shown, **({"snapshot": snapshot} if snapshot else {}))
+    if frame.attrs.get("sources"):
+        source["parts"] = frame.attrs["sources"]  # assembled retraining data: what it holds
     metadata = write_dataset(frame, dataset.path, source=shown, lineage={"sources": [source]})
     if snapshot:
         metadata["snapshot"] = snapshot
