@@ -127,7 +127,9 @@ def test_the_drifted_window_retrains_blesses_deploys_and_moves_the_champion(drif
     assert assembled.parameters["rows"] > 344
     assert "(new) vs" in text and "(champion), on the same test rows" in text
     with _store(workdir) as registry_uri:
-        cards = [json.loads(storage.read_bytes(f"{uri}/metadata.json")) for uri in (first_version, new_version)]
+        cards = [
+            json.loads(storage.read_bytes(f"{uri}/metadata.json")) for uri in (first_version, new_version)
+        ]
     assert cards[0]["sha256"] != cards[1]["sha256"]
     (source,) = cards[1]["lineage"]["data"]["sources"]
     assert [part["role"] for part in source["parts"]] == ["original data", "window"]
