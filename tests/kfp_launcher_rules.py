@@ -209,9 +209,10 @@ def check_run(run_dir: Path, types: Mapping[str, Mapping[str, str]] | None = Non
     return found
 
 
-def assert_cluster_safe(run_dir: Path) -> None:
-    """Fail with every violation listed, so one run shows them all."""
-    found = check_run(run_dir)
+def assert_cluster_safe(run_dir: Path, types: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Fail with every violation listed, so one run shows them all; ``types`` as in check_run
+    (the suite's components by default; a test adds its own helper components)."""
+    found = check_run(run_dir, types)
     assert not found, "a real KFP cluster would refuse or mis-show these outputs:\n" + "\n".join(
         f"  {v}" for v in found
     )
