@@ -198,6 +198,8 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
             metric_drops=metric_drops,
             max_missing_increase=max_missing_increase,
         )
+        # The retrain decision is made afresh for every window, never served from a cluster's cache.
+        drift_task.set_caching_options(False)
         configure_task(drift_task, "monitor_drift", settings)
 
         retrain_when_needed(

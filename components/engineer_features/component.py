@@ -66,6 +66,7 @@ def engineer_features(
 
     from collections import namedtuple
 
+    from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.engineer_features.engineer_features import (
@@ -108,18 +109,20 @@ def engineer_features(
         },
     )
     features.metadata.update(
-        {
-            "stage": "engineer_features",
-            "label_column": label_column,
-            "task": task,
-            "input_columns": written["input_columns"],
-            "feature_names": written["feature_names"],
-            "feature_count": len(written["feature_names"]),
-            "selection": selection,
-            "file": written["file"],
-            "sha256": written["sha256"],
-            "scikit-learn": written["versions"]["scikit-learn"],
-        }
+        within_budget(
+            {
+                "stage": "engineer_features",
+                "label_column": label_column,
+                "task": task,
+                "input_columns": written["input_columns"],
+                "feature_names": written["feature_names"],
+                "feature_count": len(written["feature_names"]),
+                "selection": selection,
+                "file": written["file"],
+                "sha256": written["sha256"],
+                "scikit-learn": written["versions"]["scikit-learn"],
+            }
+        )
     )
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(html_report)

@@ -55,6 +55,7 @@ def ingest(
 
     limit_threads()
 
+    from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.datasets import source_lineage, write_dataset
     from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
 
@@ -76,6 +77,7 @@ def ingest(
     metadata = write_dataset(frame, dataset.path, source=shown, lineage={"sources": [source]})
     if snapshot:
         metadata["snapshot"] = snapshot
-    dataset.metadata.update(metadata)
+    # The per-column maps grow with the table; past the budget they stay in the Parquet schema only.
+    dataset.metadata.update(within_budget(metadata))
     with open(summary.path, "w", encoding="utf-8") as handle:
         handle.write(ingest_summary(metadata))

@@ -98,6 +98,7 @@ def preprocess(
 
     from collections import namedtuple
 
+    from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import save_estimator
     from mlstages.components.common.datasets import read_dataset, read_lineage, source_lineage, write_dataset
     from mlstages.components.preprocess.config import PreprocessConfig
@@ -155,21 +156,23 @@ def preprocess(
                 "task": result.task,
             }
         )
-        artifact.metadata.update(metadata)
+        artifact.metadata.update(within_budget(metadata))
     written = save_estimator(
         result.preprocessor, transformer.path, "transformer", preprocessor_metadata(result)
     )
     transformer.metadata.update(
-        {
-            "stage": "preprocess",
-            "label_column": label_column,
-            "task": result.task,
-            "input_columns": written["input_columns"],
-            "feature_count": len(written["feature_names"]),
-            "file": written["file"],
-            "sha256": written["sha256"],
-            "scikit-learn": written["versions"]["scikit-learn"],
-        }
+        within_budget(
+            {
+                "stage": "preprocess",
+                "label_column": label_column,
+                "task": result.task,
+                "input_columns": written["input_columns"],
+                "feature_count": len(written["feature_names"]),
+                "file": written["file"],
+                "sha256": written["sha256"],
+                "scikit-learn": written["versions"]["scikit-learn"],
+            }
+        )
     )
     with open(summary.path, "w", encoding="utf-8") as handle:
         handle.write(render_markdown(result))

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from kfp_launcher_rules import assert_cluster_safe
 
 from mlstages.tooling import cli, local
 
@@ -70,6 +72,18 @@ def test_without_a_champion_the_training_pipeline_runs_first(drifted):
     )
     assert report.training.task("deploy").parameters["deployed"] is True
     assert "(trained and deployed first: there was none" in local.format_monitor_report(report)
+
+
+def test_every_task_output_keeps_a_real_clusters_rules(drifted, stable):
+    _, report, _ = drifted
+    assert report.training is not None
+    for run in (report.training, report.monitoring):
+        assert_cluster_safe(run.run_dir)
+    # The stable window's run, through the CLI, names its folder in what it printed.
+    printed = re.findall(r"^Run folder: (.+)$", stable[1], re.MULTILINE)
+    assert printed
+    for folder in printed:
+        assert_cluster_safe(Path(folder.strip()))
 
 
 def test_the_drifted_window_is_detected_with_its_reasons(drifted):
@@ -182,6 +196,7 @@ def test_a_given_window_is_monitored_as_is(stable, tmp_path):
     ingest = next(t for t in report.monitoring.tasks if t.name == "ingest")
     assert ingest.artifacts["dataset"]["metadata"]["rows"] == 150
     assert report.drift.parameters["retrain"] is False
+    assert_cluster_safe(report.monitoring.run_dir)
 
 
 # --- load_reference and evaluation.json, without a pipeline --------------------------------------
