@@ -143,6 +143,9 @@ class DeployConfig:
     cluster: none (serve on the local model server), in-cluster (the pod's service account) or
         kubeconfig (the file named by ``kubeconfig``, or the default one).
     kubeconfig: path of the kubeconfig file for cluster=kubeconfig; empty for the default.
+    kubeflow_model_registry: the REST address of a Kubeflow Model Registry (https://HOST:PORT)
+        where the version is registered before it is deployed (kubeflow_registry.py); empty
+        (the default) registers nothing.
     """
 
     model_name: str
@@ -164,6 +167,7 @@ class DeployConfig:
     smoke_test_rows: int = 5
     cluster: str = NO_CLUSTER
     kubeconfig: str = ""
+    kubeflow_model_registry: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_name, str) or not _DNS_1035_LABEL.match(self.model_name):
@@ -224,6 +228,9 @@ class DeployConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ParameterError(f"parameter {name}={value!r} must be a number of seconds above 0")
         self._check_resources()
+        from mlstages.components.deploy.kubeflow_registry import check_address
+
+        check_address(self.kubeflow_model_registry)
         if self.cluster != "kubeconfig" and self.kubeconfig:
             raise ParameterError(
                 f"parameter kubeconfig={self.kubeconfig!r} is only used with cluster='kubeconfig' "

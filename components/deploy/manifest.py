@@ -25,9 +25,16 @@ from mlstages.components.deploy.config import (
 )
 
 
-def build_inference_service(config: DeployConfig, storage_uri: str) -> dict[str, Any]:
+def build_inference_service(
+    config: DeployConfig,
+    storage_uri: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The InferenceService for ``storage_uri`` (the registry version holding model.joblib), as the
-    plain dict the Kubernetes API takes: built from the KServe SDK's typed models."""
+    plain dict the Kubernetes API takes: built from the KServe SDK's typed models. ``labels`` and
+    ``annotations`` are added to the metadata (a Kubeflow Model Registry's ids and address)."""
     import kserve
     from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
 
@@ -62,8 +69,9 @@ def build_inference_service(config: DeployConfig, storage_uri: str) -> dict[str,
                 "app.kubernetes.io/name": config.model_name,
                 "app.kubernetes.io/component": "predictor",
                 "app.kubernetes.io/managed-by": "mlstages",
+                **(labels or {}),
             },
-            annotations={DEPLOYMENT_MODE_ANNOTATION: config.deployment_mode},
+            annotations={DEPLOYMENT_MODE_ANNOTATION: config.deployment_mode, **(annotations or {})},
         ),
         spec=kserve.V1beta1InferenceServiceSpec(predictor=predictor),
     )
