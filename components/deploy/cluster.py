@@ -92,6 +92,8 @@ def patch_body(manifest: Mapping[str, Any]) -> dict[str, Any]:
     spec = json.loads(json.dumps(manifest["spec"]))
     predictor = spec.setdefault("predictor", {})
     predictor.setdefault("canaryTrafficPercent", None)
+    # A full rollout after a Standard-mode canary removes the canary entry.
+    spec.setdefault("canary", None)
     metadata = json.loads(json.dumps(manifest.get("metadata") or {}))
     # A deploy without registration must not leave an earlier deploy's registry ids on the object.
     labels = metadata.setdefault("labels", {})
@@ -229,7 +231,7 @@ def rollback(
         if previous_manifest is not None:
             body = patch_body(previous_manifest)
         else:
-            body = {"spec": {"predictor": {"canaryTrafficPercent": None, "model": {}}}}
+            body = {"spec": {"canary": None, "predictor": {"canaryTrafficPercent": None, "model": {}}}}
         if previous_storage_uri:
             body["spec"].setdefault("predictor", {}).setdefault("model", {})["storageUri"] = (
                 previous_storage_uri

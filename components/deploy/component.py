@@ -75,8 +75,10 @@ def deploy(
         cpu_limit: CPU limit of the predictor.
         memory_request: Memory request of the predictor.
         memory_limit: Memory limit of the predictor.
-        canary_traffic_percent: -1 for a full rollout; 0-100 for a canary (Serverless only),
-            which is smoke-tested but not promoted to champion.
+        canary_traffic_percent: -1 for a full rollout; 0-100 for a canary, which is
+            smoke-tested but not promoted to champion (below 100). Serverless: the predictor's
+            canaryTrafficPercent. RawDeployment/Standard: spec.canary beside the model serving
+            now, where the installed KServe defines it (0.21 does).
         cluster: none (local model server), in-cluster (the pod's service account) or kubeconfig.
             none is refused inside a Kubernetes pod (unless MLSTAGES_LOCAL_RUN=1), before anything
             is served, so no champion points at a server that dies with the pod.
@@ -178,6 +180,7 @@ def deploy(
             cluster_api(cluster, kubeconfig), manifest, config, model_uri, rows, **checked
         )
 
+    manifest = result.manifest or manifest
     header = f"InferenceService for {model_uri}, written by mlstages deploy ({result.target})."
     with open(inference_service.path, "w", encoding="utf-8") as handle:
         handle.write(manifest_yaml(manifest, header))

@@ -134,8 +134,10 @@ class DeployConfig:
     min_replicas, max_replicas: predictor replicas; 0 minimum (scale to zero) needs Serverless.
     cpu_request, cpu_limit, memory_request, memory_limit: Kubernetes quantities of the predictor.
     canary_traffic_percent: None for a full rollout; 0-100 sends that share of traffic to the new
-        model and keeps the rest on the previous revision (Serverless only). A canary is not
-        promoted: the champion pointer moves only on a full rollout.
+        model and keeps the rest on the model serving now: in Serverless mode through the
+        predictor's canaryTrafficPercent (Knative revisions), in RawDeployment/Standard mode
+        through spec.canary where the installed KServe defines it (manifest.uses_spec_canary). A
+        canary is not promoted: the champion pointer moves only on a full rollout.
     ready_timeout_seconds: how long to wait for Ready=True.
     poll_interval_seconds: how often to read the status while waiting.
     smoke_test_timeout: seconds for the smoke-test request.
@@ -217,11 +219,14 @@ class DeployConfig:
                     f"parameter canary_traffic_percent={value!r} must be a whole number from 0 to "
                     "100 (or none for a full rollout)"
                 )
-            if not self.serverless:
+            from mlstages.components.deploy.manifest import kserve_has_spec_canary
+
+            # Standard mode splits traffic through spec.canary, which only newer KServe defines.
+            if not self.serverless and not kserve_has_spec_canary():
                 raise ParameterError(
                     f"parameter canary_traffic_percent={value} needs deployment_mode Serverless or "
-                    f"Knative: KServe splits traffic between revisions only there, and "
-                    f"{self.deployment_mode} has one revision"
+                    f"Knative: the installed KServe has no spec.canary, so {self.deployment_mode} "
+                    "has one revision"
                 )
         for name in ("ready_timeout_seconds", "poll_interval_seconds", "smoke_test_timeout"):
             value = getattr(self, name)
