@@ -82,6 +82,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         min_replicas: int,
         max_replicas: int,
         canary_traffic_percent: int,
+        kubeflow_model_registry: str,
     ):
         arguments = dict(locals())
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition, not Python)
@@ -165,6 +166,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         min_replicas: int = 1,
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
+        kubeflow_model_registry: str = "",
     ):
         arguments = dict(locals())
         window_task = ingest(

@@ -162,6 +162,27 @@ def attach_evaluation(version_uri: str, evaluation: bytes) -> str:
     return target
 
 
+def read_evaluation(version_uri: str) -> dict | None:
+    """The evaluation evaluate attached to a version (its JSON document), or None when there is none."""
+    import json
+
+    from mlstages.components.common import storage
+    from mlstages.components.common.reference import EVALUATION_FILE
+
+    target = f"{version_uri.rstrip('/')}/{EVALUATION_FILE}"
+    if not storage.exists(target):
+        return None
+    try:
+        evaluation = json.loads(storage.read_bytes(target))
+    except ValueError as exc:
+        raise ParameterError(f"{target} is not valid JSON: {exc}") from exc
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
+        raise ParameterError(
+            f'{target} is not an evaluation written by evaluate: it has no "metrics" mapping'
+        )
+    return evaluation
+
+
 def version_of(uri: str, registry_uri: str, model_name: str) -> str | None:
     """The version segment of ``uri`` when it is a version of ``model_name`` in the registry."""
     if not uri or not registry_uri:
