@@ -73,8 +73,12 @@ def _monitor(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from mlstages.components.common import registry
-    from mlstages.components.serving.app import serve
+    from mlstages.components.serving.ports import check_can_listen
     from mlstages.tooling import local
+
+    # A taken port is refused before the embedded store starts and the model loads.
+    check_can_listen(args.host, args.port, port_option="--port", host_option="--host")
+    from mlstages.components.serving.app import serve
 
     with local.object_store(Path(args.workdir), print) as bucket:
         model_uri = args.model
@@ -96,8 +100,31 @@ def _serve(args: argparse.Namespace) -> int:
         print("  (request formats: README.md, 'The blessing gate and serving')")
         if args.prediction_log:
             print(f"  logging scored rows to {args.prediction_log} (Parquet shards)")
-        serve(model_uri, args.name, host=args.host, http_port=args.port, prediction_log=args.prediction_log)
+        _show_model_log()
+        serve(
+            model_uri,
+            args.name,
+            host=args.host,
+            http_port=args.port,
+            prediction_log=args.prediction_log,
+            port_option="--port",
+            host_option="--host",
+        )
     return 0
+
+
+def _show_model_log() -> None:
+    """Show the model server's own lines about the model (loaded from where, logging predictions
+    where), which nothing else prints in this process: KServe configures only its own loggers."""
+    import logging
+
+    from mlstages.components.serving import model
+
+    if not model.logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        model.logger.addHandler(handler)
+        model.logger.setLevel(logging.INFO)
 
 
 def _compile(args: argparse.Namespace) -> int:

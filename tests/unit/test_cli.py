@@ -55,7 +55,11 @@ def test_parameter_file_errors_are_named(tmp_path):
 
 
 def test_serve_without_a_champion_says_what_to_do(tmp_path, capsys):
-    code = cli.main(["serve", "--workdir", str(tmp_path), "--name", "nothing-here"])
+    from mlstages.components.common.emulator import free_port
+
+    # A free port: the default one (8080) may be taken on the machine, which is refused first.
+    port = str(free_port())
+    code = cli.main(["serve", "--workdir", str(tmp_path), "--name", "nothing-here", "--port", port])
     assert code == 2
     assert "no champion for 'nothing-here'" in capsys.readouterr().err
 

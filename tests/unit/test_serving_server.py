@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -715,6 +718,57 @@ def test_a_port_taken_after_the_check_gives_the_same_line_not_uvicorns_exit(mode
         f"PortInUse: port {port} on 127.0.0.1 is already in use by another process; pass --port with a free port"
     )
     assert "Errno" not in done.stderr  # uvicorn's own line is kept out of the log
+
+
+def _mlstages_serve(model_dir: Path, port: int, workdir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlstages.tooling.cli",
+        "serve",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--workdir",
+        str(workdir),
+    ]
+
+
+def test_mlstages_serve_refuses_a_taken_port_in_one_line_before_loading_the_model(model_dir, tmp_path):
+    with taken_port() as port:
+        done = subprocess.run(
+            _mlstages_serve(model_dir, port, tmp_path / "work"), capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2
+        assert done.stdout == ""  # no "Serving on", no embedded store started
+        assert done.stderr.splitlines() == [
+            f"mlstages: error: port {port} on 127.0.0.1 is already in use by another process; "
+            "pass --port with a free port"
+        ]
+        assert not (tmp_path / "work" / "gcs").exists()
+    # The same command on the port, once free, loads the model and says so: the line above would
+    # have been there had the model been loaded.
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            _mlstages_serve(model_dir, port, tmp_path / "work"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while LOADED not in log_path.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert LOADED in log_path.read_text(), log_path.read_text()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_command_line_follows_kserve_conventions(tmp_path):
