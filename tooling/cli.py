@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlstages.tooling import catalog, cron, kfp_runs, kfp_target
+from mlstages.tooling import catalog, cron, kfp_runs, kfp_target, workdir
 
 if TYPE_CHECKING:
     from mlstages.tooling import kubeflow
@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
         if "model_name" not in params and "model_name" in local.declared_params(args.pipeline):
             params["model_name"] = model_name_for(args.data)
     _precheck(args.pipeline, params)
+    workdir.check_workdir(args.workdir)
     report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose)
     print(local.format_report(report))
     return 0
@@ -59,6 +60,7 @@ def _monitor(args: argparse.Namespace) -> int:
     # built-in dataset (a window simulated from it).
     given = {**params, **({"current_uri": args.data} if args.data else {})}
     _precheck("monitoring", {"model_registry": "", **given}, filled_later=("data_uri", "current_uri"))
+    workdir.check_workdir(args.workdir)
     report = local.monitor(
         params,
         data=args.data,
@@ -72,11 +74,15 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mlstages.components.common import registry
+    from mlstages.components.common import registry, storage
     from mlstages.components.serving.ports import check_can_listen
     from mlstages.tooling import local
 
-    # A taken port is refused before the embedded store starts and the model loads.
+    # What can refuse the server is checked before the embedded store starts and the model loads,
+    # each with one line naming the option to change.
+    workdir.check_workdir(args.workdir)
+    if args.prediction_log and not storage.is_gcs_uri(args.prediction_log):
+        workdir.check_writable(storage.to_local_path(args.prediction_log), "--prediction-log")
     check_can_listen(args.host, args.port, port_option="--port", host_option="--host")
     from mlstages.components.serving.app import serve
 
@@ -497,9 +503,25 @@ def main(argv: list[str] | None = None) -> int:
     except MlstagesError as exc:
         print(f"mlstages: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # A disk that filled up, or a folder made read-only, while the command was writing: one
+        # line naming the file; any other OSError is the suite's bug and keeps its traceback.
+        if exc.errno not in workdir.WRITE_ERRNOS or not exc.filename:
+            raise
+        sys.stdout.flush()
+        print(f"mlstages: error: {_write_error(args, exc)}", file=sys.stderr)
+        return 1
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _write_error(args: argparse.Namespace, exc: OSError) -> workdir.NotWritable:
+    """The one line for a refused write; it names --workdir when the file was in it."""
+    path = Path(exc.filename).absolute()
+    folder = getattr(args, "workdir", None)
+    inside = folder is not None and path.is_relative_to(Path(folder).absolute())
+    return workdir.write_error(path, exc, "--workdir" if inside else None)
 
 
 def _interrupt(signum: int, frame: object) -> None:
