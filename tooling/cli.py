@@ -4,6 +4,7 @@ schedule them on Kubeflow Pipelines."""
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 from pathlib import Path
@@ -516,12 +517,16 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _write_error(args: argparse.Namespace, exc: OSError) -> workdir.NotWritable:
-    """The one line for a refused write; it names --workdir when the file was in it."""
+def _write_error(args: argparse.Namespace, exc: OSError) -> str:
+    """The one line for a refused write (or read); it names --workdir when the file was in it."""
     path = Path(exc.filename).absolute()
     folder = getattr(args, "workdir", None)
-    inside = folder is not None and path.is_relative_to(Path(folder).absolute())
-    return workdir.write_error(path, exc, "--workdir" if inside else None)
+    option = "--workdir" if folder is not None and path.is_relative_to(Path(folder).absolute()) else None
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        # Unlike a full or read-only disk, a permission is refused to a read too (a --params file).
+        elsewhere = f"pass {option} with a folder you can write to" if option else "choose another file"
+        return f"permission denied: {path}; {elsewhere}, or change its permissions"
+    return str(workdir.write_error(path, exc, option))
 
 
 def _interrupt(signum: int, frame: object) -> None:
