@@ -173,14 +173,23 @@ def test_a_read_only_workdir_is_refused_in_one_line_before_anything_runs(tmp_pat
 
 @pytest.fixture
 def small_disk(tmp_path) -> Path:
-    """A folder where a 64 KiB tmpfs is mounted in the command's own mount namespace (unshare), so
-    a full disk and a read-only file system are the kernel's own ENOSPC and EROFS, for root too.
-    Nothing is mounted in this process or on the machine."""
+    """A folder where a 64 KiB tmpfs is mounted in the command's own user and mount namespaces
+    (unshare: no privilege needed where user namespaces are allowed), so a full disk and a read-only
+    file system are the kernel's own ENOSPC and EROFS, for root too. Nothing is mounted in this
+    process or on the machine."""
     disk = tmp_path / "disk"
     disk.mkdir()
     try:
         probe = subprocess.run(
-            ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0"', str(disk)],
+            [
+                "unshare",
+                "--map-root-user",
+                "--mount",
+                "sh",
+                "-c",
+                'mount -t tmpfs -o size=64k tmpfs "$0"',
+                str(disk),
+            ],
             capture_output=True,
             timeout=30,
         )
@@ -199,7 +208,7 @@ def _on_small_disk(disk: Path, state: str) -> tuple[str, ...]:
         "read-only": 'mount -o remount,ro "$0"',
     }[state]
     script = f'mount -t tmpfs -o size=64k tmpfs "$0" && mkdir "$0/wd" && {prepare} && exec "$@"'
-    return ("unshare", "--mount", "sh", "-c", script, str(disk))
+    return ("unshare", "--map-root-user", "--mount", "sh", "-c", script, str(disk))
 
 
 @pytest.mark.parametrize("command", ["run", "serve"])
