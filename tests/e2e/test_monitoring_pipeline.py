@@ -80,7 +80,7 @@ def test_every_task_output_keeps_a_real_clusters_rules(drifted, stable):
     for run in (report.training, report.monitoring):
         assert_cluster_safe(run.run_dir)
     # The stable window's run, through the CLI, names its folder in what it printed.
-    printed = re.findall(r"^Run folder: (.+)$", stable[1], re.MULTILINE)
+    printed = re.findall(r"^Run folder: (.+)$", stable[2], re.MULTILINE)
     assert printed
     for folder in printed:
         assert_cluster_safe(Path(folder.strip()))
