@@ -29,6 +29,7 @@ CONFIGS = {
     "validate_model": "mlstages.components.validate_model.thresholds:BlessingConfig",
     "deploy": "mlstages.components.deploy.config:DeployConfig",
     "monitor_drift": "mlstages.components.monitor_drift.config:DriftConfig",
+    "training_data": "mlstages.components.training_data.training_data:TrainingDataConfig",
 }
 # Component parameter -> config field, where the names differ.
 FIELD_ALIASES = {("engineer_features", "derived_features"): "derived"}
@@ -48,6 +49,9 @@ COMPONENT_OWN = {
     ("deploy", "model_registry"),
     ("deploy", "source_run_id"),
     ("monitor_drift", "metric_drops"),
+    ("training_data", "model_registry"),
+    ("training_data", "model_name"),
+    ("training_data", "sql_query"),
     ("evaluate", "slice_columns"),
     ("evaluate", "model_uri"),
 }
