@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import io
 import logging
 import math
 import os
@@ -57,6 +56,7 @@ from mlstages.components.serving.log_format import (
     PREDICTION_COLUMN,
     PROBABILITY_PREFIX,
     _check_positive_int,
+    encode_shard,
     log_fields,
     log_schema,
     log_table,
@@ -367,7 +367,6 @@ class PredictionLogger:
     def _encode(self, chunks: list[_Chunk]) -> bytes | None:
         """The shard's Parquet bytes. A request whose values do not fit the log's column types
         would fail every later flush too, so it is dropped (and named in the log), not retried."""
-        import pyarrow.parquet as pq
 
         try:
             table = self.to_table(chunks)
@@ -392,9 +391,7 @@ class PredictionLogger:
             if not kept:
                 return None
             table = self.to_table(kept)
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        return sink.getvalue()
+        return encode_shard(table)
 
     def to_table(self, chunks: Sequence[_Chunk]) -> Any:
         """The rows of ``chunks`` as one Arrow table with the log's schema."""

@@ -29,6 +29,7 @@ CONFIGS = {
     "validate_model": "mlstages.components.validate_model.thresholds:BlessingConfig",
     "deploy": "mlstages.components.deploy.config:DeployConfig",
     "monitor_drift": "mlstages.components.monitor_drift.config:DriftConfig",
+    "batch_predict": "mlstages.components.batch_predict.batch_predict:BatchPredictConfig",
 }
 # Component parameter -> config field, where the names differ.
 FIELD_ALIASES = {("engineer_features", "derived_features"): "derived"}
@@ -49,6 +50,9 @@ COMPONENT_OWN = {
     ("monitor_drift", "metric_drops"),
     ("evaluate", "slice_columns"),
     ("evaluate", "model_uri"),
+    ("batch_predict", "model_uri"),
+    ("batch_predict", "model_registry"),
+    ("batch_predict", "model_name"),
 }
 # Pipeline parameter -> the component parameters it feeds, where the names differ.
 PIPELINE_ALIASES = {
