@@ -52,6 +52,22 @@ def build_inference_pipeline(settings: PlatformSettings | None = None):
         ingest_task.set_caching_options(False)
         configure_task(ingest_task, "ingest", settings)
 
+        def score(**model: object) -> None:
+            """batch_predict with the model of one branch; everything else is the pipeline's."""
+            scoring = batch_predict(
+                dataset=ingest_task.outputs["dataset"],
+                model_registry=model_registry,
+                model_name=model_name,
+                output_uri=output_uri,
+                id_column=id_column,
+                force=force,
+                batch_rows=batch_rows,
+                **model,
+            )
+            # Every run writes new shards (their names are unique): a cached run would write none.
+            scoring.set_caching_options(False)
+            configure_task(scoring, "batch_predict", settings)
+
         # A condition on a pipeline parameter (not on a task's output) is evaluated by kfp.local
         # as on a cluster. Only one branch runs.
         with dsl.If(model_uri == "", name="champion"):
@@ -59,33 +75,9 @@ def build_inference_pipeline(settings: PlatformSettings | None = None):
             # The champion pointer moves with every deploy.
             champion_task.set_caching_options(False)
             configure_task(champion_task, "fetch_champion", settings)
-            champion_scoring = batch_predict(
-                dataset=ingest_task.outputs["dataset"],
-                model=champion_task.outputs["model"],
-                model_uri=champion_task.outputs["Output"],
-                model_registry=model_registry,
-                model_name=model_name,
-                output_uri=output_uri,
-                id_column=id_column,
-                force=force,
-                batch_rows=batch_rows,
-            )
-            # Every run writes new shards (their names are unique): a cached run would write none.
-            champion_scoring.set_caching_options(False)
-            configure_task(champion_scoring, "batch_predict", settings)
+            score(model=champion_task.outputs["model"], model_uri=champion_task.outputs["Output"])
         with dsl.Else(name="given-version"):
-            version_scoring = batch_predict(
-                dataset=ingest_task.outputs["dataset"],
-                model_uri=model_uri,
-                model_registry=model_registry,
-                model_name=model_name,
-                output_uri=output_uri,
-                id_column=id_column,
-                force=force,
-                batch_rows=batch_rows,
-            )
-            version_scoring.set_caching_options(False)
-            configure_task(version_scoring, "batch_predict", settings)
+            score(model_uri=model_uri)
 
     return inference_pipeline
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from serving_helpers import export_penguins_model
+from serving_helpers import export_penguins_classifier
 
 from mlstages.components.common import registry, storage
 from mlstages.components.ingest.ingest import IngestConfig, read_source
@@ -17,13 +17,7 @@ from mlstages.tooling.local import read_run
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory) -> Path:
-    return export_penguins_model(
-        tmp_path_factory.mktemp("classifier") / "model",
-        "species",
-        "classification",
-        "logistic_regression",
-        {"logistic_regression": {"C": [1.0]}},
-    )
+    return export_penguins_classifier(tmp_path_factory)
 
 
 @pytest.fixture

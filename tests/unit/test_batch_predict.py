@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from palmerpenguins import load_penguins
-from serving_helpers import export_penguins_model
+from serving_helpers import export_penguins_classifier, export_penguins_model
 
 from mlstages.components.batch_predict import batch_predict as bp
 from mlstages.components.batch_predict.batch_predict import (
@@ -40,13 +40,7 @@ SHARD_NAME = re.compile(r"/date=\d{4}-\d{2}-\d{2}/part-\d{8}T\d{12}Z-[0-9a-f]{12
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory) -> Path:
-    return export_penguins_model(
-        tmp_path_factory.mktemp("classifier") / "model",
-        "species",
-        "classification",
-        "logistic_regression",
-        {"logistic_regression": {"C": [1.0]}},
-    )
+    return export_penguins_classifier(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
