@@ -1,6 +1,7 @@
 """The monitoring pipeline: ingest the current window → fetch the champion → monitor_drift →
-retrain (the whole training pipeline, nested, with its blessing gate) only when monitor_drift says
-so.
+retrain only when monitor_drift says so: training_data assembles what to learn from under the window
+policy (by default the original data plus the window's labelled rows), and the whole training
+pipeline, nested, with its blessing gate, trains on it.
 
 On a cluster it runs as a recurring run (``kfp.Client().create_recurring_run`` with the compiled
 ``monitoring_pipeline.yaml`` and a cron expression): every run reads the window at ``current_uri``
@@ -12,6 +13,7 @@ from kfp import dsl
 from mlstages.components.fetch_champion.component import fetch_champion
 from mlstages.components.ingest.component import ingest
 from mlstages.components.monitor_drift.component import monitor_drift
+from mlstages.components.training_data.component import training_data
 from mlstages.pipelines.training import build_training_pipeline, inputs_of
 from mlstages.tooling.platform import PlatformSettings, configure_task
 
@@ -30,6 +32,9 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
     @dsl.pipeline(name="retrain-when-needed")
     def retrain_when_needed(
         retrain: bool,
+        window: dsl.Input[dsl.Dataset],
+        window_policy: str,
+        max_windows: int,
         data_uri: str,
         label_column: str,
         task: str,
@@ -77,10 +82,21 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         min_replicas: int,
         max_replicas: int,
         canary_traffic_percent: int,
+        kubeflow_model_registry: str,
     ):
         arguments = dict(locals())
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition, not Python)
-            training_pipeline(**inputs_of(training_pipeline, arguments))
+            # Retraining learns from the window: the training pipeline ingests the data this
+            # task assembles under the window policy, not data_uri again.
+            data_task = training_data(**inputs_of(training_data, arguments))
+            # It reads the window archive, which grows with every run: never from the cache.
+            data_task.set_caching_options(False)
+            configure_task(data_task, "training_data", settings)
+            training_pipeline(
+                **inputs_of(training_pipeline, arguments, exclude=("data_uri", "sql_query")),
+                data_uri=data_task.outputs["data_uri"],
+                sql_query="",
+            )
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -97,6 +113,8 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         model_name: str = "model",
         current_format: str = "auto",
         current_query: str = "",
+        window_policy: str = "append",
+        max_windows: int = 3,
         snapshot: str = "",
         drift_share: float = 0.5,
         feature_thresholds: dict = {},
@@ -148,6 +166,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         min_replicas: int = 1,
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
+        kubeflow_model_registry: str = "",
     ):
         arguments = dict(locals())
         window_task = ingest(
@@ -181,11 +200,14 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
             metric_drops=metric_drops,
             max_missing_increase=max_missing_increase,
         )
+        # The retrain decision is made afresh for every window, never served from a cluster's cache.
+        drift_task.set_caching_options(False)
         configure_task(drift_task, "monitor_drift", settings)
 
         retrain_when_needed(
             retrain=drift_task.outputs["retrain"],
-            **inputs_of(retrain_when_needed, arguments, exclude=("retrain",)),
+            window=window_task.outputs["dataset"],
+            **inputs_of(retrain_when_needed, arguments, exclude=("retrain", "window")),
         )
 
     return monitoring_pipeline

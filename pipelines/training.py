@@ -55,10 +55,14 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int,
         canary_traffic_percent: int,
         cluster: str,
+        kubeflow_model_registry: str,
     ):
         arguments = dict(locals())
         with dsl.If(blessed == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
-            deploy_task = deploy(**inputs_of(deploy, arguments))
+            # The run id is a placeholder of the deploy task itself: KFP resolves it only there.
+            deploy_task = deploy(
+                **inputs_of(deploy, arguments), source_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
+            )
             # Deploying changes the world (a cluster, the champion pointer): never from the cache.
             deploy_task.set_caching_options(False)
             configure_task(deploy_task, "deploy", settings)
@@ -118,6 +122,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         min_replicas: int = 1,
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
+        kubeflow_model_registry: str = "",
     ) -> TrainingOutputs:
         arguments = dict(locals())
         ingest_task = ingest(

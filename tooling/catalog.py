@@ -28,6 +28,7 @@ COMPONENTS: dict[str, str] = {
     "deploy": "mlstages.components.deploy.component:deploy",
     "fetch_champion": "mlstages.components.fetch_champion.component:fetch_champion",
     "monitor_drift": "mlstages.components.monitor_drift.component:monitor_drift",
+    "training_data": "mlstages.components.training_data.component:training_data",
     "batch_predict": "mlstages.components.batch_predict.component:batch_predict",
 }
 

@@ -378,7 +378,10 @@ def simulate_window(*, drift: bool, seed: int = 7, rows: int = WINDOW_ROWS) -> A
     if not drift:
         return penguins.sample(n=min(rows, len(penguins)), random_state=seed).reset_index(drop=True)
     weights = penguins["island"].map(DRIFT_ISLAND_WEIGHTS).fillna(1.0)
-    window = penguins.sample(n=rows, replace=True, weights=weights, random_state=seed).reset_index(drop=True)
+    # Without replacement: a window of repeated rows would fail validate_data's duplicate check once
+    # retraining appends it to the training data.
+    size = min(rows, len(penguins))
+    window = penguins.sample(n=size, replace=False, weights=weights, random_state=seed).reset_index(drop=True)
     for column in DRIFT_SHIFT_COLUMNS:
         window[column] = window[column] + DRIFT_SHIFT_STD * penguins[column].std()
     return window
@@ -489,7 +492,11 @@ def monitor(
             from mlstages.components.common import storage
 
             storage.write_bytes(params["data_uri"], builtin_dataset_csv())
-        progress(f"If it retrains, the training pipeline trains on data_uri = {params['data_uri']}")
+        policy = params.get("window_policy", "append")
+        progress(
+            f"If it retrains, it learns from the window's labelled rows (window_policy={policy}"
+            + (f", with data_uri = {params['data_uri']})" if policy == "append" else ")")
+        )
         monitoring = run_pipeline(
             "monitoring", params, workdir=workdir, progress=progress, bucket=bucket, verbose=verbose
         )
@@ -499,6 +506,30 @@ def monitor(
 def _gate_reason(report: RunReport) -> str:
     gate = next((t for t in report.tasks if t.name.endswith("validate-model")), None)
     return "" if gate is None else str(gate.parameters.get("reason", ""))
+
+
+def _gate_scores(report: RunReport) -> list[str]:
+    """The new model's and the champion's overall metrics on the same test rows, from the gate's
+    blessing (one line per metric the gate compared)."""
+    import json
+
+    gate = next((t for t in report.tasks if t.name.endswith("validate-model")), None)
+    uri = (gate.artifacts.get("blessing") or {}).get("uri", "") if gate else ""
+    try:
+        blessing = json.loads(Path(uri).read_text(encoding="utf-8")) if uri else {}
+    except (OSError, ValueError):
+        return []
+    seen, lines = set(), []
+    for check in blessing.get("checks") or []:
+        metric = check.get("metric")
+        if check.get("scope") != "overall" or check.get("baseline") is None or metric in seen:
+            continue
+        seen.add(metric)
+        lines.append(
+            f"{'scores:' if not lines else '':<13} {metric} {check['value']:.4f} (new) vs "
+            f"{check['baseline']:.4f} (champion), on the same test rows"
+        )
+    return lines
 
 
 def format_monitor_report(report: MonitorReport) -> str:
@@ -537,8 +568,16 @@ def format_monitor_report(report: MonitorReport) -> str:
         deployed = any(
             t.name.endswith("deploy") and t.parameters.get("deployed") for t in report.monitoring.tasks
         )
-        lines.append(f"  retrained on: {report.monitoring.data_uri}")
+        assembled = next((t for t in report.monitoring.tasks if t.name.endswith("training-data")), None)
+        if assembled is not None and "data_uri" in assembled.parameters:
+            lines.append(
+                f"  retrained on: {assembled.parameters['data_uri']} ({assembled.parameters.get('rows')} rows: "
+                f"the original data and the window's labelled rows, or as window_policy says)"
+            )
+        else:
+            lines.append(f"  retrained on: {report.monitoring.data_uri}")
         lines.append(f"  new version:  {train.parameters['model_uri']}")
+        lines += [f"  {line}" for line in _gate_scores(report.monitoring)]
         lines.append(f"  blessed:      {_gate_reason(report.monitoring)}")
         lines.append(
             f"  deployed:     {'yes, it is the champion now' if deployed else 'no, the champion is unchanged'}"

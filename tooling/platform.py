@@ -29,6 +29,11 @@ HTTP, databases and moving gs:// prefixes, and a cached ingest would hand back o
 on with ``stages: {ingest: {caching: true}}`` and a ``snapshot`` parameter that changes with the
 data.
 
+The stages in ``NEVER_CACHED`` read or move the registry's champion pointer (or decide from a
+moving window) and are compiled with caching off whatever the settings say: a real cluster caches
+by default, and a cached answer there would be a stale champion, a skipped deploy or an old
+retrain decision. A setting that turns their caching on is refused.
+
 Local runs (kfp.local) ignore everything here except caching.
 """
 
@@ -42,6 +47,10 @@ from typing import Any
 from mlstages.components.common.errors import ParameterError
 
 CREDENTIALS_MOUNT_PATH = "/var/secrets/google"
+# Stages compiled with caching off whatever the settings say (see the module docstring): the gate
+# and fetch_champion read the champion pointer, deploy moves it, monitor_drift decides on a window,
+# batch_predict reads the pointer and writes new shards on every run (a cached run writes none).
+NEVER_CACHED = ("validate_model", "deploy", "fetch_champion", "monitor_drift", "batch_predict")
 # The patterns kfp's PipelineTask checks CPU and memory quantities against (it raises a bare
 # ValueError at compile time); checked here so a bad settings file names the key.
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
@@ -200,6 +209,12 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
             f"{source}: stages: unknown stage(s) {', '.join(unknown_stages)}; stages: {', '.join(COMPONENTS)}"
         )
     stages = {name: _task_settings(value, f"{source}: stages.{name}") for name, value in raw_stages.items()}
+    for name in sorted(set(stages) & set(NEVER_CACHED)):
+        if stages[name].caching:
+            raise ParameterError(
+                f"{source}: stages.{name}.caching: {name} is never cached: it reads or moves the champion, "
+                "or decides on a moving window, and a cached answer would be stale"
+            )
     pull_secrets = raw.get("image_pull_secrets") or []
     if not isinstance(pull_secrets, list):
         raise ParameterError(f"{source}: image_pull_secrets: expected a list of secret names")
@@ -253,7 +268,10 @@ def configure_task(task: Any, stage: str, settings: PlatformSettings) -> Any:
         task.set_memory_limit(own.memory_limit)
     if own.retries:
         task.set_retry(num_retries=own.retries)
-    if own.caching is not None:
+    if stage in NEVER_CACHED:
+        # Also against `defaults: {caching: true}`: a cluster would hand back a stale answer.
+        task.set_caching_options(False)
+    elif own.caching is not None:
         task.set_caching_options(own.caching)
     for key, value in own.node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=str(value))

@@ -96,6 +96,7 @@ STAGES: dict[str, StageConfig] = {
         "mlstages.components.deploy.config:DeployConfig",
         converted={"canary_traffic_percent": lambda value: None if value == -1 else value},
     ),
+    "training_data": StageConfig("mlstages.components.training_data.training_data:TrainingDataConfig"),
     "batch_predict": StageConfig(
         "mlstages.components.batch_predict.batch_predict:BatchPredictConfig", columns=("id_column",)
     ),

@@ -391,7 +391,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def render_markdown(result: BatchResult, source: str = "") -> str:
+def render_markdown(result: BatchResult) -> str:
     """The task's summary: what was scored, with which version, and where the shards are."""
     from mlstages.components.common.reports import markdown_table, markdown_text
 
@@ -409,8 +409,6 @@ def render_markdown(result: BatchResult, source: str = "") -> str:
         f"- request ids: {markdown_text(result.request_prefix)}-NNNNNN, one per batch",
         f"- time: {result.seconds:.1f} s ({result.metrics()['rows_per_second']:,.0f} rows/s)",
     ]
-    if source:
-        lines.insert(3, f"- data: {markdown_text(source)}")
     if result.prediction_counts:
         table = [
             {"prediction": k, "rows": v, "share": f"{v / max(result.rows, 1):.1%}"}

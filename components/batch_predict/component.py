@@ -95,7 +95,9 @@ def batch_predict(
     with tempfile.TemporaryDirectory(prefix="mlstages-batch-") as scratch:
         if model is not None:
             model_dir = model.path
-            model_uri = model_uri or model.metadata.get("model_uri") or model.uri
+            # Upstream metadata is not read (on a cluster its numbers come back as doubles): the
+            # pipeline passes fetch_champion's Output as model_uri.
+            model_uri = model_uri or model.uri
         elif not model_uri.strip():
             raise ParameterError("give a model: the model input (fetch_champion's) or parameter model_uri")
         elif storage.is_gcs_uri(model_uri):
@@ -134,7 +136,7 @@ def batch_predict(
         }
     )
     with open(summary.path, "w", encoding="utf-8") as handle:
-        handle.write(render_markdown(result, source=dataset.metadata.get("source", "")))
+        handle.write(render_markdown(result))
     for name, value in result.metrics().items():
         metrics.log_metric(name, value)
 

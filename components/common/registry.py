@@ -19,6 +19,8 @@ from pathlib import Path
 from mlstages.components.common.errors import ParameterError
 
 _MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# new_version's names: <UTC time>-<first 8 hex digits of the sha256>.
+_VERSION = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
 def check_model_name(name: str) -> str:
@@ -70,7 +72,8 @@ def list_versions(registry_uri: str, model_name: str) -> list[str]:
     versions = set()
     for uri in storage.list_uris(prefix):
         rest = uri[len(prefix) :]
-        if "/" in rest:
+        # Only version folders: the model's folder also holds its retraining windows and data.
+        if "/" in rest and _VERSION.match(rest.split("/", 1)[0]):
             versions.add(rest.split("/", 1)[0])
     return sorted(versions)
 
@@ -226,6 +229,27 @@ def _attach(version_uri: str, name: str, data: bytes, what: str, same: Callable[
         )
     storage.write_bytes(target, data, if_absent=True)
     return target
+
+
+def read_evaluation(version_uri: str) -> dict | None:
+    """The evaluation evaluate attached to a version (its JSON document), or None when there is none."""
+    import json
+
+    from mlstages.components.common import storage
+    from mlstages.components.common.reference import EVALUATION_FILE
+
+    target = f"{version_uri.rstrip('/')}/{EVALUATION_FILE}"
+    if not storage.exists(target):
+        return None
+    try:
+        evaluation = json.loads(storage.read_bytes(target))
+    except ValueError as exc:
+        raise ParameterError(f"{target} is not valid JSON: {exc}") from exc
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
+        raise ParameterError(
+            f'{target} is not an evaluation written by evaluate: it has no "metrics" mapping'
+        )
+    return evaluation
 
 
 def version_of(uri: str, registry_uri: str, model_name: str) -> str | None:

@@ -87,14 +87,22 @@ def patch_body(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON merge patch that makes an existing InferenceService match ``manifest``: its metadata
     labels and annotations and its spec, with explicit nulls for optional fields the manifest
     leaves out (a merge patch keeps any key it does not mention)."""
+    from mlstages.components.deploy import kubeflow_registry
+
     spec = json.loads(json.dumps(manifest["spec"]))
     predictor = spec.setdefault("predictor", {})
     predictor.setdefault("canaryTrafficPercent", None)
-    metadata = manifest.get("metadata") or {}
-    return {
-        "metadata": {k: metadata[k] for k in ("labels", "annotations") if k in metadata},
-        "spec": spec,
-    }
+    # A full rollout after a Standard-mode canary removes the canary entry.
+    spec.setdefault("canary", None)
+    metadata = json.loads(json.dumps(manifest.get("metadata") or {}))
+    # A deploy without registration must not leave an earlier deploy's registry ids on the object.
+    labels = metadata.setdefault("labels", {})
+    for key in kubeflow_registry.LABELS:
+        labels.setdefault(key, None)
+    annotations = metadata.setdefault("annotations", {})
+    for key in kubeflow_registry.ANNOTATIONS:
+        annotations.setdefault(key, None)
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": spec}
 
 
 def apply_inference_service(api: CustomObjectsApi, manifest: Mapping[str, Any]) -> Applied:
@@ -223,7 +231,7 @@ def rollback(
         if previous_manifest is not None:
             body = patch_body(previous_manifest)
         else:
-            body = {"spec": {"predictor": {"canaryTrafficPercent": None, "model": {}}}}
+            body = {"spec": {"canary": None, "predictor": {"canaryTrafficPercent": None, "model": {}}}}
         if previous_storage_uri:
             body["spec"].setdefault("predictor", {}).setdefault("model", {})["storageUri"] = (
                 previous_storage_uri

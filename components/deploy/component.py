@@ -33,6 +33,8 @@ def deploy(
     kubeconfig: str = "",
     ready_timeout_seconds: int = 600,
     smoke_test_rows: int = 5,
+    kubeflow_model_registry: str = "",
+    source_run_id: str = "",
 ) -> NamedTuple("Outputs", [("endpoint", str), ("deployed", bool)]):
     """Deploys the model as a KServe InferenceService, or serves it locally when there is no
     cluster, checks the endpoint with a real request, and moves the champion pointer.
@@ -48,7 +50,10 @@ def deploy(
     moves the champion pointer in the registry. Without a cluster (cluster=none, the default) it
     says so, serves the model on mlstages' model server on 127.0.0.1, runs the same smoke test,
     stops the server and moves the champion pointer. The step changes the outside world: run it
-    with caching off.
+    with caching off. With kubeflow_model_registry set, the version is first registered in that
+    Kubeflow Model Registry (name, version, gs:// URI, sklearn format and version, test metrics,
+    source run) and the InferenceService carries the registry's ids as labels; a registry that
+    cannot be reached or refuses fails the step before anything is served or applied.
 
     Args:
         model: The exported model directory (model.joblib + metadata.json) from train.
@@ -70,14 +75,22 @@ def deploy(
         cpu_limit: CPU limit of the predictor.
         memory_request: Memory request of the predictor.
         memory_limit: Memory limit of the predictor.
-        canary_traffic_percent: -1 for a full rollout; 0-100 for a canary (Serverless only),
-            which is smoke-tested but not promoted to champion.
+        canary_traffic_percent: -1 for a full rollout; 0-100 for a canary, which is
+            smoke-tested but not promoted to champion (below 100). Serverless: the predictor's
+            canaryTrafficPercent. RawDeployment/Standard: spec.canary beside the model serving
+            now, where the installed KServe defines it (0.21 does).
         cluster: none (local model server), in-cluster (the pod's service account) or kubeconfig.
             none is refused inside a Kubernetes pod (unless MLSTAGES_LOCAL_RUN=1), before anything
             is served, so no champion points at a server that dies with the pod.
         kubeconfig: The kubeconfig file for cluster=kubeconfig; empty for the default.
         ready_timeout_seconds: How long to wait for Ready before rolling back.
         smoke_test_rows: Rows of the test split sent in the smoke test.
+        kubeflow_model_registry: The REST address of a Kubeflow Model Registry
+            (https://HOST:PORT) to register the version in before deploying; empty (the default)
+            registers nothing.
+        source_run_id: The KFP run that deploys (the pipelines pass dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+            recorded as the registered version's source; in a local run the run folder is recorded
+            instead.
 
     Returns:
         inference_service: The InferenceService manifest (YAML) that was applied, or that would be.
@@ -127,13 +140,33 @@ def deploy(
         smoke_test_rows=smoke_test_rows,
         cluster=cluster,
         kubeconfig=kubeconfig,
+        kubeflow_model_registry=kubeflow_model_registry,
     )
     card = ModelCard.read(model.path)
     checks = check_runtime_compatibility(model.path, runtime)
-    manifest = build_inference_service(config, model_uri)
     rows = sample_rows(read_dataset(test.path, what="test split"), card.input_names, smoke_test_rows)
     # The endpoint must answer what the model itself predicts for the same rows.
     expected = load_estimator(model.path, "model").predict(rows).tolist()
+    registration = None
+    if config.kubeflow_model_registry:
+        # Before anything is served or applied: a registry failure leaves everything as it was.
+        from mlstages.components.deploy.kubeflow_registry import register_for_deploy
+
+        registration = register_for_deploy(
+            config.kubeflow_model_registry,
+            model_name,
+            card,
+            model_uri,
+            run_id=source_run_id,
+            output_uri=inference_service.uri,
+        )
+        checks.append(registration.note())
+    manifest = build_inference_service(
+        config,
+        model_uri,
+        labels=registration.labels() if registration else None,
+        annotations=registration.annotations() if registration else None,
+    )
     checked = {
         "features": card.input_features,
         "expected": expected,
@@ -147,6 +180,7 @@ def deploy(
             cluster_api(cluster, kubeconfig), manifest, config, model_uri, rows, **checked
         )
 
+    manifest = result.manifest or manifest
     header = f"InferenceService for {model_uri}, written by mlstages deploy ({result.target})."
     with open(inference_service.path, "w", encoding="utf-8") as handle:
         handle.write(manifest_yaml(manifest, header))
@@ -161,6 +195,14 @@ def deploy(
             "endpoint": result.endpoint,
         }
     )
+    if registration is not None:
+        inference_service.metadata.update(
+            {
+                "kubeflow_model_registry": registration.address,
+                "registered_model_id": registration.registered_model_id,
+                "model_version_id": registration.model_version_id,
+            }
+        )
     with open(summary.path, "w", encoding="utf-8") as handle:
         handle.write(render_markdown(result, manifest, checks))
     outputs = namedtuple("Outputs", ["endpoint", "deployed"])

@@ -134,8 +134,10 @@ class DeployConfig:
     min_replicas, max_replicas: predictor replicas; 0 minimum (scale to zero) needs Serverless.
     cpu_request, cpu_limit, memory_request, memory_limit: Kubernetes quantities of the predictor.
     canary_traffic_percent: None for a full rollout; 0-100 sends that share of traffic to the new
-        model and keeps the rest on the previous revision (Serverless only). A canary is not
-        promoted: the champion pointer moves only on a full rollout.
+        model and keeps the rest on the model serving now: in Serverless mode through the
+        predictor's canaryTrafficPercent (Knative revisions), in RawDeployment/Standard mode
+        through spec.canary where the installed KServe defines it (manifest.uses_spec_canary). A
+        canary is not promoted: the champion pointer moves only on a full rollout.
     ready_timeout_seconds: how long to wait for Ready=True.
     poll_interval_seconds: how often to read the status while waiting.
     smoke_test_timeout: seconds for the smoke-test request.
@@ -143,6 +145,9 @@ class DeployConfig:
     cluster: none (serve on the local model server), in-cluster (the pod's service account) or
         kubeconfig (the file named by ``kubeconfig``, or the default one).
     kubeconfig: path of the kubeconfig file for cluster=kubeconfig; empty for the default.
+    kubeflow_model_registry: the REST address of a Kubeflow Model Registry (https://HOST:PORT)
+        where the version is registered before it is deployed (kubeflow_registry.py); empty
+        (the default) registers nothing.
     """
 
     model_name: str
@@ -164,6 +169,7 @@ class DeployConfig:
     smoke_test_rows: int = 5
     cluster: str = NO_CLUSTER
     kubeconfig: str = ""
+    kubeflow_model_registry: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_name, str) or not _DNS_1035_LABEL.match(self.model_name):
@@ -213,17 +219,23 @@ class DeployConfig:
                     f"parameter canary_traffic_percent={value!r} must be a whole number from 0 to "
                     "100 (or none for a full rollout)"
                 )
-            if not self.serverless:
+            from mlstages.components.deploy.manifest import kserve_has_spec_canary
+
+            # Standard mode splits traffic through spec.canary, which only newer KServe defines.
+            if not self.serverless and not kserve_has_spec_canary():
                 raise ParameterError(
                     f"parameter canary_traffic_percent={value} needs deployment_mode Serverless or "
-                    f"Knative: KServe splits traffic between revisions only there, and "
-                    f"{self.deployment_mode} has one revision"
+                    f"Knative: the installed KServe has no spec.canary, so {self.deployment_mode} "
+                    "has one revision"
                 )
         for name in ("ready_timeout_seconds", "poll_interval_seconds", "smoke_test_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ParameterError(f"parameter {name}={value!r} must be a number of seconds above 0")
         self._check_resources()
+        from mlstages.components.deploy.kubeflow_registry import check_address
+
+        check_address(self.kubeflow_model_registry)
         if self.cluster != "kubeconfig" and self.kubeconfig:
             raise ParameterError(
                 f"parameter kubeconfig={self.kubeconfig!r} is only used with cluster='kubeconfig' "

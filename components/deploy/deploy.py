@@ -44,7 +44,12 @@ from mlstages.components.deploy.config import (
     DeployFailed,
     check_local_serving,
 )
-from mlstages.components.deploy.manifest import check_cluster_storage_uri, storage_uri_of
+from mlstages.components.deploy.manifest import (
+    candidate_uri_of,
+    check_cluster_storage_uri,
+    storage_uri_of,
+    with_stable_model,
+)
 from mlstages.components.deploy.report import DeployResult, example_inference_service_yaml
 from mlstages.components.deploy.smoke import smoke_test
 
@@ -93,7 +98,7 @@ def deploy_to_cluster(
     and DeployFailed says what failed and what the rollback did.
     """
     name, namespace = config.model_name, config.namespace
-    check_cluster_storage_uri(storage_uri_of(manifest) or "")
+    check_cluster_storage_uri(candidate_uri_of(manifest) or "")
     notes: list[str] = []
     champion = _previous_champion(model_registry, name)
     existing = get_inference_service(api, name, namespace)
@@ -103,6 +108,8 @@ def deploy_to_cluster(
         previous_manifest = {k: existing.get(k) for k in ("metadata", "spec")}
         if previous_uri is None:
             previous_uri = storage_uri_of(existing)
+    # A Standard-mode canary is tried beside the model serving now, known only from here on.
+    manifest = with_stable_model(config, manifest, previous_uri)
     applied = apply_inference_service(api, manifest)
     notes.append(f"{applied.action} InferenceService {namespace}/{name}")
     conditions: list[dict[str, Any]] = []
@@ -157,6 +164,7 @@ def deploy_to_cluster(
         previous_champion=champion["model_uri"] if champion else None,
         conditions=conditions,
         notes=notes,
+        manifest=manifest,
     )
 
 

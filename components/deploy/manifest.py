@@ -24,33 +24,90 @@ from mlstages.components.deploy.config import (
     DeployConfig,
 )
 
+# The spec.canary entry's predictor name (KServe requires one, other than the stable predictor's).
+CANARY_PREDICTOR_NAME = "canary"
 
-def build_inference_service(config: DeployConfig, storage_uri: str) -> dict[str, Any]:
-    """The InferenceService for ``storage_uri`` (the registry version holding model.joblib), as the
-    plain dict the Kubernetes API takes: built from the KServe SDK's typed models."""
+
+def kserve_has_spec_canary() -> bool:
+    """Whether the installed KServe SDK's InferenceServiceSpec defines ``canary`` (KServe 0.21
+    does): a list of {predictor, trafficPercent} beside the stable predictor, which KServe's
+    validation accepts in Standard (RawDeployment) mode only."""
+    try:
+        import kserve
+    except ImportError:
+        return False
+    return "canary" in getattr(kserve.V1beta1InferenceServiceSpec, "openapi_types", {})
+
+
+def uses_spec_canary(config: DeployConfig) -> bool:
+    """A partial canary in RawDeployment/Standard mode: spec.canary. Serverless keeps
+    predictor.canaryTrafficPercent (Knative splits between revisions); 100% is a full rollout."""
+    percent = config.canary_traffic_percent
+    return percent is not None and percent < 100 and not config.serverless
+
+
+def _model_spec(config: DeployConfig, storage_uri: str) -> Any:
     import kserve
-    from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
+    from kubernetes.client import V1ResourceRequirements
+
+    return kserve.V1beta1ModelSpec(
+        # The SDK's default container name is "", which the API would keep; KServe names the
+        # container itself when none is given.
+        name=None,
+        model_format=kserve.V1beta1ModelFormat(name=MODEL_FORMAT),
+        runtime=config.runtime,
+        protocol_version=config.protocol_version,
+        storage_uri=storage_uri.rstrip("/"),
+        resources=V1ResourceRequirements(
+            requests={"cpu": config.cpu_request, "memory": config.memory_request},
+            limits={"cpu": config.cpu_limit, "memory": config.memory_limit},
+        ),
+    )
+
+
+def build_inference_service(
+    config: DeployConfig,
+    storage_uri: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    stable_uri: str | None = None,
+) -> dict[str, Any]:
+    """The InferenceService for ``storage_uri`` (the registry version holding model.joblib), as the
+    plain dict the Kubernetes API takes: built from the KServe SDK's typed models. ``labels`` and
+    ``annotations`` are added to the metadata (a Kubeflow Model Registry's ids and address).
+
+    A partial canary in RawDeployment/Standard mode (``uses_spec_canary``) keeps ``stable_uri``
+    (the model serving now) as spec.predictor and puts this model in spec.canary with the traffic
+    share; without ``stable_uri`` (not known yet, before the cluster is read) the manifest is the
+    full rollout's, and deploy_to_cluster builds the canary form once it knows the stable model."""
+    import kserve
+    from kubernetes.client import V1ObjectMeta
 
     if not isinstance(storage_uri, str) or not storage_uri.strip():
         raise ParameterError("parameter model_uri is empty: give the model's registry version URI")
+    canary = None
+    model_uri = storage_uri
+    if uses_spec_canary(config) and stable_uri:
+        canary = [
+            kserve.V1beta1CanarySpec(
+                # KServe requires a name other than the stable predictor's; it names the canary's
+                # Deployment {isvc}-canary-predictor. Replicas are the stable predictor's share.
+                predictor=kserve.V1beta1PredictorSpec(
+                    name=CANARY_PREDICTOR_NAME,
+                    service_account_name=config.service_account,
+                    model=_model_spec(config, storage_uri),
+                ),
+                traffic_percent=config.canary_traffic_percent,
+            )
+        ]
+        model_uri = stable_uri
     predictor = kserve.V1beta1PredictorSpec(
         min_replicas=config.min_replicas,
         max_replicas=config.max_replicas,
         service_account_name=config.service_account,
-        canary_traffic_percent=config.canary_traffic_percent,
-        model=kserve.V1beta1ModelSpec(
-            # The SDK's default container name is "", which the API would keep; KServe names the
-            # container itself when none is given.
-            name=None,
-            model_format=kserve.V1beta1ModelFormat(name=MODEL_FORMAT),
-            runtime=config.runtime,
-            protocol_version=config.protocol_version,
-            storage_uri=storage_uri.rstrip("/"),
-            resources=V1ResourceRequirements(
-                requests={"cpu": config.cpu_request, "memory": config.memory_request},
-                limits={"cpu": config.cpu_limit, "memory": config.memory_limit},
-            ),
-        ),
+        canary_traffic_percent=config.canary_traffic_percent if config.serverless else None,
+        model=_model_spec(config, model_uri),
     )
     service = kserve.V1beta1InferenceService(
         api_version=API_VERSION,
@@ -62,12 +119,45 @@ def build_inference_service(config: DeployConfig, storage_uri: str) -> dict[str,
                 "app.kubernetes.io/name": config.model_name,
                 "app.kubernetes.io/component": "predictor",
                 "app.kubernetes.io/managed-by": "mlstages",
+                **(labels or {}),
             },
-            annotations={DEPLOYMENT_MODE_ANNOTATION: config.deployment_mode},
+            annotations={DEPLOYMENT_MODE_ANNOTATION: config.deployment_mode, **(annotations or {})},
         ),
-        spec=kserve.V1beta1InferenceServiceSpec(predictor=predictor),
+        spec=kserve.V1beta1InferenceServiceSpec(predictor=predictor, canary=canary)
+        if canary
+        else kserve.V1beta1InferenceServiceSpec(predictor=predictor),
     )
     return kserve.ApiClient().sanitize_for_serialization(service)
+
+
+def with_stable_model(
+    config: DeployConfig, manifest: Mapping[str, Any], stable_uri: str | None
+) -> dict[str, Any]:
+    """``manifest`` (built without a stable model) in the spec.canary form, now that the model
+    serving is known; unchanged when the config is no spec.canary rollout."""
+    if not uses_spec_canary(config):
+        return dict(manifest)
+    candidate = candidate_uri_of(manifest) or ""
+    if not stable_uri:
+        raise ParameterError(
+            f"parameter canary_traffic_percent={config.canary_traffic_percent} in "
+            f"{config.deployment_mode} mode sends that share of traffic to this model and the rest to "
+            f"the model serving now, and InferenceService {config.namespace}/{config.model_name} has "
+            "none (no champion, no existing InferenceService): deploy without canary_traffic_percent first"
+        )
+    if stable_uri.rstrip("/") == candidate.rstrip("/"):
+        raise ParameterError(
+            f"parameter canary_traffic_percent={config.canary_traffic_percent}: {candidate} is already the "
+            "model serving; a canary of it would split traffic between the same model"
+        )
+    metadata = manifest.get("metadata") or {}
+    return build_inference_service(
+        config,
+        candidate,
+        labels=metadata.get("labels"),
+        annotations=metadata.get("annotations"),
+        stable_uri=stable_uri,
+    )
 
 
 # The storage schemes KServe's storage initializer downloads from.
@@ -94,7 +184,16 @@ def manifest_yaml(manifest: Mapping[str, Any], header: str = "") -> str:
 
 
 def storage_uri_of(manifest: Mapping[str, Any]) -> str | None:
+    """The stable predictor's model (in the spec.canary form, the model the canary is tried beside)."""
     return ((((manifest.get("spec") or {}).get("predictor") or {}).get("model")) or {}).get("storageUri")
+
+
+def candidate_uri_of(manifest: Mapping[str, Any]) -> str | None:
+    """The model a manifest rolls out: its canary's in the spec.canary form, else its predictor's."""
+    canaries = (manifest.get("spec") or {}).get("canary") or []
+    if canaries:
+        return (((canaries[0].get("predictor") or {}).get("model")) or {}).get("storageUri")
+    return storage_uri_of(manifest)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

@@ -22,6 +22,8 @@ class DeployResult:
     deployed: the model is now the champion (a full rollout that passed the smoke test).
     action: created / patched (cluster) or served (local).
     notes: what was decided and why, for the summary.
+    manifest: the InferenceService applied, when it differs from the one built before the cluster
+        was read (a Standard-mode canary names the model serving now as its stable predictor).
     """
 
     target: str
@@ -36,6 +38,7 @@ class DeployResult:
     previous_champion: str | None
     conditions: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
 
 
 def render_markdown(result: DeployResult, manifest: Mapping[str, Any], checks: Sequence[str] = ()) -> str:
@@ -79,6 +82,14 @@ def render_markdown(result: DeployResult, manifest: Mapping[str, Any], checks: S
     ]
     if predictor.get("canaryTrafficPercent") is not None:
         rows.append({"setting": "canary traffic", "value": f"{predictor['canaryTrafficPercent']}%"})
+    for canary in (manifest.get("spec") or {}).get("canary") or []:
+        stable = (predictor.get("model") or {}).get("storageUri")
+        rows.append(
+            {
+                "setting": "canary traffic (spec.canary)",
+                "value": f"{canary.get('trafficPercent')}%, rest to {stable}",
+            }
+        )
     lines += [markdown_table(rows, ["setting", "value"]), ""]
     smoke = result.smoke
     verdict = "the same predictions as the model" if smoke.compared else "one prediction per row"

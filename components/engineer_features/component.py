@@ -66,6 +66,7 @@ def engineer_features(
 
     from collections import namedtuple
 
+    from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.engineer_features.engineer_features import (
@@ -88,7 +89,8 @@ def engineer_features(
         variance_threshold=variance_threshold,
         seed=seed,
     )
-    check_matches_preprocess(config, read_metadata(transformer.path))
+    transformer_metadata = read_metadata(transformer.path)
+    check_matches_preprocess(config, transformer_metadata)
     preprocessor = load_estimator(transformer.path, "transformer")
     train_df = read_dataset(train.path, what="train split")
     # Everything is checked and fitted in memory before the first output is written.
@@ -97,21 +99,30 @@ def engineer_features(
     markdown_summary = render_markdown(result)
 
     written = save_estimator(
-        result.feature_pipeline, features.path, "features", feature_metadata(result, train_df)
+        result.feature_pipeline,
+        features.path,
+        "features",
+        # The preprocess settings travel on, for the model card's lineage.
+        {
+            **feature_metadata(result, train_df),
+            "upstream": {"preprocess": transformer_metadata.get("config", {})},
+        },
     )
     features.metadata.update(
-        {
-            "stage": "engineer_features",
-            "label_column": label_column,
-            "task": task,
-            "input_columns": written["input_columns"],
-            "feature_names": written["feature_names"],
-            "feature_count": len(written["feature_names"]),
-            "selection": selection,
-            "file": written["file"],
-            "sha256": written["sha256"],
-            "scikit-learn": written["versions"]["scikit-learn"],
-        }
+        within_budget(
+            {
+                "stage": "engineer_features",
+                "label_column": label_column,
+                "task": task,
+                "input_columns": written["input_columns"],
+                "feature_names": written["feature_names"],
+                "feature_count": len(written["feature_names"]),
+                "selection": selection,
+                "file": written["file"],
+                "sha256": written["sha256"],
+                "scikit-learn": written["versions"]["scikit-learn"],
+            }
+        )
     )
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(html_report)

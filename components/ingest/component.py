@@ -55,7 +55,8 @@ def ingest(
 
     limit_threads()
 
-    from mlstages.components.common.datasets import write_dataset
+    from mlstages.components.common.artifact_metadata import within_budget
+    from mlstages.components.common.datasets import source_lineage, write_dataset
     from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
 
     config = IngestConfig(
@@ -69,9 +70,14 @@ def ingest(
         max_line_length=max_line_length,
     )
     frame = read_source(config)
-    metadata = write_dataset(frame, dataset.path, source=display_uri(source_uri))
+    shown = display_uri(source_uri)
+    source = source_lineage(frame, shown, **({"snapshot": snapshot} if snapshot else {}))
+    if frame.attrs.get("sources"):
+        source["parts"] = frame.attrs["sources"]  # assembled retraining data: what it holds
+    metadata = write_dataset(frame, dataset.path, source=shown, lineage={"sources": [source]})
     if snapshot:
         metadata["snapshot"] = snapshot
-    dataset.metadata.update(metadata)
+    # The per-column maps grow with the table; past the budget they stay in the Parquet schema only.
+    dataset.metadata.update(within_budget(metadata))
     with open(summary.path, "w", encoding="utf-8") as handle:
         handle.write(ingest_summary(metadata))

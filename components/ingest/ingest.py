@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlstages.components.common.datasets import read_lineage
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
 from mlstages.components.ingest.column_values import check_shards, one_type_per_column
 from mlstages.components.ingest.delimited import (
@@ -266,9 +267,14 @@ def _read_parquet(path: Path, shown: str) -> pd.DataFrame:
     # Checked before reading: pandas fails on duplicate Parquet names with a pyarrow FieldRef message.
     _check_column_names(names, shown)
     try:
-        return pd.read_parquet(path)
+        df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise InputDataError(f"{shown} is not a readable Parquet file: {exc}") from exc
+    # A file the suite assembled (retraining data) says what it was made of: lineage goes on.
+    carried = read_lineage(path).get("sources")
+    if carried:
+        df.attrs["sources"] = carried
+    return df
 
 
 def _check_column_names(names: list[str], shown: str) -> None:

@@ -98,8 +98,9 @@ def preprocess(
 
     from collections import namedtuple
 
+    from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import save_estimator
-    from mlstages.components.common.datasets import read_dataset, write_dataset
+    from mlstages.components.common.datasets import read_dataset, read_lineage, source_lineage, write_dataset
     from mlstages.components.preprocess.config import PreprocessConfig
     from mlstages.components.preprocess.preprocess import preprocess as run_preprocess
     from mlstages.components.preprocess.preprocess import preprocessor_metadata, render_markdown
@@ -128,11 +129,25 @@ def preprocess(
         exclude_id_columns=exclude_id_columns,
     )
     raw = read_dataset(dataset.path, what="input dataset")
+    # Where the rows came from travels in the split files, for the model card's lineage.
+    sources = read_lineage(dataset.path).get("sources") or [source_lineage(raw, dataset.uri)]
     # Everything is checked and fitted in memory before the first output is written.
     result = run_preprocess(raw, config)
 
     for name, artifact in (("train", train), ("test", test)):
-        metadata = write_dataset(result.splits[name], artifact.path, source=dataset.uri)
+        split_lineage = {
+            "name": name,
+            "rows": len(result.splits[name]),
+            "method": result.split_method,
+            "seed": seed,
+            "unlabelled_rows_dropped": result.unlabelled_rows_dropped,
+        }
+        metadata = write_dataset(
+            result.splits[name],
+            artifact.path,
+            source=dataset.uri,
+            lineage={"sources": sources, "split": split_lineage},
+        )
         metadata.update(
             {
                 "split": name,
@@ -141,21 +156,23 @@ def preprocess(
                 "task": result.task,
             }
         )
-        artifact.metadata.update(metadata)
+        artifact.metadata.update(within_budget(metadata))
     written = save_estimator(
         result.preprocessor, transformer.path, "transformer", preprocessor_metadata(result)
     )
     transformer.metadata.update(
-        {
-            "stage": "preprocess",
-            "label_column": label_column,
-            "task": result.task,
-            "input_columns": written["input_columns"],
-            "feature_count": len(written["feature_names"]),
-            "file": written["file"],
-            "sha256": written["sha256"],
-            "scikit-learn": written["versions"]["scikit-learn"],
-        }
+        within_budget(
+            {
+                "stage": "preprocess",
+                "label_column": label_column,
+                "task": result.task,
+                "input_columns": written["input_columns"],
+                "feature_count": len(written["feature_names"]),
+                "file": written["file"],
+                "sha256": written["sha256"],
+                "scikit-learn": written["versions"]["scikit-learn"],
+            }
+        )
     )
     with open(summary.path, "w", encoding="utf-8") as handle:
         handle.write(render_markdown(result))

@@ -17,6 +17,7 @@ def train(
     search_results: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
+    model_card: Output[HTML],
     label_column: str,
     task: str,
     model_families: list = [],
@@ -83,6 +84,9 @@ def train(
         summary: The chosen model, why, the baselines, and the best candidate of each family.
         metrics: cv_<scoring> of the chosen model and of each baseline (baseline_<name>_cv_<scoring>),
             train_rows, search_rows, candidates, search_seconds.
+        model_card: The model card as a page: the model, its inputs, the data it was trained on
+            (sources with URIs, rows and content hashes; the train split), the code (suite version,
+            image references), every stage's parameters and the parent champion.
         best_family: The chosen model family.
         cv_score: Its mean cross-validated score (scikit-learn's sign: higher is better).
         model_uri: Where the model directory is: its registry version when model_registry is set,
@@ -99,11 +103,13 @@ def train(
 
     from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata
     from mlstages.components.common.datasets import column_types, read_dataset
+    from mlstages.components.common.model_card_report import render_card_html
     from mlstages.components.common.reference import build_reference, save_reference
-    from mlstages.components.common.registry import check_model_name, publish_model
+    from mlstages.components.common.registry import check_model_name, publish_model, read_champion
     from mlstages.components.common.reports import markdown_text
     from mlstages.components.train.config import TrainConfig
     from mlstages.components.train.export import export_model
+    from mlstages.components.train.lineage import model_lineage, train_parameters
     from mlstages.components.train.report import render_html, render_markdown
     from mlstages.components.train.train import train as run_training
 
@@ -142,12 +148,22 @@ def train(
     reference_path = save_reference(
         build_reference(train_df, result.label_column, ordered_types, seed=seed), model.path
     )
+    lineage = model_lineage(
+        train.path,
+        read_metadata(features.path),
+        train_parameters(config),
+        read_champion(model_registry, model_name) if model_registry else None,
+    )
     written = export_model(
         result,
         model.path,
         input_types,
-        extra_metadata={"reference": {"file": reference_path.name, "sha256": file_sha256(reference_path)}},
+        extra_metadata={
+            "reference": {"file": reference_path.name, "sha256": file_sha256(reference_path)},
+            "lineage": lineage,
+        },
     )
+    card_html = render_card_html(written, f"Model card: {model_name}")
     model_uri = model.uri
     if model_registry:
         try:
@@ -177,6 +193,8 @@ def train(
         handle.write(html_report)
     with open(summary.path, "w", encoding="utf-8") as handle:
         handle.write(markdown_report)
+    with open(model_card.path, "w", encoding="utf-8") as handle:
+        handle.write(card_html)
     metrics.log_metric(f"cv_{result.scoring}", result.best_score)
     metrics.log_metric("train_rows", result.train_rows)
     metrics.log_metric("search_rows", result.search_rows)

@@ -77,6 +77,7 @@ def validate_data(
     import json
     from collections import namedtuple
 
+    from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.validate_data.config import ValidationConfig
     from mlstages.components.validate_data.report import render_html, render_markdown
@@ -116,8 +117,8 @@ def validate_data(
 
     counts = result.summary_metadata()
     anomalies = [a.to_dict() for a in result.anomalies]
-    statistics.metadata.update(counts)
-    statistics.metadata["anomalies"] = anomalies
+    # One anomaly per column at most, but a wide table has many: past the budget, the report has them.
+    statistics.metadata.update(within_budget({**counts, "anomalies": anomalies}))
     schema.metadata.update(counts)
     schema.metadata["version"] = result.schema["version"]
     schema.metadata["label"] = result.schema.get("label") or {}

@@ -15,6 +15,7 @@ import yaml
 from k8s_standin import KubernetesStandIn, serving_controller
 from kfp import dsl, local
 from kfp.dsl import Artifact, Dataset, Markdown, Model, Output
+from model_registry_standin import ModelRegistryStandin
 
 from mlstages.components.common.registry import read_champion
 from mlstages.components.deploy.component import deploy
@@ -71,7 +72,9 @@ class DeployOutputs(NamedTuple):
 
 
 @dsl.pipeline
-def train_and_deploy(model_registry: str, runtime: str, cluster: str, kubeconfig: str) -> DeployOutputs:
+def train_and_deploy(
+    model_registry: str, runtime: str, cluster: str, kubeconfig: str, kubeflow_model_registry: str = ""
+) -> DeployOutputs:
     trained = train_penguins(model_registry=model_registry)
     deployed = deploy(
         model=trained.outputs["model"],
@@ -83,6 +86,8 @@ def train_and_deploy(model_registry: str, runtime: str, cluster: str, kubeconfig
         cluster=cluster,
         kubeconfig=kubeconfig,
         ready_timeout_seconds=60,
+        kubeflow_model_registry=kubeflow_model_registry,
+        source_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     )
     return DeployOutputs(
         inference_service=deployed.outputs["inference_service"],
@@ -166,3 +171,59 @@ def test_on_the_kubernetes_stand_in_deploy_applies_waits_smoke_tests_and_promote
     summary = Path(run.outputs["summary"].path).read_text()
     assert "promoted to champion on InferenceService default/penguins" in summary
     assert run.outputs["inference_service"].metadata["target"] == "cluster"
+
+
+def test_with_a_kubeflow_model_registry_the_version_is_registered_and_labelled(kfp_local, gcs_bucket):
+    """The real model-registry client inside the task, against the registry stand-in
+    (tests/model_registry_standin.py), not a Kubeflow Model Registry."""
+    from mlstages.components.deploy.kubeflow_registry import MODEL_VERSION_ID_LABEL, REGISTERED_MODEL_ID_LABEL
+
+    registry = f"{gcs_bucket}/models"
+    with ModelRegistryStandin() as standin:
+        run = train_and_deploy(
+            model_registry=registry,
+            runtime="mlstages-sklearn",
+            cluster="none",
+            kubeconfig="",
+            kubeflow_model_registry=standin.root_url,
+        )
+        writes = standin.writes()
+    model_uri = run.outputs["model_uri"]
+    artifact = writes[-1].body
+    assert (artifact["uri"], artifact["modelFormatName"]) == (model_uri, "sklearn")
+    # kfp.local's run ids are random: the local run folder is the source instead.
+    run_folder = Path(run.outputs["inference_service"].path).parents[1]
+    assert (artifact["modelSourceKind"], artifact["modelSourceId"]) == ("mlstages", str(run_folder))
+    assert writes[1].body["name"] == model_uri.rsplit("/", 1)[-1]
+    manifest = yaml.safe_load(Path(run.outputs["inference_service"].path).read_text())
+    labels = manifest["metadata"]["labels"]
+    metadata = run.outputs["inference_service"].metadata
+    assert labels[MODEL_VERSION_ID_LABEL] == metadata["model_version_id"]
+    assert labels[REGISTERED_MODEL_ID_LABEL] == metadata["registered_model_id"]
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == model_uri
+    assert "Kubeflow Model Registry" in Path(run.outputs["summary"].path).read_text()
+    assert read_champion(registry, NAME)["model_uri"] == model_uri
+
+
+def test_an_unreachable_kubeflow_model_registry_fails_deploy_before_the_champion_moves(
+    kfp_local, gcs_bucket, capfd
+):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    registry = f"{gcs_bucket}/models"
+    with pytest.raises(RuntimeError, match="Inner task failed"):
+        train_and_deploy(
+            model_registry=registry,
+            runtime="mlstages-sklearn",
+            cluster="none",
+            kubeconfig="",
+            kubeflow_model_registry=address,
+        )
+    output = capfd.readouterr()
+    assert f"the Kubeflow Model Registry at {address} (kubeflow_model_registry) could not be reached" in (
+        output.out + output.err
+    )
+    assert read_champion(registry, NAME) is None

@@ -28,6 +28,7 @@ PENGUIN_INPUTS = [
 class TrainOutputs(NamedTuple):
     model: Model
     metrics: Metrics
+    model_card: HTML
     search_results: HTML
     summary: Markdown
     best_family: str
@@ -52,6 +53,7 @@ def train_penguins(label_column: str, registry: str) -> TrainOutputs:
     return TrainOutputs(
         model=trained.outputs["model"],
         metrics=trained.outputs["metrics"],
+        model_card=trained.outputs["model_card"],
         search_results=trained.outputs["search_results"],
         summary=trained.outputs["summary"],
         best_family=trained.outputs["best_family"],
@@ -111,6 +113,14 @@ def test_train_exports_a_pipeline_that_predicts_on_raw_penguins(kfp_local):
     assert model_uri.startswith(str(registry / "penguins"))
     assert file_sha256(Path(model_uri) / "model.joblib") == metadata["sha256"]
     assert "Published to the model registry" in summary
+
+    # The lineage: the code and settings that made the model, and no parent on a first run.
+    lineage = metadata["lineage"]
+    assert lineage["parent"] is None
+    assert lineage["code"]["suite_version"] and set(lineage["code"]["images"]) >= {"preprocess", "train"}
+    assert lineage["parameters"]["train"]["cv_folds"] == 3
+    card = Path(run.outputs["model_card"].path).read_text()
+    assert "Model card: penguins" in card and "Parent champion" in card and metadata["sha256"] in card
 
 
 def test_train_with_an_unknown_label_fails_before_writing_a_model(kfp_local, capfd):

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from kfp_launcher_rules import assert_cluster_safe
 
 from mlstages.tooling import cli, local
 
@@ -53,6 +54,9 @@ def test_mlstages_run_inference_scores_with_the_champion_into_the_store(trained)
     code, printed = _infer(workdir)
 
     assert code == 0, printed
+    # Every task output would pass a real cluster's launcher.
+    (run_dir,) = (workdir / "runs").glob("mlstages-inference-*")
+    assert_cluster_safe(run_dir)
     prefix = "gs://mlstages-local/predictions/penguins"
     assert f"Scored 344 rows with model version {version}: 1 shard(s) under {prefix}" in printed
     with _store(workdir):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from kfp_launcher_rules import assert_cluster_safe
 
 from mlstages.tooling import cli, local
 
@@ -43,26 +45,23 @@ def drifted(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stable(drifted):
-    """`mlstages monitor --no-drift` on the same store, after the drifted run (a champion exists)."""
-    workdir = drifted[0]
-    with _store(workdir) as registry_uri:
-        from mlstages.components.common import registry
-
-        before = (
-            registry.list_versions(registry_uri, "penguins"),
-            registry.read_champion(registry_uri, "penguins"),
-        )
+def stable(tmp_path_factory):
+    """`mlstages monitor --no-drift` in a fresh workdir: the first champion is trained, then a window
+    of its own population is monitored. (After the drifted run, the champion has learned the shifted
+    rows, so a window of the old population is a change for it.)"""
+    workdir = tmp_path_factory.mktemp("stable")
     out = io.StringIO()
     argv = ["monitor", "--no-drift", "--workdir", str(workdir)] + [f"--set={item}" for item in SMALL_SEARCH]
     with contextlib.redirect_stdout(out):
         code = cli.main(argv)
     with _store(workdir) as registry_uri:
+        from mlstages.components.common import registry
+
         after = (
             registry.list_versions(registry_uri, "penguins"),
             registry.read_champion(registry_uri, "penguins"),
         )
-    return code, out.getvalue(), before, after
+    return workdir, code, out.getvalue(), after
 
 
 def test_without_a_champion_the_training_pipeline_runs_first(drifted):
@@ -73,6 +72,18 @@ def test_without_a_champion_the_training_pipeline_runs_first(drifted):
     )
     assert report.training.task("deploy").parameters["deployed"] is True
     assert "(trained and deployed first: there was none" in local.format_monitor_report(report)
+
+
+def test_every_task_output_keeps_a_real_clusters_rules(drifted, stable):
+    _, report, _ = drifted
+    assert report.training is not None
+    for run in (report.training, report.monitoring):
+        assert_cluster_safe(run.run_dir)
+    # The stable window's run, through the CLI, names its folder in what it printed.
+    printed = re.findall(r"^Run folder: (.+)$", stable[1], re.MULTILINE)
+    assert printed
+    for folder in printed:
+        assert_cluster_safe(Path(folder.strip()))
 
 
 def test_the_drifted_window_is_detected_with_its_reasons(drifted):
@@ -95,7 +106,7 @@ def test_the_drifted_window_is_detected_with_its_reasons(drifted):
 
 
 def test_the_drifted_window_retrains_blesses_deploys_and_moves_the_champion(drifted):
-    from mlstages.components.common import registry
+    from mlstages.components.common import registry, storage
 
     workdir, report, _ = drifted
     assert report.retrained
@@ -121,7 +132,22 @@ def test_the_drifted_window_retrains_blesses_deploys_and_moves_the_champion(drif
     assert "retrain:      yes" in text
     assert f"new version:  {new_version}" in text
     assert "deployed:     yes, it is the champion now" in text
-    assert f"retrained on: {report.monitoring.data_uri}" in text
+    # It learned from the window: the training data holds the original rows and the window's
+    # labelled ones, the new model differs from the champion, and the card's lineage says so.
+    assembled = next(t for t in report.monitoring.tasks if t.name.endswith("training-data"))
+    data_uri = assembled.parameters["data_uri"]
+    assert data_uri.startswith("gs://mlstages-local/models/penguins/training-data/")
+    assert f"retrained on: {data_uri}" in text
+    assert assembled.parameters["rows"] > 344
+    assert "(new) vs" in text and "(champion), on the same test rows" in text
+    with _store(workdir) as registry_uri:
+        cards = [
+            json.loads(storage.read_bytes(f"{uri}/metadata.json")) for uri in (first_version, new_version)
+        ]
+    assert cards[0]["sha256"] != cards[1]["sha256"]
+    (source,) = cards[1]["lineage"]["data"]["sources"]
+    assert [part["role"] for part in source["parts"]] == ["original data", "window"]
+    assert cards[1]["lineage"]["parent"]["model_uri"] == first_version
 
 
 def test_evaluate_published_its_evaluation_into_each_version_and_load_reference_attaches_it(drifted):
@@ -146,20 +172,21 @@ def test_evaluate_published_its_evaluation_into_each_version_and_load_reference_
 
 
 def test_a_stable_window_does_not_retrain(stable):
-    code, out, before, after = stable
+    _, code, out, (versions, champion) = stable
     assert code == 0
     assert "Simulated a stable window of 200 labelled rows" in out
     assert "retrain:      no" in out
     assert "no retraining: the champion stays" in out
     assert "new version:" not in out
-    assert after == before  # no version published, the champion unchanged
+    # Only the first champion was published; monitoring published nothing and moved nothing.
+    assert len(versions) == 1 and champion["model_uri"].endswith(versions[0])
 
 
-def test_a_given_window_is_monitored_as_is(drifted, tmp_path):
+def test_a_given_window_is_monitored_as_is(stable, tmp_path):
     """--data: the window is read from where it is; a window of the training population passes."""
     import palmerpenguins
 
-    workdir = drifted[0]
+    workdir = stable[0]
     window = tmp_path / "window.csv"
     palmerpenguins.load_penguins().sample(n=150, random_state=3).to_csv(window, index=False)
     report = local.monitor(_params(), data=str(window), workdir=workdir, progress=lambda _: None)
@@ -169,6 +196,7 @@ def test_a_given_window_is_monitored_as_is(drifted, tmp_path):
     ingest = next(t for t in report.monitoring.tasks if t.name == "ingest")
     assert ingest.artifacts["dataset"]["metadata"]["rows"] == 150
     assert report.drift.parameters["retrain"] is False
+    assert_cluster_safe(report.monitoring.run_dir)
 
 
 # --- load_reference and evaluation.json, without a pipeline --------------------------------------

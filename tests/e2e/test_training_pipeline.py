@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kfp_launcher_rules import assert_cluster_safe
 
 from mlstages.tooling import local
 
@@ -31,6 +32,10 @@ def test_every_stage_ran_and_wrote_its_outputs(run_report):
     for task in run_report.tasks:
         for name, artifact in task.artifacts.items():
             assert artifact["uri"], f"{task.name}.{name} has no uri"
+
+
+def test_every_task_output_keeps_a_real_clusters_rules(run_report):
+    assert_cluster_safe(run_report.run_dir)
 
 
 def test_data_came_from_the_embedded_gcs(run_report):
@@ -64,6 +69,18 @@ def test_model_was_exported_to_a_versioned_gcs_location_and_predicts_raw_rows(ru
     predictions = model.predict(rows)
     assert set(predictions) <= set(metadata["classes"])
 
+    # The card's lineage names the data as ingest read it, the train split, and every stage's settings.
+    lineage = metadata["lineage"]
+    ingested = run_report.task("ingest").artifacts["dataset"]["metadata"]
+    (source,) = lineage["data"]["sources"]
+    assert source["uri"] == run_report.data_uri
+    assert source["content_hash"] == ingested["content_hash"] and source["rows"] == 344
+    assert lineage["data"]["train_split"]["rows"] == metadata["train_rows"]
+    assert lineage["parameters"]["preprocess"]["label_column"] == "species"
+    assert lineage["parameters"]["engineer_features"]["selection"] == "mutual_info"
+    assert lineage["parameters"]["train"]["model_families"] == ["logistic_regression", "random_forest"]
+    assert "model_card" in run_report.task("train").artifacts
+
 
 def test_report_names_every_artifact_and_the_metrics(run_report):
     text = local.format_report(run_report)
@@ -94,3 +111,4 @@ def test_training_pipeline_reads_a_database_query(tmp_path):
     assert dataset["rows"] == 344 - 52  # Torgersen's 52 penguins left out by the query
     assert dataset["source"] == f"sqlite:///{database}"
     assert report.task("evaluate").artifacts["metrics"]["metadata"]["accuracy"] > 0.9
+    assert_cluster_safe(report.run_dir)

@@ -3,10 +3,13 @@ never seen: public tables that ship inside scikit-learn (no download)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from kfp_launcher_rules import assert_cluster_safe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_external_network")]
 
@@ -25,6 +28,10 @@ def _run_training(tmp_path, data, *settings: str) -> subprocess.CompletedProcess
     for setting in settings:
         command += ["--set", setting]
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def _run_folder(done: subprocess.CompletedProcess) -> Path:
+    return Path(re.search(r"^Run folder: (.+)$", done.stdout, re.MULTILINE).group(1).strip())
 
 
 @pytest.mark.parametrize(
@@ -64,14 +71,12 @@ def test_your_own_table_trains_with_nothing_but_the_label(tmp_path, table, file_
     assert "Test-set metrics (evaluate):" in out
     # No penguin in sight: the defaults name no column of the built-in dataset.
     assert "bill_" not in out and "penguins" not in out.replace(str(tmp_path), "")
+    assert_cluster_safe(_run_folder(done))
 
 
 def test_rows_without_a_label_are_dropped_and_counted_not_a_dead_end(tmp_path):
     # palmerpenguins' 'sex' is missing in 11 of 344 rows: a real table with unlabelled rows. As a
     # spreadsheet exports it, with masses as "3,750" text (declared numeric) and a sample id.
-    import re
-    from pathlib import Path
-
     import palmerpenguins
 
     path = tmp_path / "colony.csv"
@@ -88,10 +93,11 @@ def test_rows_without_a_label_are_dropped_and_counted_not_a_dead_end(tmp_path):
         "column_types={body_mass_g: numeric}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    run_folder = Path(re.search(r"^Run folder: (.+)$", done.stdout, re.MULTILINE).group(1).strip())
+    run_folder = _run_folder(done)
     summary = next(run_folder.rglob("preprocess/summary")).read_text()
     assert "11 row(s) with no &#x27;sex&#x27; label were dropped before the split" in summary
     assert "parsed as numbers from text" in summary
     assert "sample_id | categorical | excluded | 0 | excluded: an identifier" in summary
     validation = next(run_folder.rglob("validate-data/summary")).read_text()
     assert "missing in 11 of 344 row(s)" in validation and "unlabelled_rows=" in validation
+    assert_cluster_safe(run_folder)

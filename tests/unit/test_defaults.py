@@ -47,6 +47,7 @@ COMPONENT_OWN = {
     ("validate_model", "candidate_uri"),
     ("validate_model", "infra_validation"),
     ("deploy", "model_registry"),
+    ("deploy", "source_run_id"),
     ("monitor_drift", "metric_drops"),
     ("evaluate", "slice_columns"),
     ("evaluate", "model_uri"),

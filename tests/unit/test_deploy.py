@@ -171,10 +171,6 @@ def config(**overrides) -> DeployConfig:
         ),
         ({"min_replicas": 0}, "parameter min_replicas=0 (scale to zero) needs deployment_mode Serverless"),
         (
-            {"canary_traffic_percent": 10},
-            "parameter canary_traffic_percent=10 needs deployment_mode Serverless",
-        ),
-        (
             {"canary_traffic_percent": 101, "deployment_mode": "Serverless"},
             "parameter canary_traffic_percent=101 must be a whole number from 0 to 100",
         ),

@@ -21,7 +21,13 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from mlstages.components.common.errors import ParameterError
 from mlstages.tooling import catalog
 from mlstages.tooling.compile import compile_for_cluster
-from mlstages.tooling.platform import CREDENTIALS_MOUNT_PATH, TaskSettings, load_settings, parse_settings
+from mlstages.tooling.platform import (
+    CREDENTIALS_MOUNT_PATH,
+    NEVER_CACHED,
+    TaskSettings,
+    load_settings,
+    parse_settings,
+)
 
 EXAMPLE = catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml"
 
@@ -288,7 +294,9 @@ def test_cluster_yaml_carries_the_settings_in_the_pipeline_and_platform_specs(cl
     for label, task in _tasks(spec):
         own = settings.for_stage(_stage(label) or "")
         assert task.retry_policy.max_retry_count == (own.retries or 0), (label, task.task_info.name)
-        if _stage(label) and own.caching is not None:
+        if _stage(label) in NEVER_CACHED:
+            assert not task.caching_options.enable_cache, (label, task.task_info.name)
+        elif _stage(label) and own.caching is not None:
             assert task.caching_options.enable_cache == own.caching, (label, task.task_info.name)
 
 

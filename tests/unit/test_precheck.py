@@ -79,7 +79,7 @@ CLASSIFICATION_CASES = [
     ),
     (["derived_features=[{name: r, kind: square, columns: [year]}]"], "derived_features[0]", "unknown kind"),
     (["selection=chi", "max_features=3"], "selection='chi'", "is not one of"),
-    (["canary_traffic_percent=10"], "canary_traffic_percent=10", "Serverless"),
+    (["canary_traffic_percent=101"], "canary_traffic_percent=101", "from 0 to 100"),
     (["model_name=My_Model"], "model_name='My_Model'", "InferenceService name"),
 ]
 
