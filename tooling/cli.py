@@ -4,12 +4,13 @@ schedule them on Kubeflow Pipelines."""
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlstages.tooling import catalog, cron, kfp_runs, kfp_target
+from mlstages.tooling import catalog, cron, kfp_runs, kfp_target, workdir
 
 if TYPE_CHECKING:
     from mlstages.tooling import kubeflow
@@ -27,6 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         if "model_name" not in params and "model_name" in local.declared_params(args.pipeline):
             params["model_name"] = model_name_for(args.data)
     _precheck(args.pipeline, params)
+    workdir.check_workdir(args.workdir)
     report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose)
     print(local.format_report(report))
     return 0
@@ -59,6 +61,7 @@ def _monitor(args: argparse.Namespace) -> int:
     # built-in dataset (a window simulated from it).
     given = {**params, **({"current_uri": args.data} if args.data else {})}
     _precheck("monitoring", {"model_registry": "", **given}, filled_later=("data_uri", "current_uri"))
+    workdir.check_workdir(args.workdir)
     report = local.monitor(
         params,
         data=args.data,
@@ -72,9 +75,17 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mlstages.components.common import registry
-    from mlstages.components.serving.app import serve
+    from mlstages.components.common import registry, storage
+    from mlstages.components.serving.ports import check_can_listen
     from mlstages.tooling import local
+
+    # What can refuse the server is checked before the embedded store starts and the model loads,
+    # each with one line naming the option to change.
+    workdir.check_workdir(args.workdir)
+    if args.prediction_log and not storage.is_gcs_uri(args.prediction_log):
+        workdir.check_writable(storage.to_local_path(args.prediction_log), "--prediction-log")
+    check_can_listen(args.host, args.port, port_option="--port", host_option="--host")
+    from mlstages.components.serving.app import serve
 
     with local.object_store(Path(args.workdir), print) as bucket:
         model_uri = args.model
@@ -96,8 +107,31 @@ def _serve(args: argparse.Namespace) -> int:
         print("  (request formats: README.md, 'The blessing gate and serving')")
         if args.prediction_log:
             print(f"  logging scored rows to {args.prediction_log} (Parquet shards)")
-        serve(model_uri, args.name, host=args.host, http_port=args.port, prediction_log=args.prediction_log)
+        _show_model_log()
+        serve(
+            model_uri,
+            args.name,
+            host=args.host,
+            http_port=args.port,
+            prediction_log=args.prediction_log,
+            port_option="--port",
+            host_option="--host",
+        )
     return 0
+
+
+def _show_model_log() -> None:
+    """Show the model server's own lines about the model (loaded from where, logging predictions
+    where), which nothing else prints in this process: KServe configures only its own loggers."""
+    import logging
+
+    from mlstages.components.serving import model
+
+    if not model.logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        model.logger.addHandler(handler)
+        model.logger.setLevel(logging.INFO)
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -470,9 +504,29 @@ def main(argv: list[str] | None = None) -> int:
     except MlstagesError as exc:
         print(f"mlstages: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # A disk that filled up, or a folder made read-only, while the command was writing: one
+        # line naming the file; any other OSError is the suite's bug and keeps its traceback.
+        if exc.errno not in workdir.WRITE_ERRNOS or not exc.filename:
+            raise
+        sys.stdout.flush()
+        print(f"mlstages: error: {_write_error(args, exc)}", file=sys.stderr)
+        return 1
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _write_error(args: argparse.Namespace, exc: OSError) -> str:
+    """The one line for a refused write (or read); it names --workdir when the file was in it."""
+    path = Path(exc.filename).absolute()
+    folder = getattr(args, "workdir", None)
+    option = "--workdir" if folder is not None and path.is_relative_to(Path(folder).absolute()) else None
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        # Unlike a full or read-only disk, a permission is refused to a read too (a --params file).
+        elsewhere = f"pass {option} with a folder you can write to" if option else "choose another file"
+        return f"permission denied: {path}; {elsewhere}, or change its permissions"
+    return str(workdir.write_error(path, exc, option))
 
 
 def _interrupt(signum: int, frame: object) -> None:

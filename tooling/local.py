@@ -378,10 +378,9 @@ def simulate_window(*, drift: bool, seed: int = 7, rows: int = WINDOW_ROWS) -> A
     if not drift:
         return penguins.sample(n=min(rows, len(penguins)), random_state=seed).reset_index(drop=True)
     weights = penguins["island"].map(DRIFT_ISLAND_WEIGHTS).fillna(1.0)
-    # Without replacement: a window of repeated rows would fail validate_data's duplicate check once
-    # retraining appends it to the training data.
-    size = min(rows, len(penguins))
-    window = penguins.sample(n=size, replace=False, weights=weights, random_state=seed).reset_index(drop=True)
+    # With replacement, so the island mix can move far off Biscoe; the repeated rows this makes are
+    # left out once when a retraining appends the window (training_data).
+    window = penguins.sample(n=rows, replace=True, weights=weights, random_state=seed).reset_index(drop=True)
     for column in DRIFT_SHIFT_COLUMNS:
         window[column] = window[column] + DRIFT_SHIFT_STD * penguins[column].std()
     return window

@@ -167,6 +167,7 @@ def _walk(
     """Resolve every task of ``dag``; return the data sources of everything in it."""
     tasks = dag.get("tasks", {})
     done: dict[str, frozenset[Any]] = {}
+    resolved: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {}
 
     def visit(name: str) -> frozenset[Any]:
         if name in done:
@@ -188,6 +189,10 @@ def _walk(
                     from_params[param] = origins[outer]
             elif "runtimeValue" in source:
                 values[param] = source["runtimeValue"].get("constant")
+            elif "taskOutputParameter" in source:
+                values[param], origin = _standing_for(source["taskOutputParameter"], visit, resolved)
+                if origin:
+                    from_params[param] = origin
             else:
                 values[param] = UNKNOWN
         declared = component.get("inputDefinitions", {}).get("parameters", {})
@@ -212,10 +217,32 @@ def _walk(
         if stage == "ingest":
             upstream = frozenset({values.get("source_uri", UNKNOWN)})
         calls.append(StageCall(stage, path, values, from_params, upstream))
+        resolved[name] = (stage, values, from_params)
         done[name] = upstream
         return upstream
 
     return frozenset().union(*(visit(name) for name in sorted(tasks))) if tasks else frozenset()
+
+
+# A task output that, for the checks, stands for one of the task's own inputs: training_data's
+# assembled data has the columns of the data_uri it was given (a window must carry them all), so
+# the retraining nested in monitoring is checked against data_uri's header.
+_STANDS_FOR = {("training_data", "data_uri"): "data_uri"}
+
+
+def _standing_for(
+    reference: Mapping[str, Any],
+    visit: Callable[[str], frozenset[Any]],
+    resolved: Mapping[str, tuple[str, dict[str, Any], dict[str, str]]],
+) -> tuple[Any, str]:
+    """The value (and pipeline parameter) a task output parameter stands for, or UNKNOWN."""
+    producer = reference.get("producerTask", "")
+    visit(producer)
+    stage, values, origins = resolved.get(producer, ("", {}, {}))
+    own = _STANDS_FOR.get((stage, reference.get("outputParameterKey", "")))
+    if own is None:
+        return UNKNOWN, ""
+    return values.get(own, UNKNOWN), origins.get(own, "")
 
 
 def _function_of(spec: Mapping[str, Any], executor: str) -> str:

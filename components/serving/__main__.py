@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             prediction_log_max_rows=args.prediction_log_max_rows,
             prediction_log_max_seconds=args.prediction_log_max_seconds,
             request_log=args.request_log == "on",
+            port_option="--http_port",
+            host_option="--host",
         )
     except MlstagesError as exc:
         print(f"mlstages serving: cannot serve {model_uri}: {exc}", file=sys.stderr, flush=True)

@@ -4,6 +4,7 @@ in the foreground."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from typing import Any
@@ -14,6 +15,7 @@ from mlstages.components.common.errors import ParameterError
 from mlstages.components.common.registry import check_model_name
 from mlstages.components.serving import server_log
 from mlstages.components.serving.model import SklearnPipelineModel
+from mlstages.components.serving.ports import BindErrorCatcher, check_can_listen, listen_error
 from mlstages.components.serving.prediction_log import DEFAULT_MAX_ROWS, DEFAULT_MAX_SECONDS
 from mlstages.components.serving.protocol import require_integer_shapes
 
@@ -112,14 +114,15 @@ class _ModelServer(kserve.ModelServer):
     """kserve.ModelServer on a chosen interface.
 
     KServe's REST server always binds 0.0.0.0. ModelServer.start() builds the uvicorn servers and
-    then calls setup_event_loop() before anything is bound, so this is where the host is set and
-    the log bounded (server_log.py).
+    then calls setup_event_loop() before anything is bound, so this is where the host is set, the
+    log bounded (server_log.py) and a failed bind caught (ports.py).
     """
 
     def __init__(self, *, host: str, request_log: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host = host
         self.request_log = request_log
+        self.bind_errors = BindErrorCatcher()
 
     def setup_event_loop(self) -> None:
         from kserve.model_server import app
@@ -129,6 +132,11 @@ class _ModelServer(kserve.ModelServer):
         for rest in rests:
             rest.config.host = self.host
         server_log.install(app, rests, self.request_log)
+        # One catcher per process: a server started again in the same process replaces the last one's.
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        for old in [f for f in uvicorn_log.filters if isinstance(f, BindErrorCatcher)]:
+            uvicorn_log.removeFilter(old)
+        uvicorn_log.addFilter(self.bind_errors)
         super().setup_event_loop()
 
 
@@ -152,10 +160,16 @@ def serve(
     prediction_log_max_rows: int = DEFAULT_MAX_ROWS,
     prediction_log_max_seconds: float = DEFAULT_MAX_SECONDS,
     request_log: bool = True,
+    port_option: str = "http_port",
+    host_option: str = "host",
 ) -> None:
     """Load the model and serve it with kserve.ModelServer until the process is stopped.
 
-    The model is loaded first: a model that does not load raises before anything is bound.
+    The parameters and the address are checked first (``host``:``http_port`` is bound and let go,
+    ports.py), then the model is loaded: a taken port or a model that does not load raises before
+    anything is served. A port taken by another process after the check still raises the same
+    PortInUse. ``port_option`` and ``host_option`` name the port and host in those messages as the
+    caller's user gives them (``--port`` for ``mlstages serve``).
     ``grpc_port`` enables KServe's V2 gRPC server, which always listens on every interface, so it
     is refused unless ``host`` is a wildcard (0.0.0.0 or ::), as in a cluster.
     ``prediction_log`` (a ``gs://`` prefix or a local folder; off when None) logs every scored
@@ -163,6 +177,9 @@ def serve(
     every ``prediction_log_max_seconds`` and on shutdown (see prediction_log.py).
     ``request_log`` logs one line per request; off, only server errors (5xx) are logged. A client's
     error is never logged with a traceback (server_log.py).
+
+    Raises:
+        ParameterError: a parameter is unusable; PortInUse (ports.py) when the port is taken.
     """
     check_model_name(name)
     _check_port("http_port", http_port)
@@ -178,6 +195,9 @@ def serve(
         raise ParameterError(f"parameter workers={workers!r} must be an integer >= 1")
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
         raise ParameterError(f"parameter max_body_bytes={max_body_bytes!r} must be an integer >= 1024")
+    options = {"port_option": port_option, "host_option": host_option}
+    # Loading a model can take seconds (a download from gs://); a taken port is known at once.
+    check_can_listen(host, http_port, **options)
     model = SklearnPipelineModel(
         name,
         model_uri,
@@ -187,6 +207,32 @@ def serve(
         prediction_log_max_seconds=prediction_log_max_seconds,
     )
     model.load()
+    _listen(
+        model,
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        workers=workers,
+        max_body_bytes=max_body_bytes,
+        request_log=request_log,
+        **options,
+    )
+
+
+def _listen(
+    model: SklearnPipelineModel,
+    *,
+    host: str,
+    http_port: int,
+    grpc_port: int | None,
+    workers: int,
+    max_body_bytes: int,
+    request_log: bool,
+    port_option: str,
+    host_option: str,
+) -> None:
+    """Serve the loaded ``model`` until the process is stopped; a failed bind of the HTTP port
+    raises CannotListen (PortInUse for a taken port) instead of uvicorn's exit."""
     _install_body_limit(max_body_bytes)
     require_integer_shapes()
     # KServe 0.21 answers with FastAPI's ORJSONResponse, which FastAPI now marks deprecated; the
@@ -203,4 +249,10 @@ def serve(
         # Prometheus histograms (/metrics) keep the latencies.
         enable_latency_logging=False,
     )
-    server.start([model])
+    try:
+        server.start([model])
+    except SystemExit:
+        if not server.bind_errors.errors:
+            raise
+        error = server.bind_errors.errors[0]
+        raise listen_error(host, http_port, error, port_option=port_option, host_option=host_option) from None

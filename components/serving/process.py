@@ -20,6 +20,7 @@ import requests
 from mlstages.components.common.errors import MlstagesError, ParameterError
 from mlstages.components.common.registry import check_model_name
 from mlstages.components.serving.app import DEFAULT_MAX_BODY_BYTES
+from mlstages.components.serving.ports import IN_USE
 from mlstages.components.serving.prediction_log import DEFAULT_MAX_ROWS, DEFAULT_MAX_SECONDS
 
 START_TIMEOUT_SECONDS = 60.0
@@ -191,9 +192,8 @@ def _start(
             return process, handle
         except BaseException as exc:
             _stop(process)
-            lost_port = (
-                isinstance(exc, ServerStartError) and "address already in use" in handle.log_tail().lower()
-            )
+            # The server says so in one line (ports.py), before it loads the model.
+            lost_port = isinstance(exc, ServerStartError) and IN_USE in handle.log_tail()
             if not lost_port or attempt == PORT_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")  # the loop returns or raises

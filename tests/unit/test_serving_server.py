@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -36,6 +43,7 @@ from mlstages.components.serving.app import serve
 from mlstages.components.serving.client import v1_request, v2_request
 from mlstages.components.serving.model import SklearnPipelineModel
 from mlstages.components.serving.model_dir import LibraryVersionMismatch, ModelLoadError, load_model_dir
+from mlstages.components.serving.ports import CannotListen, PortInUse, check_can_listen
 from mlstages.components.serving.process import ServerStartError, local_session, serve_in_background
 from mlstages.components.serving.protocol import rows_to_frame
 
@@ -613,7 +621,12 @@ def test_a_port_taken_before_the_server_binds_it_is_replaced(model_dir, model, r
         ):
             assert handle.base_url != f"http://127.0.0.1:{taken.getsockname()[1]}"
             first_log = Path(logs, f"{NAME}-{taken.getsockname()[1]}.log").read_text()
-            assert "address already in use" in first_log
+            port = taken.getsockname()[1]
+            assert f"port {port} on 127.0.0.1 is already in use by another process" in first_log
+            assert "pass --http_port with a free port" in first_log
+            # Refused before the model was loaded; the server that started loaded it.
+            assert f"model {NAME} loaded from" not in first_log
+            assert f"model {NAME} loaded from" in handle.log_tail()
             with local_session() as http:
                 answer = post(http, handle.v1_predict_url, v1_request(rows, FEATURES))
             assert answer.json()["predictions"] == model.predict(rows).tolist()
@@ -632,6 +645,124 @@ def test_serve_refuses_bad_parameters_before_loading(tmp_path):
         serve(absent, "Penguins!")
     with pytest.raises(ParameterError, match="parameter workers=0"):
         serve(absent, NAME, workers=0)
+
+
+@contextmanager
+def taken_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port another process (here, this test) listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind((host, 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+LOADED = f"model {NAME} loaded from"  # the server's line once the model is loaded (model.py)
+
+
+def test_the_port_check_binds_the_address_the_server_binds():
+    with taken_port() as port:
+        with pytest.raises(
+            PortInUse,
+            match=f"^port {port} on 127.0.0.1 is already in use by another process; pass --port with a free port$",
+        ):
+            check_can_listen("127.0.0.1", port, port_option="--port")
+        # Every interface includes loopback: the server could not bind it either.
+        with pytest.raises(PortInUse, match=f"port {port} on 0.0.0.0 is already in use"):
+            check_can_listen("0.0.0.0", port)
+    # A free port passes and is let go: the server binds it next.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    check_can_listen("127.0.0.1", port)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", port))
+    # 192.0.2.1 is reserved for documentation (RFC 5737): no machine's own address.
+    with pytest.raises(
+        CannotListen, match="cannot listen on 192.0.2.1 port .*pass --host with an address of this machine"
+    ):
+        check_can_listen("192.0.2.1", port, host_option="--host")
+
+
+def test_a_port_taken_after_the_check_gives_the_same_line_not_uvicorns_exit(model_dir):
+    """The port is taken when KServe's server binds it (after serve() checked it, another process
+    may have taken it while the model loaded): serve()'s last step, run on a loaded model."""
+    script = (
+        "import sys\n"
+        "from mlstages.components.common.errors import MlstagesError\n"
+        "from mlstages.components.serving import app\n"
+        "from mlstages.components.serving.model import SklearnPipelineModel\n"
+        f"model = SklearnPipelineModel({NAME!r}, sys.argv[1])\n"
+        "model.load()\n"
+        "try:\n"
+        "    app._listen(model, host='127.0.0.1', http_port=int(sys.argv[2]), grpc_port=None, workers=1,\n"
+        "                max_body_bytes=4096, request_log=True, port_option='--port', host_option='--host')\n"
+        "except MlstagesError as exc:\n"
+        "    print(f'{type(exc).__name__}: {exc}', file=sys.stderr)\n"
+        "    sys.exit(2)\n"
+    )
+    with taken_port() as port:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(model_dir), str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"PortInUse: port {port} on 127.0.0.1 is already in use by another process; pass --port with a free port"
+    )
+    assert "Errno" not in done.stderr  # uvicorn's own line is kept out of the log
+
+
+def _mlstages_serve(model_dir: Path, port: int, workdir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlstages.tooling.cli",
+        "serve",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--workdir",
+        str(workdir),
+    ]
+
+
+def test_mlstages_serve_refuses_a_taken_port_in_one_line_before_loading_the_model(model_dir, tmp_path):
+    with taken_port() as port:
+        done = subprocess.run(
+            _mlstages_serve(model_dir, port, tmp_path / "work"), capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2
+        assert done.stdout == ""  # no "Serving on", no embedded store started
+        assert done.stderr.splitlines() == [
+            f"mlstages: error: port {port} on 127.0.0.1 is already in use by another process; "
+            "pass --port with a free port"
+        ]
+        assert not (tmp_path / "work" / "gcs").exists()
+    # The same command on the port, once free, loads the model and says so: the line above would
+    # have been there had the model been loaded.
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            _mlstages_serve(model_dir, port, tmp_path / "work"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while LOADED not in log_path.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert LOADED in log_path.read_text(), log_path.read_text()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_command_line_follows_kserve_conventions(tmp_path):
