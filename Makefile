@@ -21,11 +21,12 @@ HOST ?=
 PIPELINE ?=
 CRON ?= 0 0 * * * *
 
-.PHONY: help install run monitor serve submit schedule test lint compile compile-check bench clean images push lock e2e-containers
+.PHONY: help install run monitor infer serve submit schedule test lint compile compile-check bench clean images push lock e2e-containers
 
 help:
 	@echo "make run      run the training pipeline locally (kfp.local + embedded object store)"
 	@echo "make monitor  drift monitoring locally: simulate a drifted window, detect it, retrain (ARGS=--no-drift: stable)"
+	@echo "make infer    batch inference locally: score new rows with the champion of \`make run\` (ARGS='--data FILE --set id_column=...')"
 	@echo "make test     lint and run the test suite"
 	@echo "make serve    serve a model locally: make serve MODEL=gs://... (default: the champion)"
 	@echo "make submit   run a pipeline on Kubeflow: make submit HOST=https://KUBEFLOW/pipeline ARGS='--data gs://... --wait'"
@@ -51,6 +52,9 @@ run: $(INSTALLED)
 
 monitor: $(INSTALLED)
 	$(VENV)/bin/mlstages monitor --workdir $(WORKDIR) $(ARGS)
+
+infer: $(INSTALLED)
+	$(VENV)/bin/mlstages run inference --workdir $(WORKDIR) $(ARGS)
 
 serve: $(INSTALLED)
 	$(VENV)/bin/mlstages serve $(MODEL) --workdir $(WORKDIR) $(ARGS)

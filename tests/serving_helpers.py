@@ -42,3 +42,15 @@ def export_penguins_model(directory: Path, label: str, task: str, family: str, s
         )
     export_model(result, directory, column_types(prepared.train[result.input_columns]))
     return directory
+
+
+def export_penguins_classifier(tmp_path_factory) -> Path:
+    """The species classifier most serving and scoring tests use: logistic regression, one
+    candidate, in a fresh folder of the session's temporary space."""
+    return export_penguins_model(
+        tmp_path_factory.mktemp("classifier") / "model",
+        "species",
+        "classification",
+        "logistic_regression",
+        {"logistic_regression": {"C": [1.0]}},
+    )

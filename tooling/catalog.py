@@ -29,12 +29,14 @@ COMPONENTS: dict[str, str] = {
     "fetch_champion": "mlstages.components.fetch_champion.component:fetch_champion",
     "monitor_drift": "mlstages.components.monitor_drift.component:monitor_drift",
     "training_data": "mlstages.components.training_data.component:training_data",
+    "batch_predict": "mlstages.components.batch_predict.component:batch_predict",
 }
 
 # pipeline name → ("module:factory", parameter file); the factory takes PlatformSettings.
 PIPELINES: dict[str, tuple[str, str]] = {
     "training": ("mlstages.pipelines.training:build_training_pipeline", "params/training.yaml"),
     "monitoring": ("mlstages.pipelines.monitoring:build_monitoring_pipeline", "params/monitoring.yaml"),
+    "inference": ("mlstages.pipelines.inference:build_inference_pipeline", "params/inference.yaml"),
 }
 
 
@@ -70,7 +72,11 @@ def pipeline_params_path(name: str) -> Path:
 
 
 # The built-in dataset's parameter file, per pipeline: what runs without a data URI use.
-BUILTIN_DATASET_PARAMS = {"training": "params/penguins.yaml", "monitoring": "params/monitoring.yaml"}
+BUILTIN_DATASET_PARAMS = {
+    "training": "params/penguins.yaml",
+    "monitoring": "params/monitoring.yaml",
+    "inference": "params/inference_penguins.yaml",
+}
 
 
 def builtin_params_path(name: str) -> Path:

@@ -197,6 +197,9 @@ def run_pipeline(
             params["data_uri"] = data_uri
         if "model_registry" in declared_params(pipeline_name) and not params.get("model_registry"):
             params["model_registry"] = f"gs://{bucket}/models"
+        if "output_uri" in declared_params(pipeline_name) and not params.get("output_uri"):
+            # Batch predictions land in the store, where monitoring can read them as a window.
+            params["output_uri"] = f"gs://{bucket}/predictions/{params.get('model_name') or 'model'}"
         supervisor = TaskSupervisor(verbose=verbose, progress=progress)
         if containers:
             from mlstages.tooling.container_tasks import docker_runner, exit_codes_kept
@@ -329,6 +332,14 @@ def format_report(report: RunReport) -> str:
         )
     elif gate is not None:
         lines.append("Not deployed: the blessing gate did not bless this model.")
+    scored = next((t for t in report.tasks if "batch-predict" in t.name and "rows" in t.parameters), None)
+    if scored is not None:
+        where = scored.artifacts.get("predictions", {}).get("metadata", {}).get("output_uri", "")
+        lines += [
+            "",
+            f"Scored {scored.parameters['rows']:,} rows with model version {scored.parameters['model_version']}: "
+            f"{scored.parameters['shards']} shard(s) under {where}",
+        ]
     metrics = {}
     for task in report.tasks:
         if task.name.endswith("evaluate") and "metrics" in task.artifacts:

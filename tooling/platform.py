@@ -48,8 +48,9 @@ from mlstages.components.common.errors import ParameterError
 
 CREDENTIALS_MOUNT_PATH = "/var/secrets/google"
 # Stages compiled with caching off whatever the settings say (see the module docstring): the gate
-# and fetch_champion read the champion pointer, deploy moves it, monitor_drift decides on a window.
-NEVER_CACHED = ("validate_model", "deploy", "fetch_champion", "monitor_drift")
+# and fetch_champion read the champion pointer, deploy moves it, monitor_drift decides on a window,
+# batch_predict reads the pointer and writes new shards on every run (a cached run writes none).
+NEVER_CACHED = ("validate_model", "deploy", "fetch_champion", "monitor_drift", "batch_predict")
 # The patterns kfp's PipelineTask checks CPU and memory quantities against (it raises a bare
 # ValueError at compile time); checked here so a bad settings file names the key.
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")

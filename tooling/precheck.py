@@ -97,6 +97,9 @@ STAGES: dict[str, StageConfig] = {
         converted={"canary_traffic_percent": lambda value: None if value == -1 else value},
     ),
     "training_data": StageConfig("mlstages.components.training_data.training_data:TrainingDataConfig"),
+    "batch_predict": StageConfig(
+        "mlstages.components.batch_predict.batch_predict:BatchPredictConfig", columns=("id_column",)
+    ),
     "monitor_drift": StageConfig(
         "mlstages.components.monitor_drift.config:DriftConfig",
         # Its component passes metric_drops, when given, as max_metric_drop.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from mlstages.components.common.errors import ParameterError
@@ -146,19 +147,87 @@ def attach_evaluation(version_uri: str, evaluation: bytes) -> str:
     A version is never overwritten: the file is created if absent; a retry of the same task finds
     its own identical file and goes on, another evaluation is a StorageError.
     """
-    from mlstages.components.common import storage
-    from mlstages.components.common.errors import StorageError
     from mlstages.components.common.reference import EVALUATION_FILE
 
-    target = f"{version_uri.rstrip('/')}/{EVALUATION_FILE}"
+    return _attach(version_uri, EVALUATION_FILE, evaluation, "evaluation", lambda old: old == evaluation)
+
+
+# --- the blessing: what the gate decided for a version -------------------------------------------
+#
+# validate_model records its decision in the version it judged, so that a later reader (batch
+# inference) can tell a blessed version from one the gate refused, or one it never saw. Only the
+# decision is recorded, not the gate's whole report: that holds latencies, which differ on a retry.
+
+BLESSING_FILE = "blessing.json"
+
+
+def blessing_record(blessed: bool, reason: str, sha256: str, baseline_version: str = "") -> dict:
+    """The record written as blessing.json: the decision, its reason and the model's sha256 (so a
+    record copied beside another model does not bless it)."""
+    return {
+        "blessed": bool(blessed),
+        "reason": reason,
+        "sha256": sha256,
+        "baseline_version": baseline_version,
+    }
+
+
+def attach_blessing(version_uri: str, record: dict) -> str:
+    """Write the gate's ``record`` (``blessing_record``) into the version as blessing.json; return
+    its URI. Never overwritten: a retry that reaches the same decision goes on, another decision is
+    a StorageError."""
+    import json
+
+    data = json.dumps(record, indent=2, sort_keys=True).encode()
+
+    def same_decision(old: bytes) -> bool:
+        try:
+            return json.loads(old).get("blessed") is record.get("blessed")
+        except (ValueError, AttributeError):
+            return False
+
+    return _attach(version_uri, BLESSING_FILE, data, "blessing", same_decision)
+
+
+def read_blessing(model_dir: str | Path) -> dict | None:
+    """The blessing.json in a model folder (a downloaded version), or None when there is none."""
+    import json
+
+    path = Path(model_dir) / BLESSING_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ParameterError(f"{path} is not valid JSON: fix or delete it ({exc})") from exc
+    return record if isinstance(record, dict) else None
+
+
+def was_champion(registry_uri: str, model_name: str, model_uri: str) -> bool:
+    """Whether ``model_uri`` is the champion of ``model_name``, or the one before it (deploy moved
+    the pointer from it): a deployed version passed the gate."""
+    if not registry_uri.strip() or not model_uri.strip():
+        return False
+    pointer = read_champion(registry_uri, model_name)
+    if pointer is None:
+        return False
+    uris = {pointer.get("model_uri"), (pointer.get("previous") or {}).get("model_uri")}
+    return model_uri.rstrip("/") in {u.rstrip("/") for u in uris if isinstance(u, str)}
+
+
+def _attach(version_uri: str, name: str, data: bytes, what: str, same: Callable[[bytes], bool]) -> str:
+    from mlstages.components.common import storage
+    from mlstages.components.common.errors import StorageError
+
+    target = f"{version_uri.rstrip('/')}/{name}"
     if storage.exists(target):
-        if storage.read_bytes(target) == evaluation:
+        if same(storage.read_bytes(target)):
             return target
         raise StorageError(
-            f"{target} already exists with another evaluation: registry versions are never "
-            "overwritten; pass the model_uri of the version this task evaluated"
+            f"{target} already exists with another {what}: registry versions are never "
+            "overwritten; pass the model_uri of the version this task judged"
         )
-    storage.write_bytes(target, evaluation, if_absent=True)
+    storage.write_bytes(target, data, if_absent=True)
     return target
 
 
@@ -212,8 +281,8 @@ def download_champion(registry_uri: str, model_name: str, directory: str | Path)
     if pointer is None:
         raise ParameterError(
             f"no champion for model_name={model_name!r}: {champion_uri(registry_uri, model_name)} does "
-            "not exist. Monitoring compares new data with the deployed model's training data: run the "
-            "training pipeline (and let it deploy) first"
+            "not exist. Monitoring and batch inference use the deployed model: run the training "
+            "pipeline (and let it deploy) first"
         )
     download_version(pointer["model_uri"], directory)
     return pointer

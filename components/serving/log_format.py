@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlstages.components.common.model_card import ModelCard
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,123 @@ def _prediction_type(classes: Sequence[Any] | None) -> Any:
         return pa.float64()  # regression
     kind = np.asarray(list(classes)).dtype.kind
     return {"b": pa.bool_(), "i": pa.int64(), "u": pa.int64(), "f": pa.float64()}.get(kind, pa.string())
+
+
+def log_fields(input_columns: Mapping[str, str]) -> list[Any]:
+    """The Arrow fields of the model's input columns (name -> logical type), in order."""
+    import pyarrow as pa
+
+    return [pa.field(n, _arrow_type(t)) for n, t in input_columns.items()]
+
+
+def log_schema(
+    input_fields: Sequence[Any], classes: Sequence[Any] | None, probability_columns: Sequence[str]
+) -> Any:
+    """The prediction log's Arrow schema: ``input_fields`` (``log_fields``, or a batch's id column
+    as it is stored), ``prediction``, ``proba_<class>`` and the log's own columns. The model
+    server's log and batch scoring both write it, so monitoring reads them the same way."""
+    import pyarrow as pa
+
+    fields = list(input_fields)
+    fields.append(pa.field(PREDICTION_COLUMN, _prediction_type(classes)))
+    fields.extend(pa.field(c, pa.float64()) for c in probability_columns)
+    fields.extend(
+        [
+            pa.field(REQUEST_ID_COLUMN, pa.string()),
+            pa.field(ROW_INDEX_COLUMN, pa.int64()),
+            pa.field(LOGGED_AT_COLUMN, pa.timestamp("us", tz="UTC")),
+            pa.field(MODEL_NAME_COLUMN, pa.string()),
+            pa.field(MODEL_VERSION_COLUMN, pa.string()),
+        ]
+    )
+    return pa.schema(fields)
+
+
+def _log_input(column: pd.Series, kind: str | None) -> pd.Series:
+    if kind == DATETIME and isinstance(column.dtype, pd.DatetimeTZDtype):
+        # One column type across shards: instants in UTC, without a zone.
+        return column.dt.tz_convert("UTC").dt.tz_localize(None)
+    if kind == BOOLEAN:
+        # The pandas type recorded in the shard must not depend on whether it has a missing value
+        # (numpy bool without, nullable boolean with).
+        return column.astype("boolean")
+    return column
+
+
+def log_table(
+    schema: Any,
+    input_columns: Mapping[str, str | None],
+    frame: pd.DataFrame,
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    request_ids: np.ndarray,
+    row_index: np.ndarray,
+    logged_at: np.ndarray,
+    model_name: str,
+    model_version: str,
+) -> Any:
+    """Scored rows as one Arrow table with the log's ``schema`` (``log_schema``).
+
+    ``input_columns``: the columns of ``frame`` to log, name -> logical type (None: as stored);
+    ``probabilities``: rows x classes (NaN where not computed), None without probability
+    columns; ``request_ids``, ``row_index`` and ``logged_at`` (datetime64[us], UTC): one per row,
+    as numpy arrays or Arrow arrays.
+    """
+    import pyarrow as pa
+
+    data: dict[str, Any] = {name: _log_input(frame[name], kind) for name, kind in input_columns.items()}
+    data[PREDICTION_COLUMN] = np.asarray(predictions).reshape(-1)
+    # The probability columns sit between the prediction and the request id.
+    first = len(input_columns) + 1
+    for j, name in enumerate(schema.names[first : schema.get_field_index(REQUEST_ID_COLUMN)]):
+        data[name] = probabilities[:, j]
+    inputs = pa.Table.from_pandas(
+        pd.DataFrame(data, copy=False), schema=pa.schema(list(schema)[: len(data)]), preserve_index=False
+    )
+    rows = inputs.num_rows
+    columns = [
+        _arrow(request_ids, pa.string()),
+        _arrow(row_index, pa.int64()),
+        _arrow(logged_at, pa.timestamp("us", tz="UTC")),
+        pa.repeat(pa.scalar(model_name, pa.string()), rows),
+        pa.repeat(pa.scalar(model_version, pa.string()), rows),
+    ]
+    # The pandas metadata of the inputs keeps their pandas types on read (a nullable boolean stays
+    # one whether or not this shard has a missing value).
+    return pa.Table.from_arrays(
+        [*inputs.columns, *columns], schema=schema.with_metadata(inputs.schema.metadata)
+    )
+
+
+def _arrow(values: Any, kind: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(values, pa.Array):  # built by the caller (a batch's one request id, repeated)
+        return values.cast(kind) if values.type != kind else values
+    if kind == pa.timestamp("us", tz="UTC"):
+        values = np.asarray(values, dtype="datetime64[us]")
+    return pa.array(values, kind)
+
+
+def encode_shard(table: Any) -> bytes:
+    """A shard's Parquet bytes. Dictionary encoding only for the text columns: it shrinks repeated
+    categories, labels and ids, while on floats (mostly distinct) it is tried and abandoned at
+    about three times the cost of writing them plain."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, use_dictionary=text)
+    return sink.getvalue().to_pybytes()
+
+
+def shard_name(day: Any, now: Any) -> str:
+    """A shard's path under the log's prefix: ``date=YYYY-MM-DD/part-<UTC time>-<random>.parquet``
+    (the date the rows were scored; a random part so that writers never collide)."""
+    import uuid
+
+    return f"date={day:%Y-%m-%d}/part-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.parquet"
 
 
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, on: str = REQUEST_ID_COLUMN) -> pd.DataFrame:

@@ -32,19 +32,13 @@ monitoring compares; losing a stretch of logged requests is better than losing t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 import atexit
 import datetime as dt
-import io
 import logging
 import math
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -55,20 +49,18 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common import storage
-from mlstages.components.common.datasets import BOOLEAN, DATETIME, LOGICAL_TYPES
+from mlstages.components.common.datasets import LOGICAL_TYPES
 from mlstages.components.common.errors import MlstagesError, ParameterError
 from mlstages.components.serving.log_format import (
     LOG_COLUMNS,
-    LOGGED_AT_COLUMN,
-    MODEL_NAME_COLUMN,
-    MODEL_VERSION_COLUMN,
     PREDICTION_COLUMN,
     PROBABILITY_PREFIX,
-    REQUEST_ID_COLUMN,
-    ROW_INDEX_COLUMN,
-    _arrow_type,
     _check_positive_int,
-    _prediction_type,
+    encode_shard,
+    log_fields,
+    log_schema,
+    log_table,
+    shard_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -232,21 +224,7 @@ class PredictionLogger:
         self.__init__(prefix_uri, **options)
 
     def _schema(self) -> Any:
-        import pyarrow as pa
-
-        fields = [pa.field(n, _arrow_type(t)) for n, t in self.input_columns.items()]
-        fields.append(pa.field(PREDICTION_COLUMN, _prediction_type(self.classes)))
-        fields.extend(pa.field(c, pa.float64()) for c in self.probability_columns)
-        fields.extend(
-            [
-                pa.field(REQUEST_ID_COLUMN, pa.string()),
-                pa.field(ROW_INDEX_COLUMN, pa.int64()),
-                pa.field(LOGGED_AT_COLUMN, pa.timestamp("us", tz="UTC")),
-                pa.field(MODEL_NAME_COLUMN, pa.string()),
-                pa.field(MODEL_VERSION_COLUMN, pa.string()),
-            ]
-        )
-        return pa.schema(fields)
+        return log_schema(log_fields(self.input_columns), self.classes, self.probability_columns)
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -382,16 +360,13 @@ class PredictionLogger:
         data = self._encode(chunks)
         if data is None:
             return None
-        now = dt.datetime.now(dt.timezone.utc)
-        name = f"date={day:%Y-%m-%d}/part-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.parquet"
-        uri = storage.join_uri(self.prefix_uri, name)
+        uri = storage.join_uri(self.prefix_uri, shard_name(day, dt.datetime.now(dt.timezone.utc)))
         storage.write_bytes(uri, data, if_absent=True)
         return uri
 
     def _encode(self, chunks: list[_Chunk]) -> bytes | None:
         """The shard's Parquet bytes. A request whose values do not fit the log's column types
         would fail every later flush too, so it is dropped (and named in the log), not retried."""
-        import pyarrow.parquet as pq
 
         try:
             table = self.to_table(chunks)
@@ -416,29 +391,14 @@ class PredictionLogger:
             if not kept:
                 return None
             table = self.to_table(kept)
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        return sink.getvalue()
+        return encode_shard(table)
 
     def to_table(self, chunks: Sequence[_Chunk]) -> Any:
         """The rows of ``chunks`` as one Arrow table with the log's schema."""
-        import pyarrow as pa
-
         frame = (
             pd.concat([c.frame for c in chunks], ignore_index=True) if len(chunks) > 1 else chunks[0].frame
         )
-        data: dict[str, Any] = {}
-        for name, kind in self.input_columns.items():
-            column = frame[name]
-            if kind == DATETIME and isinstance(column.dtype, pd.DatetimeTZDtype):
-                # One column type across shards: instants in UTC, without a zone.
-                column = column.dt.tz_convert("UTC").dt.tz_localize(None)
-            elif kind == BOOLEAN:
-                # The pandas type recorded in the shard must not depend on whether it has a
-                # missing value (numpy bool without, nullable boolean with).
-                column = column.astype("boolean")
-            data[name] = column
-        data[PREDICTION_COLUMN] = np.concatenate([c.predictions.reshape(-1) for c in chunks])
+        probabilities = None
         if self.probability_columns:
             width = len(self.probability_columns)
             probabilities = np.concatenate(
@@ -449,20 +409,21 @@ class PredictionLogger:
                     for c in chunks
                 ]
             )
-            for j, column_name in enumerate(self.probability_columns):
-                data[column_name] = probabilities[:, j]
-        data[REQUEST_ID_COLUMN] = np.repeat([c.request_id for c in chunks], [c.rows for c in chunks])
-        data[ROW_INDEX_COLUMN] = np.concatenate([np.arange(c.rows, dtype="int64") for c in chunks])
-        data[LOGGED_AT_COLUMN] = pd.DatetimeIndex(
+        counts = [c.rows for c in chunks]
+        return log_table(
+            self.schema,
+            self.input_columns,
+            frame,
+            np.concatenate([c.predictions.reshape(-1) for c in chunks]),
+            probabilities,
+            np.repeat([c.request_id for c in chunks], counts),
+            np.concatenate([np.arange(c.rows, dtype="int64") for c in chunks]),
             np.repeat(
-                np.array([c.logged_at.replace(tzinfo=None) for c in chunks], dtype="datetime64[us]"),
-                [c.rows for c in chunks],
-            )
-        ).tz_localize("UTC")
-        rows = len(frame)
-        data[MODEL_NAME_COLUMN] = [self.model_name] * rows
-        data[MODEL_VERSION_COLUMN] = [self.model_version] * rows
-        return pa.Table.from_pandas(pd.DataFrame(data, copy=False), schema=self.schema, preserve_index=False)
+                np.array([c.logged_at.replace(tzinfo=None) for c in chunks], dtype="datetime64[us]"), counts
+            ),
+            self.model_name,
+            self.model_version,
+        )
 
     # --- shutdown -----------------------------------------------------------------------------
 

@@ -70,7 +70,8 @@ def validate_model(
             pointer; empty: no baseline.
         model_name: The model's name in the registry.
         candidate_uri: Where the candidate is published (train's model_uri); empty: the model
-            artifact's URI.
+            artifact's URI. A published version gets the decision as blessing.json, which batch
+            inference reads to refuse a version the gate did not bless.
         infra_validation: Load and query a passing candidate in the model server before blessing.
 
     Returns:
@@ -96,6 +97,7 @@ def validate_model(
 
     from mlstages.components.common.datasets import read_dataset
     from mlstages.components.common.errors import InputDataError
+    from mlstages.components.common.registry import attach_blessing, blessing_record
     from mlstages.components.evaluate.evaluate import EvaluationResult
     from mlstages.components.validate_model.report import render_html, render_markdown
     from mlstages.components.validate_model.thresholds import BlessingConfig
@@ -126,6 +128,19 @@ def validate_model(
         candidate_uri=candidate_uri or model.uri,
         infra_validation=infra_validation,
     )
+    # The decision travels with the published version, for readers outside this run.
+    published = ""
+    if candidate_uri.strip() and candidate_uri.rstrip("/") not in (
+        model.uri.rstrip("/"),
+        model.path.rstrip("/"),
+    ):
+        record = blessing_record(
+            result.blessed,
+            result.reason,
+            str(result.candidate.get("sha256") or ""),
+            str((result.baseline or {}).get("version") or ""),
+        )
+        published = attach_blessing(candidate_uri, record)
     document = json.dumps(result.to_dict(), indent=2, allow_nan=False)
     html_report = render_html(result)
     markdown_report = render_markdown(result)
@@ -149,6 +164,8 @@ def validate_model(
             "format": "json",
         }
     )
+    if published:
+        blessing.metadata["published"] = published
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(html_report)
     with open(summary.path, "w", encoding="utf-8") as handle:

@@ -30,6 +30,7 @@ CONFIGS = {
     "deploy": "mlstages.components.deploy.config:DeployConfig",
     "monitor_drift": "mlstages.components.monitor_drift.config:DriftConfig",
     "training_data": "mlstages.components.training_data.training_data:TrainingDataConfig",
+    "batch_predict": "mlstages.components.batch_predict.batch_predict:BatchPredictConfig",
 }
 # Component parameter -> config field, where the names differ.
 FIELD_ALIASES = {("engineer_features", "derived_features"): "derived"}
@@ -54,6 +55,9 @@ COMPONENT_OWN = {
     ("training_data", "sql_query"),
     ("evaluate", "slice_columns"),
     ("evaluate", "model_uri"),
+    ("batch_predict", "model_uri"),
+    ("batch_predict", "model_registry"),
+    ("batch_predict", "model_name"),
 }
 # Pipeline parameter -> the component parameters it feeds, where the names differ.
 PIPELINE_ALIASES = {

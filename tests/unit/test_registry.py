@@ -110,6 +110,37 @@ def test_attach_evaluation_writes_once_and_a_retry_with_the_same_bytes_goes_on(r
         registry.attach_evaluation(version, b'{"accuracy": 0.5}')
 
 
+def test_attach_blessing_records_the_decision_once_and_a_retry_with_the_same_decision_goes_on(
+    registry_root, tmp_path
+):
+    from mlstages.components.common.errors import StorageError
+
+    version = registry.publish_model(model_dir(tmp_path, {"w": 1}), registry_root, "penguins")
+    record = registry.blessing_record(True, "blessed: all 9 gated checks passed", "ab" * 32)
+    uri = registry.attach_blessing(version, record)
+    assert uri == f"{version}/blessing.json"
+    # A retry reaching the same decision (its reason may quote other numbers) goes on.
+    assert registry.attach_blessing(version, {**record, "reason": "blessed: again"}) == uri
+    with pytest.raises(StorageError, match="already exists with another blessing"):
+        registry.attach_blessing(version, {**record, "blessed": False})
+    downloaded = tmp_path / "downloaded"
+    registry.download_version(version, downloaded)
+    assert registry.read_blessing(downloaded) == record
+    assert registry.read_blessing(tmp_path / "nowhere") is None
+
+
+def test_the_champion_and_the_one_before_it_were_deployed(registry_root, tmp_path):
+    first = registry.publish_model(model_dir(tmp_path, {"w": 1}), registry_root, "penguins")
+    second = registry.publish_model(model_dir(tmp_path, {"w": 2}), registry_root, "penguins")
+    assert not registry.was_champion(registry_root, "penguins", first)  # no champion yet
+    registry.set_champion(registry_root, "penguins", first)
+    registry.set_champion(registry_root, "penguins", second)
+    assert registry.was_champion(registry_root, "penguins", second)
+    assert registry.was_champion(registry_root, "penguins", first + "/")
+    assert not registry.was_champion(registry_root, "penguins", f"{registry_root}/penguins/other")
+    assert not registry.was_champion("", "penguins", second)
+
+
 def test_version_of_names_only_versions_of_that_model(registry_root):
     version = f"{registry_root}/penguins/20260101T000000Z-0123abcd"
     assert registry.version_of(version, registry_root, "penguins") == "20260101T000000Z-0123abcd"

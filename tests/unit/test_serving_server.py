@@ -32,7 +32,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from palmerpenguins import load_penguins
-from serving_helpers import export_penguins_model
+from serving_helpers import export_penguins_classifier, export_penguins_model
 
 from mlstages.components.common import storage
 from mlstages.components.common.artifacts import METADATA_FILE
@@ -54,13 +54,7 @@ TEN_MB = 10 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return export_penguins_model(
-        tmp_path_factory.mktemp("classifier") / "model",
-        "species",
-        "classification",
-        "logistic_regression",
-        {"logistic_regression": {"C": [1.0]}},
-    )
+    return export_penguins_classifier(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
