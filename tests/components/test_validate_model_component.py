@@ -222,6 +222,7 @@ def test_first_run_then_candidates_against_the_champion_gate_dsl_if(kfp_local, g
 
     # Deploy would now publish the weak model and make it the champion.
     weak_uri = registry.publish_model(candidates["weak"]["model"], root, "penguins")
+    registry.attach_evaluation(weak_uri, b"{}")  # evaluate's part: only evaluated versions are promoted
     registry.set_champion(root, "penguins", weak_uri)
 
     # 2. A better candidate against that champion: blessed, compared with the champion, and served
@@ -238,6 +239,7 @@ def test_first_run_then_candidates_against_the_champion_gate_dsl_if(kfp_local, g
     assert all(c["value"] > c["baseline"] for c in drops)
     assert marker.read_text() == weak_uri
     strong_uri = registry.publish_model(candidates["strong"]["model"], root, "penguins")
+    registry.attach_evaluation(strong_uri, b"{}")
     registry.set_champion(root, "penguins", strong_uri)
 
     # 3. The weak model again, now against the strong champion: not blessed, the branch is skipped.
