@@ -271,7 +271,8 @@ def test_an_unloadable_champion_fails_the_task_and_writes_nothing(kfp_local, can
         run_gate(kfp_local, candidates["strong"], str(root))
 
     output = capfd.readouterr()
-    assert f"the champion {missing} cannot be loaded as the baseline" in output.out + output.err
+    # Refused where the pointer is read: a folder without metadata.json is no version.
+    assert f"names {missing}, which is not a published version" in output.out + output.err
     assert not (kfp_local / "deployed.txt").exists()
     assert gate_outputs_written(kfp_local / "root") == []
 
