@@ -1,5 +1,5 @@
-"""The `mlstages` command line: run pipelines locally, compile them for a cluster, and submit and
-schedule them on Kubeflow Pipelines."""
+"""The `mlstages` command line: run pipelines locally, compile them for a cluster, submit and
+schedule them on Kubeflow Pipelines, and look after the model registry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlstages.tooling import catalog, cron, kfp_runs, kfp_target, workdir
+from mlstages.tooling import catalog, cron, kfp_runs, kfp_target, registry_admin, workdir
 
 if TYPE_CHECKING:
     from mlstages.tooling import kubeflow
@@ -400,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="append scored rows and predictions as Parquet shards under this gs:// prefix or folder",
     )
     srv.set_defaults(handler=_serve)
+
+    registry_admin.add_parser(commands)
 
     comp = commands.add_parser(
         "compile", help="compile every component and pipeline to KFP YAML and regenerate READMEs"

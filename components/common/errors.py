@@ -36,6 +36,19 @@ class DigestMismatch(StorageError):
     """The bytes read do not have the sha256 digest recorded for them."""
 
 
+class ObjectExists(StorageError, FileExistsError):
+    """A write-once (``if_absent``) write found the name taken by other bytes."""
+
+
+def object_exists(uri: str, detail: str = "") -> ObjectExists:
+    """The one message for a write-once object that is already there, on GCS and on local disk."""
+    found = f" ({detail})" if detail else ""
+    return ObjectExists(
+        f"{uri} already exists{found} and will not be overwritten (if_absent): write under a new "
+        "name, or delete it first"
+    )
+
+
 def require_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
     """Return ``value`` if it is one of ``choices``; otherwise raise a ParameterError naming it."""
     if value not in choices:

@@ -54,10 +54,18 @@ from mlstages.components.deploy.report import DeployResult, example_inference_se
 from mlstages.components.deploy.smoke import smoke_test
 
 
-def _previous_champion(model_registry: str, model_name: str) -> dict[str, Any] | None:
-    from mlstages.components.common.registry import read_champion
+def _previous_champion(
+    model_registry: str, model_name: str, model_uri: str, promotes: bool
+) -> dict[str, Any] | None:
+    """The champion to roll back to; and, before anything rolls out, the refusal of a model that
+    could not become the champion afterwards (not published, or never evaluated)."""
+    from mlstages.components.common.registry import check_champion_candidate, read_champion
 
-    return read_champion(model_registry, model_name) if model_registry else None
+    if not model_registry:
+        return None
+    if promotes:
+        check_champion_candidate(model_uri)
+    return read_champion(model_registry, model_name)
 
 
 def _promote(config: DeployConfig, model_registry: str, model_uri: str, notes: list[str]) -> dict | None:
@@ -100,7 +108,7 @@ def deploy_to_cluster(
     name, namespace = config.model_name, config.namespace
     check_cluster_storage_uri(candidate_uri_of(manifest) or "")
     notes: list[str] = []
-    champion = _previous_champion(model_registry, name)
+    champion = _previous_champion(model_registry, name, model_uri, config.promotes)
     existing = get_inference_service(api, name, namespace)
     previous_uri = champion["model_uri"] if champion else None
     previous_manifest = None
@@ -187,7 +195,7 @@ def deploy_locally(
 
     check_local_serving(os.environ)
     notes = [NO_CLUSTER_NOTE]
-    champion = _previous_champion(model_registry, config.model_name)
+    champion = _previous_champion(model_registry, config.model_name, model_uri, promotes=True)
     from mlstages.components.serving.process import serve_in_background
 
     with serve_in_background(model_uri, config.model_name) as server:

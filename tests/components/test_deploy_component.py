@@ -40,7 +40,7 @@ def train_penguins(model_registry: str, model: Output[Model], test_split: Output
     from palmerpenguins import load_penguins
 
     from mlstages.components.common.datasets import write_dataset
-    from mlstages.components.common.registry import publish_model
+    from mlstages.components.common.registry import attach_evaluation, publish_model
     from mlstages.components.preprocess.config import PreprocessConfig
     from mlstages.components.preprocess.preprocess import preprocess
     from mlstages.components.train.config import TrainConfig
@@ -60,7 +60,9 @@ def train_penguins(model_registry: str, model: Output[Model], test_split: Output
     types = {c: "categorical" if penguins[c].dtype == object else "numeric" for c in result.input_columns}
     export_model(result, model.path, types)
     test_split.metadata.update(write_dataset(prepared.test, test_split.path))
-    return publish_model(model.path, model_registry, "penguins")
+    version = publish_model(model.path, model_registry, "penguins")
+    attach_evaluation(version, b"{}")  # as evaluate does: only an evaluated version may become champion
+    return version
 
 
 class DeployOutputs(NamedTuple):

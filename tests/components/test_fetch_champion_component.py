@@ -19,7 +19,9 @@ def _publish(tmp_path: Path, root: str, payload: object, name: str) -> str:
     directory = tmp_path / name
     save_estimator(payload, directory, "model", {"task": "classification"})
     (directory / "reference.json").write_text("{}")
-    return registry.publish_model(directory, root, "penguins")
+    version = registry.publish_model(directory, root, "penguins")
+    registry.attach_evaluation(version, b"{}")  # only an evaluated version may become the champion
+    return version
 
 
 def test_fetch_champion_downloads_the_version_the_pointer_names(kfp_local, tmp_path):

@@ -222,6 +222,7 @@ def test_first_run_then_candidates_against_the_champion_gate_dsl_if(kfp_local, g
 
     # Deploy would now publish the weak model and make it the champion.
     weak_uri = registry.publish_model(candidates["weak"]["model"], root, "penguins")
+    registry.attach_evaluation(weak_uri, b"{}")  # evaluate's part: only evaluated versions are promoted
     registry.set_champion(root, "penguins", weak_uri)
 
     # 2. A better candidate against that champion: blessed, compared with the champion, and served
@@ -238,6 +239,7 @@ def test_first_run_then_candidates_against_the_champion_gate_dsl_if(kfp_local, g
     assert all(c["value"] > c["baseline"] for c in drops)
     assert marker.read_text() == weak_uri
     strong_uri = registry.publish_model(candidates["strong"]["model"], root, "penguins")
+    registry.attach_evaluation(strong_uri, b"{}")
     registry.set_champion(root, "penguins", strong_uri)
 
     # 3. The weak model again, now against the strong champion: not blessed, the branch is skipped.
@@ -269,7 +271,8 @@ def test_an_unloadable_champion_fails_the_task_and_writes_nothing(kfp_local, can
         run_gate(kfp_local, candidates["strong"], str(root))
 
     output = capfd.readouterr()
-    assert f"the champion {missing} cannot be loaded as the baseline" in output.out + output.err
+    # Refused where the pointer is read: a folder without metadata.json is no version.
+    assert f"names {missing}, which is not a published version" in output.out + output.err
     assert not (kfp_local / "deployed.txt").exists()
     assert gate_outputs_written(kfp_local / "root") == []
 

@@ -185,6 +185,7 @@ def _downloaded(uri: str, tmp_path: Path) -> Path:
 def test_the_champion_and_a_blessed_version_are_accepted(version, tmp_path):
     root, uri = version
     _, card = load_model_dir(uri)
+    registry.attach_evaluation(uri, b'{"metrics": {"accuracy": 0.9}}')  # only an evaluated version leads
     registry.set_champion(root, "penguins", uri)
     assert require_blessed(uri, uri, card, model_registry=root, model_name="penguins") == bp.CHAMPION
     other = str(tmp_path / "elsewhere")

@@ -133,6 +133,7 @@ def registry(gcs_bucket, model_dir) -> dict:
     for version in ("v1", "v2"):
         versions[version] = f"{root}/{NAME}/{version}"
         storage.upload_dir(str(model_dir), versions[version])
+        storage.write_bytes(f"{versions[version]}/evaluation.json", b"{}")  # evaluate's part
     return {"root": root, **versions}
 
 
@@ -778,6 +779,7 @@ def test_a_model_the_local_server_cannot_load_fails_without_moving_the_champion(
     broken.mkdir()
     (broken / "model.joblib").write_bytes(pickle.dumps("not a model"))
     (broken / "metadata.json").write_text(json.dumps({"sha256": "0" * 64, "versions": {}}))
+    (broken / "evaluation.json").write_text("{}")  # evaluated: what fails is the server's load
     with pytest.raises(ServerStartError):
         deploy_locally(
             DeployConfig(model_name=NAME),

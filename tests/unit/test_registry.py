@@ -4,6 +4,7 @@ blessing gate reads to find its baseline and what deploy moves."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,12 +31,19 @@ def model_dir(tmp_path, payload: object, name: str = "model"):
     return directory
 
 
+def publish_evaluated(model: Path, registry_root: str, name: str = "penguins") -> str:
+    """A version as the training pipeline leaves it before the gate: published, then evaluated."""
+    uri = registry.publish_model(model, registry_root, name)
+    registry.attach_evaluation(uri, b'{"accuracy": 0.9}')
+    return uri
+
+
 def test_no_champion_before_the_first_deploy(registry_root):
     assert registry.read_champion(registry_root, "penguins") is None
 
 
 def test_set_champion_points_at_a_published_version(registry_root, tmp_path):
-    version_uri = registry.publish_model(model_dir(tmp_path, {"weights": [1, 2]}), registry_root, "penguins")
+    version_uri = publish_evaluated(model_dir(tmp_path, {"weights": [1, 2]}), registry_root)
 
     pointer = registry.set_champion(registry_root, "penguins", version_uri)
 
@@ -51,8 +59,8 @@ def test_set_champion_points_at_a_published_version(registry_root, tmp_path):
 
 
 def test_a_new_champion_keeps_the_previous_one_for_rollback(registry_root, tmp_path):
-    first = registry.publish_model(model_dir(tmp_path, {"weights": [1]}, "a"), registry_root, "penguins")
-    second = registry.publish_model(model_dir(tmp_path, {"weights": [2]}, "b"), registry_root, "penguins")
+    first = publish_evaluated(model_dir(tmp_path, {"weights": [1]}, "a"), registry_root)
+    second = publish_evaluated(model_dir(tmp_path, {"weights": [2]}, "b"), registry_root)
     assert first != second
     registry.set_champion(registry_root, "penguins", first)
 
@@ -65,7 +73,7 @@ def test_a_new_champion_keeps_the_previous_one_for_rollback(registry_root, tmp_p
 
 
 def test_champions_are_per_model_name(registry_root, tmp_path):
-    version_uri = registry.publish_model(model_dir(tmp_path, {"weights": [1]}), registry_root, "penguins")
+    version_uri = publish_evaluated(model_dir(tmp_path, {"weights": [1]}), registry_root)
     registry.set_champion(registry_root, "penguins", version_uri)
 
     assert registry.read_champion(registry_root, "penguins-v2") is None
@@ -130,8 +138,8 @@ def test_attach_blessing_records_the_decision_once_and_a_retry_with_the_same_dec
 
 
 def test_the_champion_and_the_one_before_it_were_deployed(registry_root, tmp_path):
-    first = registry.publish_model(model_dir(tmp_path, {"w": 1}), registry_root, "penguins")
-    second = registry.publish_model(model_dir(tmp_path, {"w": 2}), registry_root, "penguins")
+    first = publish_evaluated(model_dir(tmp_path, {"w": 1}), registry_root)
+    second = publish_evaluated(model_dir(tmp_path, {"w": 2}), registry_root)
     assert not registry.was_champion(registry_root, "penguins", first)  # no champion yet
     registry.set_champion(registry_root, "penguins", first)
     registry.set_champion(registry_root, "penguins", second)
@@ -154,7 +162,7 @@ def test_download_champion_fetches_the_pointed_version_or_says_to_train_first(re
         registry.download_champion(registry_root, "penguins", tmp_path / "none")
     with pytest.raises(ParameterError, match="model_registry is empty"):
         registry.download_champion(" ", "penguins", tmp_path / "none")
-    version = registry.publish_model(model_dir(tmp_path, {"w": 3}), registry_root, "penguins")
+    version = publish_evaluated(model_dir(tmp_path, {"w": 3}), registry_root)
     registry.set_champion(registry_root, "penguins", version)
 
     pointer = registry.download_champion(registry_root, "penguins", tmp_path / "champion")

@@ -11,13 +11,19 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from storage_helpers import bytes_read_by, random_file
 
 from mlstages.components.common import storage
 from mlstages.components.common.artifacts import file_sha256
 from mlstages.components.common.emulator import EmbeddedGCS, free_port
-from mlstages.components.common.errors import DigestMismatch, ParameterError, StorageError, StorageNotFound
+from mlstages.components.common.errors import (
+    DigestMismatch,
+    ObjectExists,
+    ParameterError,
+    StorageError,
+    StorageNotFound,
+)
 from mlstages.components.common.storage.local import _partial_path
 from mlstages.components.common.storage.writes import _upload_file
 
@@ -28,19 +34,6 @@ MIB = 1024 * 1024
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def random_file(path: Path, size: int, seed: int = 0) -> Path:
-    """A file of ``size`` seeded random bytes, written in chunks."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        remaining = size
-        while remaining:
-            chunk = min(remaining, 16 * MIB)
-            handle.write(rng.bytes(chunk))
-            remaining -= chunk
-    return path
 
 
 def stray_files(folder: Path) -> list[Path]:
@@ -136,7 +129,7 @@ def test_unreachable_endpoint_names_uri_and_endpoint(monkeypatch):
         storage.read_bytes("gs://some-bucket/data.csv")
     message = str(caught.value)
     assert "gs://some-bucket/data.csv" in message
-    assert f"the GCS emulator at http://127.0.0.1:{port} did not answer" in message
+    assert f"the GCS emulator at http://127.0.0.1:{port} is unreachable" in message
     assert "Connection refused" in message
     assert time.monotonic() - started < 15
 
@@ -383,7 +376,8 @@ def test_if_absent_refuses_to_overwrite(gcs_bucket):
         storage.write_bytes(uri, b"version two", if_absent=True)
     message = str(caught.value)
     assert f"{uri} already exists" in message and f"sha256 {first}" in message
-    assert "if_absent=True does not replace it" in message
+    assert "will not be overwritten (if_absent)" in message
+    assert isinstance(caught.value, ObjectExists)
     assert storage.read_bytes(uri) == b"version one"
     # Writing the very same bytes again replaces nothing, so it is not an error.
     assert storage.write_bytes(uri, b"version one", if_absent=True) == first
@@ -424,7 +418,7 @@ def test_upload_dir_if_absent_checks_everything_before_writing(gcs_bucket, tmp_p
     (source / "b.txt").write_text("b2")
     storage.write_bytes(gcs_bucket + "/v/b.txt", b"b1")
     with pytest.raises(
-        StorageError, match=r"1 of the 2 files already exist under .*/v \(first: .*/v/b.txt\)"
+        ObjectExists, match=r"/v/b.txt already exists \(1 of the 2 files under .*/v exist with other bytes"
     ):
         storage.upload_dir(source, gcs_bucket + "/v", if_absent=True)
     assert storage.list_uris(gcs_bucket + "/v") == [gcs_bucket + "/v/b.txt"]
@@ -467,14 +461,6 @@ def test_delete(gcs_bucket):
 # --- interrupted upload --------------------------------------------------------------------------
 
 
-def _bytes_read_by(pid: int) -> int:
-    with open(f"/proc/{pid}/io") as handle:
-        for line in handle:
-            if line.startswith("rchar:"):
-                return int(line.split()[1])
-    raise AssertionError("no rchar in /proc/<pid>/io")
-
-
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/<pid>/io")
 def test_upload_interrupted_by_a_server_stop_leaves_no_object(tmp_path, monkeypatch):
     monkeypatch.setenv(storage.RETRY_TIMEOUT_ENV, "1")
@@ -494,19 +480,22 @@ def test_upload_interrupted_by_a_server_stop_leaves_no_object(tmp_path, monkeypa
             except BaseException as exc:
                 errors.append(exc)
 
-        baseline = _bytes_read_by(server.pid)
+        baseline = bytes_read_by(server.pid)
         writer = threading.Thread(target=upload)
         writer.start()
         deadline = time.monotonic() + 30
         # Stop the server once it has received a good part of the upload, but not all of it.
-        while _bytes_read_by(server.pid) - baseline < size // 3:
+        while bytes_read_by(server.pid) - baseline < size // 3:
             assert time.monotonic() < deadline and writer.is_alive(), "the upload never got going"
             time.sleep(0.002)
         server.stop()
         writer.join(timeout=60)
         assert not writer.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], StorageError), errors
-        assert uri in str(errors[0])
+        # (a): the store answered, then the transfer broke: an interruption, not a missing object.
+        message = str(errors[0])
+        assert f"the upload of {uri} to the GCS emulator at {server.endpoint} was interrupted (" in message
+        assert message.endswith("nothing was published, run again")
 
         server.start()
         assert not storage.exists(uri)
@@ -537,7 +526,7 @@ def test_local_bytes_round_trip_is_atomic(tmp_path):
 def test_local_if_absent_refuses_to_overwrite(tmp_path):
     path = str(tmp_path / "v1.bin")
     storage.write_bytes(path, b"one", if_absent=True)
-    with pytest.raises(StorageError, match=f"{path} already exists and if_absent=True does not replace it"):
+    with pytest.raises(ObjectExists, match=f"{path} already exists .* and will not be overwritten"):
         storage.write_bytes(path, b"two", if_absent=True)
     assert storage.read_bytes(path) == b"one"
     storage.write_bytes(path, b"one", if_absent=True)

@@ -146,6 +146,7 @@ def config(task: str = "classification", **overrides: Any) -> BlessingConfig:
 
 def publish_champion(model: SuiteModel, registry_root: str, name: str = "penguins") -> str:
     uri = registry.publish_model(model.directory, registry_root, name)
+    registry.attach_evaluation(uri, b"{}")  # evaluate's part: only evaluated versions are promoted
     registry.set_champion(registry_root, name, uri)
     return uri
 
@@ -800,9 +801,10 @@ def test_a_champion_with_a_changed_model_file_stops_the_gate(strong, champion_di
 def test_a_champion_without_metadata_stops_the_gate(strong, champion_dir):
     root, folder = champion_dir
     (folder / "metadata.json").unlink()
+    # Refused where the pointer is read: without its model card the folder is not a version.
     with pytest.raises(
-        InputDataError,
-        match=rf"the champion {folder} cannot be loaded as the baseline: .*has no metadata.json",
+        ParameterError,
+        match=rf"champion.json names {folder}, which is not a published version \(it has no metadata.json",
     ):
         run_against(strong, root)
 
@@ -810,7 +812,7 @@ def test_a_champion_without_metadata_stops_the_gate(strong, champion_dir):
 def test_a_champion_whose_folder_is_gone_stops_the_gate(strong, champion_dir):
     root, folder = champion_dir
     shutil.rmtree(folder)
-    with pytest.raises(InputDataError, match=rf"the champion {folder} cannot be loaded as the baseline"):
+    with pytest.raises(ParameterError, match=rf"champion.json names {folder}, which is not a published"):
         run_against(strong, root)
 
 

@@ -14,6 +14,7 @@ from mlstages.components.common.errors import (
     MlstagesError,
     StorageError,
     StorageNotFound,
+    object_exists,
 )
 
 if TYPE_CHECKING:
@@ -96,12 +97,20 @@ def _safe_relative(uri: str, relative: str) -> Path:
     return Path(*parts)
 
 
-def upload_dir(local_dir: str | os.PathLike, uri_prefix: str, *, if_absent: bool = False) -> list[str]:
+def upload_dir(
+    local_dir: str | os.PathLike, uri_prefix: str, *, if_absent: bool = False, last: str = ""
+) -> list[str]:
     """Copy every file under ``local_dir`` to the folder ``uri_prefix``; return the URIs written.
 
     With ``if_absent``, every destination is checked before anything is written. If a write fails
     midway, the objects this call created are deleted again (objects it replaced cannot be
     restored), so a failed call does not leave half a folder behind.
+
+    ``last`` names a file (relative to ``local_dir``) written alone after every other one has
+    landed: a completion marker. GCS has no rename, so a folder cannot appear at once; a reader
+    that treats the folder as present only when ``last`` is there never sees half of it, and the
+    clean-up of a failed call (which cannot run when the store is down) becomes a tidy-up of
+    invisible leftovers instead of a repair.
     """
     source_dir = to_local_path(local_dir)
     if not source_dir.is_dir():
@@ -109,6 +118,8 @@ def upload_dir(local_dir: str | os.PathLike, uri_prefix: str, *, if_absent: bool
     files = _local_files(source_dir)
     if not files:
         raise StorageNotFound(f"{os.fspath(local_dir)}: the directory has no files to upload")
+    if last and not (source_dir / last).is_file():
+        raise StorageNotFound(f"{os.fspath(local_dir)}: no file {last!r} to upload last")
     destinations = [join_uri(uri_prefix, p.relative_to(source_dir).as_posix()) for p in files]
     for destination in destinations:
         if is_gcs_uri(destination):
@@ -122,9 +133,10 @@ def upload_dir(local_dir: str | os.PathLike, uri_prefix: str, *, if_absent: bool
             if d in already and not _same_content(p, d, listing[d])
         ]
         if clashes:
-            raise StorageError(
-                f"{len(clashes)} of the {len(destinations)} files already exist under {uri_prefix} "
-                f"(first: {clashes[0]}) and if_absent=True does not replace them: upload to a new prefix"
+            raise object_exists(
+                clashes[0],
+                f"{len(clashes)} of the {len(destinations)} files under {uri_prefix} exist with other "
+                "bytes; upload to a new prefix",
             )
     written: list[str] = []
 
@@ -134,17 +146,32 @@ def upload_dir(local_dir: str | os.PathLike, uri_prefix: str, *, if_absent: bool
         _upload_file(pair[0], pair[1], if_absent, listing.get(pair[1]) if is_gcs_uri(pair[1]) else _UNKNOWN)
         written.append(pair[1])  # list.append is atomic under the GIL
 
+    pairs = list(zip(files, destinations, strict=True))
+    final = [pair for pair in pairs if last and pair[0] == source_dir / last]
     try:
-        _in_parallel(upload, list(zip(files, destinations, strict=True)))
+        _in_parallel(upload, [pair for pair in pairs if pair not in final])
+        for pair in final:
+            written.append(pair[1])  # a failed write of the marker may still have landed
+            upload(pair)
     except BaseException:
-        for created in written:
-            if created not in already:
-                try:
-                    delete(created, missing_ok=True)
-                except MlstagesError:
-                    pass  # the original error is the one to report
+        _remove_created(written, already, final[0][1] if final else "")
         raise
     return destinations
+
+
+def _remove_created(written: list[str], already: set[str], marker: str) -> None:
+    """Best-effort removal of what a failed upload_dir created; the marker goes first, and if it
+    cannot be removed nothing else is (a marker must never stand without its folder)."""
+    ordered = sorted(set(written), key=lambda uri: uri != marker)
+    for created in ordered:
+        if created in already:
+            continue
+        try:
+            delete(created, missing_ok=True)
+        except MlstagesError:
+            if created == marker:
+                return
+            # otherwise: the original error is the one to report
 
 
 def _same_content(path: Path, uri: str, blob: gcs.Blob | None) -> bool:

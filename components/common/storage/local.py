@@ -16,6 +16,7 @@ from mlstages.components.common.errors import (
     ParameterError,
     StorageError,
     StorageNotFound,
+    object_exists,
 )
 
 if TYPE_CHECKING:
@@ -129,10 +130,7 @@ def _link_if_absent(partial: Path, path: Path, shown: str, digest: str) -> None:
 
 
 def _refuse_local_overwrite(path: Path, shown: str) -> None:
-    raise StorageError(
-        f"{shown} already exists and if_absent=True does not replace it: "
-        "write a new version under a new name, or delete it first"
-    )
+    raise object_exists(shown, "with other bytes")
 
 
 def _copy_stream(source: IO[bytes], sink: IO[bytes]) -> str:

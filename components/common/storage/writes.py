@@ -17,6 +17,7 @@ from mlstages.components.common.errors import (
     ParameterError,
     StorageError,
     StorageNotFound,
+    object_exists,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def _upload(
             _refuse_gcs_overwrite(uri, existing)
         generation = existing.generation if existing is not None else 0
         try:
-            with _gcs_errors(uri, "write"), open_stream() as stream:
+            with _gcs_errors(uri, "write", upload=True), open_stream() as stream:
                 blob.upload_from_file(
                     stream,
                     size=size,
@@ -148,10 +149,7 @@ def _upload(
 
 def _refuse_gcs_overwrite(uri: str, existing: gcs.Blob) -> None:
     recorded = _stored_sha256(existing) or "not recorded"
-    raise StorageError(
-        f"{uri} already exists (generation {existing.generation}, sha256 {recorded}) and "
-        "if_absent=True does not replace it: write a new version under a new name, or delete it first"
-    )
+    raise object_exists(uri, f"generation {existing.generation}, sha256 {recorded}")
 
 
 def copy(src_uri: str, dst_uri: str, *, if_absent: bool = False) -> None:
