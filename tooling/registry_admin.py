@@ -55,6 +55,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     listing.set_defaults(handler=list_command)
 
+    show = actions.add_parser(
+        "show",
+        help="a version's model card: the model, its inputs, data lineage, code, parameters, parent",
+        description="Print a version's model card as the HTML model card shows it: the model and "
+        "its baselines, its inputs, every data source (URI, rows, content hash), the suite version "
+        "and images, each stage's parameters, the parent champion and, once evaluated, the test-set "
+        "metrics. VERSION is a version name (as `registry list` prints it), 'champion', or a URI.",
+    )
+    common(show)
+    show.add_argument("version", metavar="VERSION", help="version name, 'champion', or the version's URI")
+    show.set_defaults(handler=show_command)
+
     clean = actions.add_parser(
         "clean",
         help="remove incomplete versions (never a complete one, never the champion)",
@@ -105,6 +117,38 @@ def list_command(args: argparse.Namespace) -> int:
     for v in shown:
         mark = "  champion" if v.version == champion else ""
         print(f"{v.version}  {v.state:<11}  {len(v.files)} files  {v.uri}{mark}")
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from mlstages.components.common import registry, storage
+    from mlstages.components.common.errors import ParameterError
+    from mlstages.components.common.model_card import METADATA_FILE, ModelCard
+    from mlstages.components.common.model_card_report import render_card_text
+
+    with _registry_root(args) as root:
+        if args.version == "champion":
+            pointer = registry.read_champion(root, args.model)
+            if pointer is None:
+                raise ParameterError(f"no champion of {args.model!r} under {root}: run training first")
+            uri = pointer["model_uri"]
+        elif "://" in args.version or args.version.startswith("/"):
+            uri = args.version
+        else:
+            uri = registry.version_uri(root, args.model, args.version)
+        if not registry.is_published(uri):
+            raise ParameterError(
+                f"{uri} is not a published version of {args.model!r}; `mlstages registry list --model "
+                f"{args.model}` names the versions"
+            )
+        with tempfile.TemporaryDirectory(prefix="mlstages-card-") as scratch:
+            storage.download_file(f"{uri.rstrip('/')}/{METADATA_FILE}", Path(scratch) / METADATA_FILE)
+            card = ModelCard.read(scratch, uri)
+        evaluation = registry.read_evaluation(uri)
+    title = f"Model card: {args.model} {uri.rstrip('/').rsplit('/', 1)[-1]}"
+    print(render_card_text(card, title, evaluation), end="")
     return 0
 
 
