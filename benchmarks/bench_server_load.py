@@ -1,7 +1,9 @@
 """The model server under 200 concurrent clients (issue 13): requests/s, latency, errors, log bytes.
 
 The server runs as in production (``python -m mlstages.components.serving``, started by
-``serve_in_background``, request log on) on the suite's penguins model. 200 asyncio clients, each
+``serve_in_background``, request log on) on the penguins model the suite exports (preprocess,
+engineer_features and a logistic regression: bench_serving's ``suite`` model, whose feature
+pipeline takes its compiled fast path). 200 asyncio clients, each
 on its own connection, send requests back to back for a fixed time: 70% good V1 single rows, 10%
 good V2 single rows, and 20% bad requests (a V1 row of the wrong width, a V2 INT64 tensor holding
 2008.5, an unknown model), as a public endpoint sees them. Reported: requests/s, p50/p99 latency
@@ -31,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from bench_server_log import penguins_model
+from bench_serving import LABEL, export_suite_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLIENTS = 200
@@ -128,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else 30.0
+    from palmerpenguins import load_penguins
+
     with tempfile.TemporaryDirectory() as scratch:
-        model_dir, rows = penguins_model(Path(scratch) / "model")
+        model_dir = export_suite_model(Path(scratch) / "model")
+        rows = load_penguins().drop(columns=[LABEL]).dropna().reset_index(drop=True).head(20)
         result = measure(model_dir, rows, seconds)
     meta = {
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
