@@ -173,12 +173,13 @@ def train(
             shutil.rmtree(model.path, ignore_errors=True)
             raise
         markdown_report += f"\nPublished to the model registry as {markdown_text(model_uri)}\n"
+    if result.classes is not None:  # a real launcher refuses null metadata: regression has none
+        model.metadata["classes"] = result.classes
     model.metadata.update(
         {
             "framework": "sklearn",
             "task": result.task,
             "label_column": result.label_column,
-            "classes": result.classes,
             "best_family": result.best_family,
             "best_params": result.best_params,
             "cv_score": result.best_score,

@@ -38,6 +38,10 @@ def _task(kfp_local: Path, name: str):
 
 
 def test_the_champion_scores_the_ingested_rows_into_log_shards(kfp_local, published):
+    # Only an evaluated version can lead (the registry's rule).
+    registry.attach_evaluation(
+        published["version"], b'{"task": "classification", "metrics": {"accuracy": 0.97}}'
+    )
     registry.set_champion(published["root"], "penguins", published["version"])
 
     inference_pipeline(

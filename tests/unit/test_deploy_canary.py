@@ -136,6 +136,8 @@ def test_on_the_stand_in_a_standard_canary_is_tried_beside_the_champion(gcs_buck
     for version in ("v1", "v2"):
         uris[version] = f"{root}/{NAME}/{version}"
         storage.upload_dir(str(model_dir), uris[version])
+        # Only an evaluated version can lead (the registry's rule).
+        storage.write_bytes(f"{uris[version]}/evaluation.json", b'{"metrics": {"accuracy": 0.99}}')
     set_champion(root, NAME, uris["v1"])
     card = ModelCard.read(model_dir)
     rows = sample_rows(load_penguins_rows(), card.input_names, 3)

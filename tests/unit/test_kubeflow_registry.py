@@ -17,6 +17,7 @@ import pytest
 from model_registry_standin import API, ModelRegistryStandin
 from mr_openapi import ModelArtifactCreate, ModelVersionCreate, RegisteredModelCreate
 
+from mlstages.components.common import storage
 from mlstages.components.common.errors import ParameterError
 from mlstages.components.common.model_card import InputFeature, ModelCard
 from mlstages.components.common.registry import attach_evaluation
@@ -200,6 +201,7 @@ def test_undefined_metrics_and_empty_facts_are_left_out():
 
 def test_register_for_deploy_sends_the_cards_format_and_evaluates_metrics(standin, gcs_bucket, tmp_path):
     uri = f"{gcs_bucket}/models/{NAME}/20260101T000000Z-0123abcd"
+    storage.write_bytes(f"{uri}/metadata.json", b"{}")  # a published version: its card is there
     attach_evaluation(uri, json.dumps({"task": "classification", "metrics": {"accuracy": 0.99}}).encode())
     card = ModelCard(
         task="classification",

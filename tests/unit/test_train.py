@@ -403,7 +403,7 @@ def test_regression_on_text_labels_is_refused(binary):
 
 def test_fractional_labels_for_classification_are_refused(regression):
     df, features = regression
-    with pytest.raises(InputDataError, match="holds fractional numbers.*use task='regression'"):
+    with pytest.raises(InputDataError, match="fractional.*use task='regression'"):
         train(df, features, TrainConfig("target", "classification", cv_folds=3))
 
 
