@@ -570,8 +570,8 @@ def format_monitor_report(report: MonitorReport) -> str:
         assembled = next((t for t in report.monitoring.tasks if t.name.endswith("training-data")), None)
         if assembled is not None and "data_uri" in assembled.parameters:
             lines.append(
-                f"  retrained on: {assembled.parameters['data_uri']} ({assembled.parameters.get('rows')} rows: "
-                f"the original data and the window's labelled rows, or as window_policy says)"
+                f"  retrained on: {assembled.parameters['data_uri']} ({assembled.parameters.get('rows')} rows, "
+                "assembled from the window under window_policy: see training-data/summary)"
             )
         else:
             lines.append(f"  retrained on: {report.monitoring.data_uri}")
