@@ -404,6 +404,22 @@ def reference_location(directory_or_uri: str | os.PathLike) -> str:
     return str(path if path.is_file() else path / REFERENCE_FILE)
 
 
+def read_evaluation_file(uri: str) -> dict[str, Any] | None:
+    """The evaluation JSON evaluate wrote at ``uri`` (a path or gs:// URI), checked to hold its
+    metrics; None when there is no such file."""
+    from mlstages.components.common import storage
+
+    if not storage.exists(uri):
+        return None
+    try:
+        evaluation = json.loads(storage.read_bytes(uri))
+    except ValueError as exc:
+        raise InputDataError(f"{uri} is not valid JSON: {exc}") from exc
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
+        raise InputDataError(f'{uri} is not an evaluation written by evaluate: it has no "metrics" mapping')
+    return evaluation
+
+
 def evaluation_location(reference_file: str) -> str:
     """Where the evaluation JSON of a published model version sits: beside its reference.json."""
     if reference_file.startswith("gs://"):
@@ -442,15 +458,8 @@ def load_reference(directory_or_uri: str | os.PathLike) -> dict[str, Any]:
     if missing or any(f not in reference["columns"] for f in reference["features"]):
         raise InputDataError(f"{location} is incomplete: it lacks {', '.join(missing) or 'column entries'}")
     evaluation_file = evaluation_location(location)
-    if storage.exists(evaluation_file):
-        try:
-            evaluation = json.loads(storage.read_bytes(evaluation_file))
-        except ValueError as exc:
-            raise InputDataError(f"{evaluation_file} is not valid JSON: {exc}") from exc
-        if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
-            raise InputDataError(
-                f'{evaluation_file} is not an evaluation written by evaluate: it has no "metrics" mapping'
-            )
+    evaluation = read_evaluation_file(evaluation_file)
+    if evaluation is not None:
         try:
             reference = attach_metrics(reference, evaluation)
         except ParameterError as exc:

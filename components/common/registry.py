@@ -342,23 +342,9 @@ def _attach(version_uri: str, name: str, data: bytes, what: str, same: Callable[
 
 def read_evaluation(version_uri: str) -> dict | None:
     """The evaluation evaluate attached to a version (its JSON document), or None when there is none."""
-    import json
+    from mlstages.components.common.reference import EVALUATION_FILE, read_evaluation_file
 
-    from mlstages.components.common import storage
-    from mlstages.components.common.reference import EVALUATION_FILE
-
-    target = f"{version_uri.rstrip('/')}/{EVALUATION_FILE}"
-    if not storage.exists(target):
-        return None
-    try:
-        evaluation = json.loads(storage.read_bytes(target))
-    except ValueError as exc:
-        raise ParameterError(f"{target} is not valid JSON: {exc}") from exc
-    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
-        raise ParameterError(
-            f'{target} is not an evaluation written by evaluate: it has no "metrics" mapping'
-        )
-    return evaluation
+    return read_evaluation_file(f"{version_uri.rstrip('/')}/{EVALUATION_FILE}")
 
 
 def version_of(uri: str, registry_uri: str, model_name: str) -> str | None:
