@@ -58,14 +58,17 @@ def test_c_a_412_from_the_store_is_the_same_message(gcs_bucket):
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/<pid>/io")
 def test_a_a_vanished_upload_session_is_an_interruption_not_a_missing_object(tmp_path, monkeypatch):
-    # Small chunks make the upload a resumable session of many requests; the memory backend
-    # forgets every session when it restarts, so the next chunk finds the session gone (404).
+    # Small chunks make the upload a resumable session of many requests; the server keeps its
+    # sessions in memory and forgets them when it restarts, so the next chunk finds the session
+    # gone (404). The filesystem backend keeps the bucket on disk: with the memory backend the
+    # bucket is re-created only after the server answers, and a chunk retried in between would
+    # rightly be told that the bucket is missing (the flake CI met).
     monkeypatch.setattr(storage_client, "UPLOAD_CHUNK_BYTES", 256 * 1024)
     monkeypatch.setenv(storage.RETRY_TIMEOUT_ENV, "20")
     size = 48 * MIB
     source = random_file(tmp_path / "big.bin", size, seed=5)
     uri = "gs://sessions/model/big.bin"
-    server = EmbeddedGCS(buckets=["sessions"], export_environment=False)
+    server = EmbeddedGCS(root=tmp_path / "store", buckets=["sessions"], export_environment=False)
     server.start()
     for name, value in server.environment.items():
         monkeypatch.setenv(name, value)
