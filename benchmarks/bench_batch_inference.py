@@ -77,7 +77,7 @@ from mlstages.components.common.threads import limit_threads
 limit_threads()
 from mlstages.components.batch_predict.batch_predict import (
     BatchPredictConfig, batch_predict, open_dataset, predict_frame)
-from mlstages.components.common.datasets import read_dataset
+from mlstages.components.common.dataset_files import read_dataset
 from mlstages.components.serving.model_dir import load_model_dir
 
 model, card = load_model_dir(model_dir)

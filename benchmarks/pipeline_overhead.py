@@ -27,7 +27,7 @@ importlib.import_module(f"mlstages.components.{stage}.component")
 importlib.import_module(f"mlstages.components.{stage}.{stage}")
 imported = time.perf_counter()
 from mlstages.components.common.artifacts import load_estimator
-from mlstages.components.common.datasets import read_dataset
+from mlstages.components.common.dataset_files import read_dataset
 for kind, path, name in json.loads(sys.argv[2]):
     if kind == "dataset":
         read_dataset(path)

@@ -259,7 +259,8 @@ def run_single_path(
     import pandas as pd
 
     from mlstages.components.common.artifacts import file_sha256, read_metadata, save_estimator
-    from mlstages.components.common.datasets import column_types, write_dataset
+    from mlstages.components.common.dataset_files import write_dataset
+    from mlstages.components.common.datasets import column_types
     from mlstages.components.common.emulator import EmbeddedGCS
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import check_model_name, publish_model

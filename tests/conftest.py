@@ -35,7 +35,7 @@ def penguins_parquet(tmp_path) -> str:
     """The built-in dataset as a Parquet file, the input of most component tests."""
     import palmerpenguins
 
-    from mlstages.components.common.datasets import write_dataset
+    from mlstages.components.common.dataset_files import write_dataset
 
     path = tmp_path / "penguins.parquet"
     write_dataset(palmerpenguins.load_penguins(), path)

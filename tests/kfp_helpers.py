@@ -20,7 +20,8 @@ def prepare_penguins(
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from mlstages.components.common.artifacts import save_estimator
-    from mlstages.components.common.datasets import column_types, write_dataset
+    from mlstages.components.common.dataset_files import write_dataset
+    from mlstages.components.common.datasets import column_types
 
     penguins = load_penguins().dropna(subset=[label_column])
     stratify = penguins[label_column] if penguins[label_column].dtype == object else None

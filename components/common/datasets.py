@@ -1,12 +1,9 @@
-"""Datasets as Parquet files with their schema and provenance, shared by every stage."""
+"""What a dataset is: logical column types, content hash, provenance and lineage, shared by every
+stage. Its files (a folder of Parquet parts, read a batch at a time) are dataset_files.py's."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,48 +87,6 @@ def dataset_metadata(df: pd.DataFrame, source: str | None = None) -> dict[str, A
 LINEAGE_KEY = b"mlstages.lineage"
 
 
-def write_dataset(
-    df: pd.DataFrame,
-    path: str | os.PathLike,
-    source: str | None = None,
-    lineage: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write ``df`` as one Parquet file at ``path`` and return its metadata; ``lineage`` (where the
-    rows came from, JSON) is kept in the file for ``read_lineage``.
-
-    The file appears whole or not at all: it is written beside its final name and renamed.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        if lineage:
-            kept = dict(table.schema.metadata or {})
-            kept[LINEAGE_KEY] = json.dumps(dict(lineage), sort_keys=True, default=str).encode()
-            table = table.replace_schema_metadata(kept)
-        pq.write_table(table, partial)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return dataset_metadata(df, source)
-
-
-def read_lineage(path: str | os.PathLike) -> dict[str, Any]:
-    """The lineage ``write_dataset`` kept in a Parquet dataset; empty for a file without one."""
-    import pyarrow.parquet as pq
-
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-    except Exception:  # pyarrow raises several unrelated types for a bad file; read_dataset names it
-        return {}
-    raw = metadata.get(LINEAGE_KEY)
-    return json.loads(raw) if raw else {}
-
-
 def source_lineage(df: pd.DataFrame, uri: str, **more: Any) -> dict[str, Any]:
     """One source of a dataset, as lineage records it: its URI, rows, columns and content hash."""
     return {
@@ -141,16 +96,6 @@ def source_lineage(df: pd.DataFrame, uri: str, **more: Any) -> dict[str, Any]:
         "content_hash": content_hash(df),
         **more,
     }
-
-
-def read_dataset(path: str | os.PathLike, *, what: str = "dataset") -> pd.DataFrame:
-    """Read a Parquet dataset written by ``write_dataset``."""
-    try:
-        return pd.read_parquet(path)
-    except FileNotFoundError as exc:
-        raise InputDataError(f"{what} {path}: no such file") from exc
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputDataError(f"{what} {path} is not a readable Parquet file: {exc}") from exc
 
 
 def require_columns(

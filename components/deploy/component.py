@@ -109,7 +109,7 @@ def deploy(
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator
-    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.deploy.cluster import cluster_api
     from mlstages.components.deploy.config import NO_CLUSTER, DeployConfig

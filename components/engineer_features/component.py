@@ -68,7 +68,7 @@ def engineer_features(
 
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator
-    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.engineer_features.engineer_features import (
         FeatureConfig,
         check_matches_preprocess,

@@ -71,7 +71,7 @@ def evaluate(
 
     from mlstages.components.common.artifacts import load_estimator
     from mlstages.components.common.baselines import load_baselines
-    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import attach_evaluation
     from mlstages.components.evaluate.evaluate import evaluate as evaluate_model

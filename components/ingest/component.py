@@ -56,7 +56,8 @@ def ingest(
     limit_threads()
 
     from mlstages.components.common.artifact_metadata import within_budget
-    from mlstages.components.common.datasets import source_lineage, write_dataset
+    from mlstages.components.common.dataset_files import write_dataset
+    from mlstages.components.common.datasets import source_lineage
     from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
 
     config = IngestConfig(

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlstages.components.common.datasets import read_lineage
+from mlstages.components.common.dataset_files import read_lineage
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
 from mlstages.components.ingest.column_values import check_shards, one_type_per_column
 from mlstages.components.ingest.delimited import (
@@ -337,14 +337,16 @@ def _read_local(config: IngestConfig) -> pd.DataFrame:
     path = Path(urllib.parse.urlsplit(uri).path if uri.startswith("file://") else uri)
     if path.is_dir():
         # Shards may sit in partition folders (date=2026-11-22/part-….parquet), as the model
-        # server's prediction log writes them; hidden files and folders are not data.
-        shards = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
+        # server's prediction log writes them. Hidden files and folders are not data, nor are
+        # those starting with "_": a dataset folder's manifest (_dataset.json), Spark's _SUCCESS.
+        shards = sorted(p for p in path.rglob("*") if p.is_file() and not _not_data(str(p.relative_to(path))))
         return _read_many(shards, config, uri)
     return read_file(path, config, display=uri)
+
+
+def _not_data(relative: str) -> bool:
+    """A file under a data folder or prefix that is not data: hidden, or named with a leading "_"."""
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
 
 
 def _read_many(paths: list[Path], config: IngestConfig, shown: str) -> pd.DataFrame:
@@ -396,7 +398,12 @@ def _read_gcs(config: IngestConfig) -> pd.DataFrame:
     uri = config.source_uri
     with _scratch_dir() as scratch:
         if uri.endswith("/") or not storage.exists(uri):
-            objects = [u for u in storage.list_uris(uri) if not u.endswith("/")]
+            prefix = uri.rstrip("/") + "/"
+            objects = [
+                u
+                for u in storage.list_uris(uri)
+                if not u.endswith("/") and not _not_data(u.removeprefix(prefix))
+            ]
             if not objects:
                 raise InputDataError(f"{uri}: no object and no objects under this prefix")
             paths = []

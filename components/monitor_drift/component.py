@@ -87,7 +87,7 @@ def monitor_drift(
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator
-    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.reference import load_reference
     from mlstages.components.monitor_drift.config import DriftConfig

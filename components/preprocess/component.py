@@ -100,7 +100,8 @@ def preprocess(
 
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import save_estimator
-    from mlstages.components.common.datasets import read_dataset, read_lineage, source_lineage, write_dataset
+    from mlstages.components.common.dataset_files import read_dataset, read_lineage, write_dataset
+    from mlstages.components.common.datasets import source_lineage
     from mlstages.components.preprocess.config import PreprocessConfig
     from mlstages.components.preprocess.preprocess import preprocess as run_preprocess
     from mlstages.components.preprocess.preprocess import preprocessor_metadata, render_markdown

@@ -102,7 +102,8 @@ def train(
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata
-    from mlstages.components.common.datasets import column_types, read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
+    from mlstages.components.common.datasets import column_types
     from mlstages.components.common.model_card_report import render_card_html
     from mlstages.components.common.reference import build_reference, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model, read_champion

@@ -31,7 +31,7 @@ def model_lineage(
     """The lineage of a model trained on the split at ``train_path`` with the feature pipeline
     whose metadata is ``features_metadata``."""
     from mlstages.components import __version__
-    from mlstages.components.common.datasets import read_lineage
+    from mlstages.components.common.dataset_files import read_lineage
     from mlstages.components.common.images import image
 
     data = read_lineage(train_path)

@@ -59,7 +59,8 @@ def training_data(
     from pathlib import Path
 
     from mlstages.components.common import storage
-    from mlstages.components.common.datasets import content_hash, read_dataset, read_lineage, write_dataset
+    from mlstages.components.common.dataset_files import read_dataset, read_lineage, write_dataset
+    from mlstages.components.common.datasets import content_hash
     from mlstages.components.common.errors import ParameterError
     from mlstages.components.common.registry import check_model_name
     from mlstages.components.ingest.ingest import IngestConfig, display_uri, read_source

@@ -78,7 +78,7 @@ def validate_data(
     from collections import namedtuple
 
     from mlstages.components.common.artifact_metadata import within_budget
-    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.validate_data.config import ValidationConfig
     from mlstages.components.validate_data.report import render_html, render_markdown
     from mlstages.components.validate_data.schema import load_schema

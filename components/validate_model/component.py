@@ -95,7 +95,7 @@ def validate_model(
     import json
     from collections import namedtuple
 
-    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.common.errors import InputDataError
     from mlstages.components.common.registry import attach_blessing, blessing_record
     from mlstages.components.evaluate.evaluate import EvaluationResult

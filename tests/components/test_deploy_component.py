@@ -39,7 +39,7 @@ def train_penguins(model_registry: str, model: Output[Model], test_split: Output
     (one small logistic regression), the model published to the registry."""
     from palmerpenguins import load_penguins
 
-    from mlstages.components.common.datasets import write_dataset
+    from mlstages.components.common.dataset_files import write_dataset
     from mlstages.components.common.registry import attach_evaluation, publish_model
     from mlstages.components.preprocess.config import PreprocessConfig
     from mlstages.components.preprocess.preprocess import preprocess

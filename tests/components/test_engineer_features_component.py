@@ -14,7 +14,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown, Model
 
 from mlstages.components.common.artifacts import load_estimator, read_metadata
-from mlstages.components.common.datasets import read_dataset
+from mlstages.components.common.dataset_files import read_dataset
 from mlstages.components.engineer_features.component import engineer_features
 from mlstages.components.ingest.component import ingest
 from mlstages.components.preprocess.component import preprocess

@@ -34,7 +34,7 @@ def penguins_model_and_window(
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from mlstages.components.common.artifacts import save_estimator
-    from mlstages.components.common.datasets import write_dataset
+    from mlstages.components.common.dataset_files import write_dataset
     from mlstages.components.common.reference import build_reference, save_reference
     from mlstages.components.evaluate.evaluate import evaluate
 

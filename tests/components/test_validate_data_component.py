@@ -15,7 +15,7 @@ import pytest
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown
 
-from mlstages.components.common.datasets import write_dataset
+from mlstages.components.common.dataset_files import write_dataset
 from mlstages.components.ingest.component import ingest
 from mlstages.components.validate_data.component import validate_data
 from mlstages.components.validate_data.schema import infer_schema, load_schema, save_schema

@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from mlstages.components.common import registry, storage
 from mlstages.components.common.artifacts import read_metadata
-from mlstages.components.common.datasets import column_types, write_dataset
+from mlstages.components.common.dataset_files import write_dataset
+from mlstages.components.common.datasets import column_types
 from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
 from mlstages.components.evaluate.evaluate import evaluate
 from mlstages.components.preprocess.config import PreprocessConfig
@@ -94,7 +95,7 @@ def candidates(tmp_path_factory) -> dict[str, dict[str, str]]:
     skewed_folder = tmp_path_factory.mktemp("skewed")
     skewed = {key: str(skewed_folder / Path(path).name) for key, path in strong.items()}
     shutil.copytree(strong["model"], skewed["model"])
-    shutil.copy(strong["test"], skewed["test"])
+    shutil.copytree(strong["test"], skewed["test"])  # a dataset is a folder of parts
     shutil.copy(strong["evaluation"], skewed["evaluation"])
     metadata = read_metadata(skewed["model"])
     metadata["versions"]["scikit-learn"] = "1.5.1"

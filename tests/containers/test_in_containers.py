@@ -145,7 +145,7 @@ def test_container_run_gives_the_local_runs_metrics(runs):
 
 def test_container_run_gives_the_local_runs_model(runs):
     from mlstages.components.common.artifacts import load_estimator
-    from mlstages.components.common.datasets import read_dataset
+    from mlstages.components.common.dataset_files import read_dataset
 
     test_split = read_dataset(runs["local"].task("preprocess").artifacts["test"]["uri"])
     rows = test_split.drop(columns=["species"])

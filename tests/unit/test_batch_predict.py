@@ -23,7 +23,7 @@ from mlstages.components.batch_predict.batch_predict import (
     require_blessed,
 )
 from mlstages.components.common import registry, storage
-from mlstages.components.common.datasets import read_dataset, write_dataset
+from mlstages.components.common.dataset_files import read_dataset, write_dataset
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.reference import build_reference
 from mlstages.components.ingest.ingest import IngestConfig, read_source
