@@ -232,6 +232,30 @@ def write_dataset(
         raise
 
 
+def write_parquet_file(
+    df: pd.DataFrame, path: str | os.PathLike, *, lineage: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``df`` as ONE Parquet file (lineage in its schema metadata), for data that leaves the
+    pipeline as a file, such as the retraining windows kept in the registry; atomic like a folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if lineage:
+            kept = dict(table.schema.metadata or {})
+            kept[LINEAGE_KEY] = json.dumps(dict(lineage), sort_keys=True, default=str).encode()
+            table = table.replace_schema_metadata(kept)
+        pq.write_table(table, partial, row_group_size=ROW_GROUP_ROWS)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
 def write_batches(
     batches: Iterator[pd.DataFrame] | Sequence[pd.DataFrame],
     path: str | os.PathLike,
@@ -472,3 +496,45 @@ def sample_rows(
     has no more), in dataset order; the index holds each row's position in the dataset."""
     positions = sample_positions(dataset_rows(path, what=what), size, seed)
     return read_positions(path, positions, columns=columns, what=what)
+
+
+def bytes_per_row(path: str | os.PathLike, *, probe_rows: int = 10_000, what: str = "dataset") -> float:
+    """The in-memory (pandas) size of a row, measured on the first ``probe_rows`` rows."""
+    head = read_dataset_head(path, probe_rows, what=what)
+    if not len(head):
+        return 1.0
+    return max(1.0, float(head.memory_usage(deep=True, index=False).sum()) / len(head))
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest a dataset folder keeps (rows, columns, dtypes, content hash); empty for a plain
+    Parquet file or a folder written by something else."""
+    manifest = Path(path) / MANIFEST_FILE
+    try:
+        return json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def streamed_source_lineage(path: str | os.PathLike, uri: str, *, what: str = "dataset") -> dict[str, Any]:
+    """``datasets.source_lineage`` of the dataset at ``path``, without holding it: from its
+    manifest, or computed a batch at a time."""
+    manifest = read_manifest(path)
+    if {"rows", "columns", "content_hash"} <= set(manifest):
+        return {
+            "uri": uri,
+            "rows": manifest["rows"],
+            "columns": manifest["columns"],
+            "content_hash": manifest["content_hash"],
+        }
+    digest = hashlib.sha256()
+    rows = 0
+    columns = 0
+    for number, batch in enumerate(iter_batches(path, what=what)):
+        if number == 0:
+            columns = batch.shape[1]
+            for name in batch.columns:
+                digest.update(f"{name}\x00{batch[name].dtype}\x00".encode())
+        digest.update(_hash_rows(batch))
+        rows += len(batch)
+    return {"uri": uri, "rows": rows, "columns": columns, "content_hash": digest.hexdigest()}

@@ -36,6 +36,7 @@ def preprocess(
     unlabelled_rows: str = "drop",
     column_types: dict = {},
     exclude_id_columns: bool = True,
+    max_fit_rows: int = 0,
 ) -> NamedTuple("Outputs", [("task", str)]):
     """Splits a dataset into train and test rows, then fits a preprocessing
     transformer (imputation, encoding, outlier clipping, scaling, TF-IDF) on the train split only.
@@ -80,6 +81,9 @@ def preprocess(
         exclude_id_columns: Leave out of the features every column with a distinct, key-like value
             in each train row (an identifier); the summary names them. A column named in
             column_types is kept.
+        max_fit_rows: The transformer is fitted on a seeded sample of this many train rows when
+            the train split has more (every row is still split); 0 sizes the sample from the
+            task's memory allowance ($MLSTAGES_MEMORY_MB or the pod's limit, else 4 GiB).
 
     Returns:
         train: Raw rows of the train split.
@@ -100,11 +104,10 @@ def preprocess(
 
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import save_estimator
-    from mlstages.components.common.dataset_files import read_dataset, read_lineage, write_dataset
-    from mlstages.components.common.datasets import source_lineage
+    from mlstages.components.common.dataset_files import read_lineage, streamed_source_lineage
     from mlstages.components.preprocess.config import PreprocessConfig
-    from mlstages.components.preprocess.preprocess import preprocess as run_preprocess
     from mlstages.components.preprocess.preprocess import preprocessor_metadata, render_markdown
+    from mlstages.components.preprocess.stream import preprocess_dataset
 
     config = PreprocessConfig(
         label_column=label_column,
@@ -128,27 +131,24 @@ def preprocess(
         unlabelled_rows=unlabelled_rows,
         column_types=column_types,
         exclude_id_columns=exclude_id_columns,
+        max_fit_rows=max_fit_rows,
     )
-    raw = read_dataset(dataset.path, what="input dataset")
     # Where the rows came from travels in the split files, for the model card's lineage.
-    sources = read_lineage(dataset.path).get("sources") or [source_lineage(raw, dataset.uri)]
-    # Everything is checked and fitted in memory before the first output is written.
-    result = run_preprocess(raw, config)
+    sources = read_lineage(dataset.path).get("sources") or [
+        streamed_source_lineage(dataset.path, dataset.uri)
+    ]
+    # Everything is checked and fitted before the first output is written; the splits are then
+    # streamed to their folders, so the dataset is never held whole.
+    result, written_splits = preprocess_dataset(
+        dataset.path,
+        config,
+        {"train": train.path, "test": test.path},
+        source=dataset.uri,
+        lineage={"sources": sources},
+    )
 
     for name, artifact in (("train", train), ("test", test)):
-        split_lineage = {
-            "name": name,
-            "rows": len(result.splits[name]),
-            "method": result.split_method,
-            "seed": seed,
-            "unlabelled_rows_dropped": result.unlabelled_rows_dropped,
-        }
-        metadata = write_dataset(
-            result.splits[name],
-            artifact.path,
-            source=dataset.uri,
-            lineage={"sources": sources, "split": split_lineage},
-        )
+        metadata = written_splits[name]
         metadata.update(
             {
                 "split": name,

@@ -96,6 +96,9 @@ class PreprocessConfig:
     exclude_id_columns: leave out of the features every column with a distinct, key-like value in
         each train row (``column_checks.id_columns``): a customer number or a UUID generalises to
         nothing. A column named in ``column_types`` is never excluded as an ID.
+    max_fit_rows: the transformer is fitted on a seeded sample of this many train rows when the
+        train split has more (every row is still split and written); 0 lets the component size it
+        from the task's memory allowance (``fit_rows_for``), and keeps every row in memory here.
     """
 
     label_column: str
@@ -119,6 +122,7 @@ class PreprocessConfig:
     unlabelled_rows: str = DEFAULT_UNLABELLED_ROWS
     column_types: Mapping[str, str] = field(default_factory=dict)
     exclude_id_columns: bool = True
+    max_fit_rows: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str) or not self.label_column.strip():
@@ -163,6 +167,15 @@ class PreprocessConfig:
             )
         object.__setattr__(self, "column_types", check_column_types(self.column_types or {}))
         self._check_column_types()
+        if (
+            isinstance(self.max_fit_rows, bool)
+            or not isinstance(self.max_fit_rows, int)
+            or self.max_fit_rows < 0
+        ):
+            raise ParameterError(
+                f"parameter max_fit_rows={self.max_fit_rows!r} must be 0 (as many as the task's memory "
+                "allows) or a positive number of rows"
+            )
         if not isinstance(self.exclude_id_columns, bool):
             raise ParameterError(
                 f"parameter exclude_id_columns={self.exclude_id_columns!r} must be true or false"

@@ -26,9 +26,11 @@ transformer into its numpy arithmetic for fast single-row predictions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
@@ -62,18 +64,46 @@ from mlstages.components.preprocess.split import _check_not_empty, _split
 
 
 @dataclass(frozen=True)
+class SplitPlan:
+    """Which rows go to which split, decided from the label (and time) column alone.
+
+    Positions are the rows' places in the dataset (0-based), so the splits can be written by
+    streaming the dataset once; the label summary is exact, over every row of each split.
+    """
+
+    task: str
+    method: str
+    train_positions: np.ndarray
+    test_positions: np.ndarray
+    label_summary: dict[str, dict[str, Any]]
+    notes: tuple[str, ...] = ()
+    unlabelled_rows_dropped: int = 0
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        return {"train": len(self.train_positions), "test": len(self.test_positions)}
+
+
+@dataclass(frozen=True)
 class PreprocessResult:
-    """What ``preprocess`` produced: the raw splits, the fitted transformer, and how it decided."""
+    """What ``preprocess`` produced: the fitted transformer, how it decided, and, when the data was
+    split in memory, the raw splits.
+
+    ``train`` holds the rows the transformer was fitted on: every train row, or a seeded sample of
+    them (``fit_rows`` < ``row_counts['train']``) when the train split is larger than max_fit_rows.
+    ``test`` is None when the splits were streamed to disk rather than held.
+    """
 
     config: PreprocessConfig
     task: str
     train: pd.DataFrame
-    test: pd.DataFrame
+    test: pd.DataFrame | None
     preprocessor: ColumnTransformer
     column_plan: tuple[ColumnPlan, ...]
     feature_names: tuple[str, ...]
     split_method: str
     label_summary: dict[str, dict[str, Any]]
+    row_counts: dict[str, int]
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     unlabelled_rows_dropped: int = 0
@@ -81,12 +111,14 @@ class PreprocessResult:
     id_columns: tuple[str, ...] = ()
 
     @property
-    def splits(self) -> dict[str, pd.DataFrame]:
-        return {"train": self.train, "test": self.test}
+    def fit_rows(self) -> int:
+        return len(self.train)
 
     @property
-    def row_counts(self) -> dict[str, int]:
-        return {name: len(frame) for name, frame in self.splits.items()}
+    def splits(self) -> dict[str, pd.DataFrame]:
+        if self.test is None:
+            raise ValueError("the splits were streamed to disk, not held in memory")
+        return {"train": self.train, "test": self.test}
 
     @property
     def input_columns(self) -> list[str]:
@@ -94,64 +126,102 @@ class PreprocessResult:
 
 
 def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
-    """Split ``df`` into raw train / test rows and fit the transformer on train only.
+    """Split ``df`` into raw train / test rows and fit the transformer on train only (on a seeded
+    sample of max_fit_rows of them when there are more).
 
     Everything is checked before anything is fitted: the label column (present, no missing value,
     two classes or more for classification), the columns named in ``drop_columns``,
     ``text_columns`` and ``time_column``, and whether the data can be split as asked.
     """
-    _check_not_empty(df)
-    df, unlabelled = drop_unlabelled(df, config.label_column, config.unlabelled_rows, what="dataset")
-    y = check_label(df, config.label_column, what="dataset", task=config.task)
-    require_columns(df, list(config.drop_columns), what="dataset", parameter="drop_columns")
-    require_columns(df, list(config.text_columns), what="dataset", parameter="text_columns")
+    # The plan names rows by index label (their positions for a dataset read from disk).
+    frame = df if df.index.is_unique else df.reset_index(drop=True)
+    plan = plan_split(frame, frame, config)
+    train, test = frame.loc[plan.train_positions], frame.loc[plan.test_positions]
+    fit = train
+    if config.max_fit_rows and len(train) > config.max_fit_rows:
+        fit = train.iloc[fit_sample(len(train), config.max_fit_rows, config.seed)]
+    return fit_preprocessor(fit, config, plan, test=test, train_rows=train)
+
+
+def fit_sample(rows: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``size`` of ``rows`` rows (all of them when fewer)."""
+    from mlstages.components.common.dataset_files import sample_positions
+
+    return sample_positions(rows, size, seed)
+
+
+def plan_split(labels: pd.DataFrame, columns: pd.DataFrame, config: PreprocessConfig) -> SplitPlan:
+    """Check the data and the parameters, and decide the split.
+
+    ``labels`` holds the label (and the time_column) of every row, indexed by the rows' positions
+    in the dataset; ``columns`` has every column of the data (its rows may be none), for the checks
+    of the column names the parameters give.
+    """
+    _check_not_empty(labels)
+    if config.label_column not in columns.columns:
+        check_label(columns, config.label_column, what="dataset")  # names the columns there are
+    labels, unlabelled = drop_unlabelled(labels, config.label_column, config.unlabelled_rows, what="dataset")
+    y = check_label(labels, config.label_column, what="dataset", task=config.task)
+    require_columns(columns, list(config.drop_columns), what="dataset", parameter="drop_columns")
+    require_columns(columns, list(config.text_columns), what="dataset", parameter="text_columns")
     if config.time_column:
-        require_columns(df, [config.time_column], what="dataset", parameter="time_column")
-    check_column_types(config.column_types, df)
+        require_columns(columns, [config.time_column], what="dataset", parameter="time_column")
+    check_column_types(config.column_types, columns)
     task = resolve_task(y, config.task)
-    split = _split(df, y, task, config)
-    identifiers = _identifiers(split.train, config)
-    train_X, _ = features_and_label(split.train, config, identifiers)
+    split = _split(labels, y, task, config)
+    parts = {"train": split.train, "test": split.test}
+    return SplitPlan(
+        task=task,
+        method=split.method,
+        train_positions=split.train.index.to_numpy(),
+        test_positions=split.test.index.to_numpy(),
+        label_summary={name: _label_summary(part[config.label_column], task) for name, part in parts.items()},
+        notes=split.notes,
+        unlabelled_rows_dropped=unlabelled,
+    )
+
+
+def fit_preprocessor(
+    train: pd.DataFrame,
+    config: PreprocessConfig,
+    plan: SplitPlan,
+    *,
+    test: pd.DataFrame | None = None,
+    train_rows: pd.DataFrame | None = None,
+) -> PreprocessResult:
+    """Fit the transformer on ``train`` (the train split's rows, or a sample of them) and say how
+    every column is treated; ``test`` and ``train_rows`` are the whole splits when held in memory."""
+    identifiers = _identifiers(train, config)
+    train_X, _ = features_and_label(train, config, identifiers)
     plans = plan_columns(train_X, config)
     preprocessor = preprocessor_from_plan(plans, config).fit(train_X)
+
+    def excluded(names: Sequence[str], why: str) -> list[ColumnPlan]:
+        return [
+            ColumnPlan(
+                name, column_types(train[[name]])[name], PATH_EXCLUDED, why, int(train[name].isna().sum())
+            )
+            for name in names
+        ]
+
     full_plan = [
         ColumnPlan(
             config.label_column,
-            column_types(df[[config.label_column]])[config.label_column],
+            column_types(train[[config.label_column]])[config.label_column],
             PATH_LABEL,
-            f"label ({task})",
+            f"label ({plan.task})",
             0,
         ),
+        *excluded(config.drop_columns, "excluded: drop_columns"),
+        *excluded(config.ignored_columns, "excluded: column_types says ignore"),
         *[
-            ColumnPlan(
-                name,
-                column_types(df[[name]])[name],
-                PATH_EXCLUDED,
-                "excluded: drop_columns",
-                int(split.train[name].isna().sum()),
-            )
-            for name in config.drop_columns
-        ],
-        *[
-            ColumnPlan(
-                name,
-                column_types(df[[name]])[name],
-                PATH_EXCLUDED,
-                "excluded: column_types says ignore",
-                int(split.train[name].isna().sum()),
-            )
-            for name in config.ignored_columns
-        ],
-        *[
-            ColumnPlan(
-                name,
-                column_types(df[[name]])[name],
-                PATH_EXCLUDED,
+            p
+            for name in identifiers
+            for p in excluded(
+                [name],
                 "excluded: an identifier (a different key-like value in every train row); "
                 f"column_types={{{name!r}: 'categorical'}} keeps it as a feature",
-                int(split.train[name].isna().sum()),
             )
-            for name in identifiers
         ],
         *plans,
     ]
@@ -166,7 +236,7 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         for p in plans
         if p.path == PATH_DROPPED and p.logical_type == DATETIME and p.missing_in_train < len(train_X)
     )
-    parts = {"train": split.train, "test": split.test}
+    unlabelled = plan.unlabelled_rows_dropped
     unlabelled_notes = (
         (
             f"{unlabelled} row(s) with no {config.label_column!r} label were dropped before the split "
@@ -180,17 +250,25 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
         f"feature; set column_types={{{name!r}: 'categorical'}} (or exclude_id_columns=false) to use it."
         for name in identifiers
     )
+    sample_notes = ()
+    if len(train) < plan.row_counts["train"]:
+        sample_notes = (
+            f"The transformer was fitted on a seeded sample of {len(train):,} of the "
+            f"{plan.row_counts['train']:,} train rows (max_fit_rows); missing counts in the column plan "
+            "are the sample's.",
+        )
     return PreprocessResult(
         config=config,
-        task=task,
-        train=split.train,
-        test=split.test,
+        task=plan.task,
+        train=train_rows if train_rows is not None and len(train_rows) == len(train) else train,
+        test=test,
         preprocessor=preprocessor,
         column_plan=tuple(full_plan),
         feature_names=tuple(str(n) for n in preprocessor.get_feature_names_out()),
-        split_method=split.method,
-        label_summary={name: _label_summary(part[config.label_column], task) for name, part in parts.items()},
-        notes=(*unlabelled_notes, *id_notes, *split.notes, *datetime_notes),
+        split_method=plan.method,
+        label_summary=plan.label_summary,
+        row_counts=plan.row_counts,
+        notes=(*unlabelled_notes, *id_notes, *plan.notes, *sample_notes, *datetime_notes),
         warnings=dropped_warnings,
         unlabelled_rows_dropped=unlabelled,
         id_columns=identifiers,

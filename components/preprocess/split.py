@@ -1,7 +1,16 @@
 """The split: train / test, seeded, stratified, random or by time, before anything is fitted.
 
 There is no validation split: train chooses its model by cross-validation on the train rows, and
-the gate judges it on the test rows, so a third split would only take rows from training."""
+the gate judges it on the test rows, so a third split would only take rows from training.
+
+Random and stratified splits hash each row's position in the dataset with the seed (as TFX's
+ExampleGen hashes a record), so which split a row goes to depends on the row and the seed only:
+not on how the data is sharded or batched, nor on the engine that reads it, and it can be decided
+for 50M rows from the label column alone. The test split takes the rows with the smallest hashes:
+``ceil(test_size * rows)`` of them overall (random), or per class, each class's share of that
+number rounded by largest remainder with at least one row of each class in each split
+(stratified): class shares then differ between the splits by less than one row per class.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from mlstages.components.common.datasets import (
     require_columns,
@@ -49,7 +57,8 @@ class _Split:
 def split_dataset(df: pd.DataFrame, config: PreprocessConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw rows into (train, test), with every column kept.
 
-    Seeded and deterministic. Stratified for classification labels (each class must then be in
+    Seeded and deterministic (a row's split depends on its position and the seed: module
+    docstring). Stratified for classification labels (each class must then be in
     every split: a class too small for that raises InputDataError naming it); a time split orders
     the rows by ``time_column``. The index labels of ``df`` are kept, so rows can be traced back.
     """
@@ -77,20 +86,90 @@ def _split(df: pd.DataFrame, y: pd.Series, task: str, config: PreprocessConfig) 
         order = _time_order(df, config.time_column)
         train_pos, test_pos = order[:n_train], order[n_train:]
     else:
-        stratify = y.to_numpy() if method == "stratified" else None
-        if stratify is not None:
+        positions = _row_positions(df)
+        if method == "stratified":
             _check_stratifiable(y, n_test)
-        positions = np.arange(len(df))
-        try:
-            train_pos, test_pos = train_test_split(
-                positions, test_size=n_test, random_state=config.seed, stratify=stratify
-            )
-        except ValueError as exc:  # sklearn's own checks on class counts and split sizes
-            raise InputDataError(f"cannot split the {len(df)} rows with split={method!r}: {exc}") from exc
+            codes, _ = pd.factorize(y, sort=True)
+            test_pos = stratified_test_positions(positions, codes, n_test, config.seed)
+        else:
+            test_pos = np.sort(positions[_smallest(split_hashes(positions, config.seed), n_test)])
+        in_test = np.isin(positions, test_pos, assume_unique=True)
+        train_pos, test_pos = np.flatnonzero(~in_test), np.flatnonzero(in_test)
     parts = {"train": df.iloc[train_pos], "test": df.iloc[test_pos]}
     if task == CLASSIFICATION:
         notes.extend(_check_classes_present(y, parts, config.label_column, method))
     return _Split(parts["train"], parts["test"], method, tuple(notes))
+
+
+def _row_positions(df: pd.DataFrame) -> np.ndarray:
+    """Each row's position in the dataset: the index when it is one (a RangeIndex, or the labels
+    that drop_unlabelled left), else 0..n-1."""
+    index = df.index
+    if (
+        pd.api.types.is_integer_dtype(index.dtype)
+        and index.is_unique
+        and (len(index) == 0 or index.min() >= 0)
+    ):
+        return index.to_numpy(dtype=np.int64)
+    return np.arange(len(df), dtype=np.int64)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def split_hashes(positions: np.ndarray, seed: int) -> np.ndarray:
+    """A 64-bit hash of each row position and the seed (splitmix64's finaliser): uniform, and the
+    same for a row whatever else is in the dataset."""
+    with np.errstate(over="ignore"):
+        x = positions.astype(np.uint64) + np.uint64(seed % (1 << 64)) * _GOLDEN + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _smallest(hashes: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` smallest hashes (ties, which 64 bits make rare, by index)."""
+    if count >= len(hashes):
+        return np.arange(len(hashes))
+    if count <= 0:
+        return np.arange(0)
+    order = np.argpartition(hashes, count - 1)[:count]
+    return np.sort(order)
+
+
+def stratified_test_positions(positions: np.ndarray, codes: np.ndarray, n_test: int, seed: int) -> np.ndarray:
+    """The test rows of a stratified split: per class, the rows with the smallest hashes, as many
+    as the class's share of ``n_test`` (largest remainder, at least one row in each split)."""
+    classes, counts = np.unique(codes, return_counts=True)
+    quotas = test_quotas(counts, n_test)
+    chosen = []
+    for code, quota in zip(classes, quotas, strict=True):
+        members = positions[codes == code]
+        chosen.append(members[_smallest(split_hashes(members, seed), int(quota))])
+    return np.sort(np.concatenate(chosen)) if chosen else np.arange(0, dtype=np.int64)
+
+
+def test_quotas(counts: np.ndarray, n_test: int) -> np.ndarray:
+    """Test rows per class: proportional to ``counts``, summing to ``n_test``, by largest
+    remainder; every class with two rows or more keeps at least one row in each split."""
+    total = int(counts.sum())
+    exact = counts * (n_test / total)
+    quotas = np.floor(exact).astype(np.int64)
+    remainder = n_test - int(quotas.sum())
+    # Largest fractional part first; ties to the larger class, then the first.
+    order = sorted(range(len(counts)), key=lambda i: (-(exact[i] - quotas[i]), -counts[i], i))
+    for i in order[:remainder]:
+        quotas[i] += 1
+    # At least one row of each class in each split: a class rounded to none takes a row from
+    # the class with the largest quota, one rounded to all gives one back.
+    for i in np.flatnonzero((counts >= 2) & (quotas == 0)):
+        quotas[i] = 1
+        donor = int(np.argmax(np.where(quotas > 1, quotas, -1)))
+        if quotas[donor] > 1:
+            quotas[donor] -= 1
+    full = (counts >= 2) & (quotas >= counts)
+    quotas[full] = counts[full] - 1
+    return quotas
 
 
 def _time_order(df: pd.DataFrame, time_column: str) -> np.ndarray:

@@ -59,7 +59,7 @@ def training_data(
     from pathlib import Path
 
     from mlstages.components.common import storage
-    from mlstages.components.common.dataset_files import read_dataset, read_lineage, write_dataset
+    from mlstages.components.common.dataset_files import read_dataset, read_lineage, write_parquet_file
     from mlstages.components.common.datasets import content_hash
     from mlstages.components.common.errors import ParameterError
     from mlstages.components.common.registry import check_model_name
@@ -95,7 +95,7 @@ def training_data(
         archived_uri = window_uri
         if not labelled.empty:
             local = Path(scratch) / "window.parquet"
-            write_dataset(labelled, local, lineage={"sources": window_sources})
+            write_parquet_file(labelled, local, lineage={"sources": window_sources})
             archived_uri = f"{prefix}/{WINDOWS_FOLDER}/{stamp}-{content_hash(labelled)[:8]}.parquet"
             storage.upload_file(local, archived_uri, if_absent=True)
         current = Part("window", archived_uri, labelled)
@@ -116,7 +116,7 @@ def training_data(
 
         combined, parts, notes = assemble(config, current, base, earlier)
         local = Path(scratch) / "training-data.parquet"
-        write_dataset(combined, local, lineage={"sources": lineage_parts(parts)})
+        write_parquet_file(combined, local, lineage={"sources": lineage_parts(parts)})
         target = f"{prefix}/{TRAINING_DATA_FOLDER}/{stamp}-{content_hash(combined)[:8]}.parquet"
         storage.upload_file(local, target, if_absent=True)
 

@@ -206,14 +206,29 @@ def test_a_class_too_small_to_stratify_is_named_with_its_count():
         split_dataset(df, config())
 
 
-def test_a_class_that_misses_a_split_is_named():
+def test_a_small_class_keeps_a_row_in_each_split():
+    # 3 rows of 60 would round to none of the 6 test rows: the stratified split still gives it one,
+    # taken from the largest class, and keeps the split sizes.
     df = make_frame(60)
-    df.loc[df.index[:3], "y"] = "rare"  # 3 rows: the 3-row test split gets none of them
-    with pytest.raises(
-        InputDataError,
-        match=r"class 'rare' of label column 'y' \(3 row\(s\) in all\) got no row in the test split",
-    ):
-        split_dataset(df, config(test_size=0.1))
+    df.loc[df.index[:3], "y"] = "rare"
+    train, test = split_dataset(df, config(test_size=0.1))
+    assert (len(train), len(test)) == (54, 6)
+    assert (train["y"] == "rare").sum() == 2 and (test["y"] == "rare").sum() == 1
+
+
+def test_the_split_depends_on_the_rows_and_the_seed_only():
+    # A row's split is a hash of its position and the seed: the same rows whatever the batches or
+    # shards they are read in, and stratified within one row per class.
+    df = make_frame(1000)
+    train, test = split_dataset(df, config(test_size=0.25))
+    again_train, again_test = split_dataset(df.copy(), config(test_size=0.25))
+    assert test.index.equals(again_test.index) and train.index.equals(again_train.index)
+    assert len(test) == 250 and set(train.index).isdisjoint(test.index)
+    shares = df["y"].value_counts(normalize=True)
+    test_shares = test["y"].value_counts(normalize=True)
+    assert (abs(test_shares - shares) * len(test)).max() <= 1
+    other_seed = split_dataset(df, config(test_size=0.25, seed=7))[1]
+    assert not test.index.equals(other_seed.index)
 
 
 def test_too_few_rows_to_split():
