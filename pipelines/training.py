@@ -105,6 +105,8 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         scoring: str = "",
         search_space: dict = {},
         max_search_rows: int = 0,
+        max_fit_rows: int = 0,
+        max_train_rows: int = 0,
         slice_columns: list = [],
         seed: int = 42,
         model_registry: str = "",
@@ -163,6 +165,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             encoding=encoding,
             outliers=outliers,
             unlabelled_rows=unlabelled_rows,
+            max_fit_rows=max_fit_rows,
         ).after(validate_task)
         configure_task(preprocess_task, "preprocess", settings)
 
@@ -175,6 +178,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             selection=selection,
             max_features=max_features,
             seed=seed,
+            max_fit_rows=max_fit_rows,
         )
         configure_task(features_task, "engineer_features", settings)
 
@@ -192,6 +196,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             search_space=search_space,
             seed=seed,
             max_search_rows=max_search_rows,
+            max_train_rows=max_train_rows,
             model_registry=model_registry,
             model_name=model_name,
         )

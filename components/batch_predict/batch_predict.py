@@ -40,6 +40,7 @@ from mlstages.components.common import registry, storage
 from mlstages.components.common.datasets import NUMERIC
 from mlstages.components.common.errors import InputDataError, MlstagesError, ParameterError
 from mlstages.components.common.model_card import ModelCard
+from mlstages.components.common.scoring import predict_frame
 from mlstages.components.serving.log_format import (
     LOG_COLUMNS,
     PREDICTION_COLUMN,
@@ -216,26 +217,6 @@ def iter_frames(parquet: Any, columns: Sequence[str], batch_rows: int) -> Iterat
 
 
 # --- scoring --------------------------------------------------------------------------------------
-
-
-def predict_frame(
-    model: Any, frame: pd.DataFrame, probabilities: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predictions (and class probabilities) of ``frame``. For a scikit-learn Pipeline the rows go
-    through its transforms once for both, as Pipeline.predict and predict_proba each would."""
-    from sklearn.pipeline import Pipeline
-
-    if probabilities and isinstance(model, Pipeline) and len(model.steps) > 1:
-        transformed = frame
-        for _, step in model.steps[:-1]:
-            if step is not None and step != "passthrough":
-                transformed = step.transform(transformed)
-        final = model.steps[-1][1]
-        return np.asarray(final.predict(transformed)), np.asarray(
-            final.predict_proba(transformed), dtype="float64"
-        )
-    predictions = np.asarray(model.predict(frame))
-    return predictions, (np.asarray(model.predict_proba(frame), dtype="float64") if probabilities else None)
 
 
 def has_probabilities(model: Any, card: ModelCard) -> bool:

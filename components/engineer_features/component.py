@@ -22,6 +22,7 @@ def engineer_features(
     max_features: int = 0,
     variance_threshold: float = 0.0,
     seed: int = 42,
+    max_fit_rows: int = 0,
 ) -> NamedTuple("Outputs", [("feature_count", int)]):
     """Adds derived features (ratios, logs, date parts, bins, interactions) to preprocess'
     transformer and selects features, all fitted on the train split only.
@@ -49,7 +50,10 @@ def engineer_features(
             0 keeps all that pass.
         variance_threshold: Features with train variance at or below it are dropped by the
             variance selection.
-        seed: Seed of mutual information's estimator and the L1 models.
+        seed: Seed of mutual information's estimator and the L1 models, and of the fitting sample.
+        max_fit_rows: The derived features and the selection are fitted on a seeded sample of this
+            many train rows when the train split has more; 0 sizes the sample from the task's
+            memory allowance ($MLSTAGES_MEMORY_MB or the pod's limit, else 4 GiB).
 
     Returns:
         features: The fitted feature pipeline (features.joblib) and metadata.json (input columns
@@ -68,7 +72,8 @@ def engineer_features(
 
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator
-    from mlstages.components.common.dataset_files import read_dataset
+    from mlstages.components.common.dataset_files import bytes_per_row, dataset_rows, sample_rows
+    from mlstages.components.common.memory import rows_within
     from mlstages.components.engineer_features.engineer_features import (
         FeatureConfig,
         check_matches_preprocess,
@@ -88,15 +93,27 @@ def engineer_features(
         max_features=max_features,
         variance_threshold=variance_threshold,
         seed=seed,
+        max_fit_rows=max_fit_rows,
     )
     transformer_metadata = read_metadata(transformer.path)
     check_matches_preprocess(config, transformer_metadata)
     preprocessor = load_estimator(transformer.path, "transformer")
-    train_df = read_dataset(train.path, what="train split")
+    available = dataset_rows(train.path, what="train split")
+    # The fit transforms the sample through the preprocessor and the derived features: several
+    # copies of it, hence a small share of the allowance for its raw rows.
+    fit_rows = config.max_fit_rows or rows_within(
+        0.08, bytes_per_row(train.path, what="train split"), floor=10_000
+    )
+    train_df = sample_rows(train.path, fit_rows, seed, what="train split").reset_index(drop=True)
     # Everything is checked and fitted in memory before the first output is written.
     result = run_engineer_features(train_df, preprocessor, config)
     html_report = render_html(result)
     markdown_summary = render_markdown(result)
+    if len(train_df) < available:
+        markdown_summary += (
+            f"\nFitted on a seeded sample of {len(train_df):,} of the {available:,} train rows "
+            "(max_fit_rows).\n"
+        )
 
     written = save_estimator(
         result.feature_pipeline,

@@ -107,6 +107,8 @@ class FeatureConfig:
         report says why.
     variance_threshold: the threshold of the variance method.
     seed: seeds mutual information's nearest-neighbour noise and the L1 models.
+    max_fit_rows: the component fits on a seeded sample of this many train rows when there are
+        more; 0 sizes it from the task's memory allowance.
     """
 
     label_column: str
@@ -116,8 +118,18 @@ class FeatureConfig:
     max_features: int = 0
     variance_threshold: float = 0.0
     seed: int = 42
+    max_fit_rows: int = 0
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.max_fit_rows, bool)
+            or not isinstance(self.max_fit_rows, int)
+            or self.max_fit_rows < 0
+        ):
+            raise ParameterError(
+                f"parameter max_fit_rows={self.max_fit_rows!r} must be 0 (as many as the task's memory "
+                "allows) or a positive number of rows"
+            )
         if not isinstance(self.label_column, str) or not self.label_column.strip():
             raise ParameterError("parameter label_column is empty: name the column to predict")
         require_choice("task", self.task, TASKS)

@@ -65,39 +65,30 @@ def evaluate(
 
     limit_threads()
 
-    import dataclasses
     import json
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator
     from mlstages.components.common.baselines import load_baselines
-    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import attach_evaluation
-    from mlstages.components.evaluate.evaluate import evaluate as evaluate_model
-    from mlstages.components.evaluate.evaluate import evaluate_baselines, model_inputs
+    from mlstages.components.evaluate.evaluate import evaluate_dataset, model_inputs
     from mlstages.components.evaluate.metrics import PRIMARY_METRIC
     from mlstages.components.evaluate.report import render_html, render_markdown
 
     card = ModelCard.read(model.path)
     classes, input_columns = model_inputs(card, label_column, task)
-    test_df = read_dataset(test.path, what="test split")
     fitted = load_estimator(model.path, "model")
-    result = evaluate_model(
+    # The test rows are streamed: the model and its baselines predict a batch at a time.
+    result = evaluate_dataset(
         fitted,
-        test_df,
+        load_baselines(model.path, card.baselines),
+        test.path,
         label_column,
         task,
         slice_columns=tuple(slice_columns),
         classes=classes,
         input_columns=input_columns,
-    )
-    baselines = load_baselines(model.path, card.baselines)
-    result = dataclasses.replace(
-        result,
-        baselines=evaluate_baselines(
-            baselines, test_df, label_column, task, classes, input_columns=input_columns
-        ),
     )
     document = json.dumps(result.to_dict(), indent=2, allow_nan=False)
     html_report = render_html(result)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from mlstages.components.common.model_card import ModelCard
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -116,12 +116,15 @@ def evaluate(
     classes: Sequence[Any] | None = None,
     *,
     input_columns: Sequence[str] | None = None,
+    predictions: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` (a Pipeline on raw rows) on ``test_df``.
 
     ``classes`` are the model's classes in predict_proba order (default: ``model.classes_``).
     ``input_columns`` are the raw columns the model takes (default: the columns it was fitted on,
-    else every column but the label).
+    else every column but the label). ``predictions`` are the model's predictions and class
+    probabilities (None where it has none) of the rows of ``test_df``, already made a batch at a
+    time (``scoring.predict_batches``): ``test_df`` then needs only the label and slice columns.
     """
     require_choice("task", task, TASKS)
     if isinstance(slice_columns, str):
@@ -136,11 +139,20 @@ def evaluate(
             f"slice_columns: column(s) {', '.join(map(repr, missing_slices))} not in the test split; "
             f"its columns are: {', '.join(map(str, test_df.columns))}"
         )
-    raw = test_df[_input_columns(model, test_df, label_column, input_columns)]
+    if predictions is None:
+        raw = test_df[_input_columns(model, test_df, label_column, input_columns)]
+        predict = model.predict
+        if task != REGRESSION and hasattr(model, "predict_proba"):
+            predictions = (np.asarray(predict(raw)), np.asarray(model.predict_proba(raw), dtype=float))
+        else:
+            predictions = (np.asarray(predict(raw)), None)
+    predicted, proba = predictions
+    if len(predicted) != len(test_df):
+        raise ValueError(f"{len(predicted)} predictions for {len(test_df)} test rows")
 
     if task == REGRESSION:
         y_true = _regression_label(labels, label_column)
-        y_pred = np.asarray(model.predict(raw), dtype=float)
+        y_pred = np.asarray(predicted, dtype=float)
         return EvaluationResult(
             task=task,
             label_column=label_column,
@@ -152,8 +164,7 @@ def evaluate(
 
     model_classes = _model_classes(model, classes)
     true_codes = _encode(_class_labels(labels, model_classes, label_column), model_classes)
-    pred_codes = _encode(np.asarray(model.predict(raw), dtype=object), model_classes)
-    proba = np.asarray(model.predict_proba(raw), dtype=float) if hasattr(model, "predict_proba") else None
+    pred_codes = _encode(np.asarray(predicted, dtype=object), model_classes)
     if proba is not None and proba.shape[1] != len(model_classes):
         raise InputDataError(
             f"the model gives {proba.shape[1]} class probabilities but classes lists {len(model_classes)}: "
@@ -194,6 +205,77 @@ def evaluate_baselines(
         ).metrics
         for name, baseline in baselines.items()
     }
+
+
+def evaluate_dataset(
+    model: Any,
+    baselines: Mapping[str, Any],
+    path: str,
+    label_column: str,
+    task: str,
+    slice_columns: Sequence[str] = (),
+    classes: Sequence[Any] | None = None,
+    *,
+    input_columns: Sequence[str],
+    batch_rows: int = 65_536,
+) -> EvaluationResult:
+    """``evaluate`` of the model and its baselines (their ``baselines`` entry: overall metrics) on
+    the test dataset at ``path``, streamed: the models predict a batch at a time, and only the
+    label, the slice columns and the predictions are held, never the test rows' features."""
+    from mlstages.components.common.dataset_files import (
+        dataset_columns,
+        dataset_rows,
+        iter_batches,
+        read_dataset,
+        read_dataset_head,
+    )
+    from mlstages.components.common.scoring import predict_batches
+
+    columns = dataset_columns(path, what="test split")
+    inputs = [str(c) for c in input_columns]
+    if (
+        label_column not in columns
+        or any(c not in columns for c in (*slice_columns, *inputs))
+        or not dataset_rows(path, what="test split")
+    ):
+        # The checks of evaluate name what is wrong; a row of the data is enough for them.
+        evaluate(
+            model,
+            read_dataset_head(path, 1, what="test split"),
+            label_column,
+            task,
+            slice_columns,
+            classes,
+            input_columns=inputs,
+        )
+    frame = read_dataset(path, what="test split", columns=list(dict.fromkeys([label_column, *slice_columns])))
+    models = {"model": model, **baselines}
+    probabilities = {name: task != REGRESSION and hasattr(m, "predict_proba") for name, m in models.items()}
+    batches = iter_batches(path, batch_rows=batch_rows, columns=inputs, what="test split")
+    predicted = predict_batches(models, batches, inputs, probabilities)
+    result = evaluate(
+        model,
+        frame,
+        label_column,
+        task,
+        slice_columns,
+        classes,
+        input_columns=inputs,
+        predictions=predicted["model"],
+    )
+    scores = {
+        name: evaluate(
+            baseline,
+            frame,
+            label_column,
+            task,
+            classes=classes,
+            input_columns=inputs,
+            predictions=predicted[name],
+        ).metrics
+        for name, baseline in baselines.items()
+    }
+    return replace(result, baselines=scores)
 
 
 def model_inputs(card: ModelCard, label_column: str, task: str) -> tuple[list[Any] | None, list[str]]:

@@ -29,6 +29,7 @@ def train(
     search_space: dict = {},
     seed: int = 42,
     max_search_rows: int = 0,
+    max_train_rows: int = 0,
     model_registry: str = "",
     model_name: str = "model",
 ) -> NamedTuple("Outputs", [("best_family", str), ("cv_score", float), ("model_uri", str)]):
@@ -72,6 +73,10 @@ def train(
         seed: Seeds estimators, folds, random search and the search sample.
         max_search_rows: 0 to search on every row; otherwise the search uses a seeded (stratified)
             sample of this many rows and the winner is refit on all rows, for large datasets.
+        max_train_rows: At most this many training rows are held (a seeded sample of the train
+            split when it has more) for the search and the final refit; the summary says how many.
+            0 sizes it from the task's memory allowance ($MLSTAGES_MEMORY_MB or the pod's limit,
+            else 4 GiB).
         model_registry: Optional registry root (gs://bucket/prefix or a folder): the model is also
             published there as <model_name>/<UTC time>-<sha256 prefix>/, never overwriting a version.
         model_name: The model's name in the registry (a Kubernetes name: lowercase, digits, '-').
@@ -102,8 +107,14 @@ def train(
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata
-    from mlstages.components.common.dataset_files import read_dataset
+    from mlstages.components.common.dataset_files import (
+        bytes_per_row,
+        dataset_rows,
+        read_dataset,
+        sample_rows,
+    )
     from mlstages.components.common.datasets import column_types
+    from mlstages.components.common.memory import rows_within
     from mlstages.components.common.model_card_report import render_card_html
     from mlstages.components.common.reference import build_reference, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model, read_champion
@@ -127,10 +138,21 @@ def train(
         search_space=search_space,
         seed=seed,
         max_search_rows=max_search_rows,
+        max_train_rows=max_train_rows,
     )
-    train_df = read_dataset(train.path, what="training split")
     feature_pipeline = load_estimator(features.path, "features")
     declared = read_metadata(features.path).get("input_columns") or {}
+    available = dataset_rows(train.path, what="training split")
+    # A held row costs its raw values plus the feature matrix's (float64, and a copy for the
+    # estimator's array input): half the allowance goes to them, the rest to the models.
+    feature_count = len(read_metadata(features.path).get("feature_names") or ()) or 100
+    per_row = bytes_per_row(train.path, what="training split") + 16 * feature_count
+    held_rows = config.max_train_rows or rows_within(0.5, per_row, floor=10_000)
+    train_df = (
+        read_dataset(train.path, what="training split")
+        if available <= held_rows
+        else sample_rows(train.path, held_rows, seed, what="training split").reset_index(drop=True)
+    )
     # The served model takes the columns the feature pipeline was fitted on, in that order; a
     # pipeline that does not record them is trusted to its metadata (in training-data order).
     input_columns = None
@@ -142,6 +164,11 @@ def train(
     input_types.update({c: t for c, t in declared.items() if c in input_types})
     html_report = render_html(result)
     markdown_report = render_markdown(result)
+    if len(train_df) < available:
+        markdown_report += (
+            f"\nThe model was searched and refit on a seeded sample of {len(train_df):,} of the "
+            f"{available:,} training rows: what the task's memory allows (max_train_rows).\n"
+        )
 
     # The training reference travels with the model, so drift monitoring never rereads the
     # training data.
@@ -199,6 +226,7 @@ def train(
         handle.write(card_html)
     metrics.log_metric(f"cv_{result.scoring}", result.best_score)
     metrics.log_metric("train_rows", result.train_rows)
+    metrics.log_metric("train_rows_available", available)
     metrics.log_metric("search_rows", result.search_rows)
     metrics.log_metric("candidates", len(result.search_results))
     metrics.log_metric("search_seconds", round(result.search_seconds, 3))

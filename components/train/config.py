@@ -169,6 +169,7 @@ class TrainConfig:
     search_space: Mapping[str, Mapping[str, Sequence[Any]]] = field(default_factory=dict)
     seed: int = 42
     max_search_rows: int = 0
+    max_train_rows: int = 0
     n_jobs: int = 1
 
     def __post_init__(self) -> None:
@@ -186,7 +187,7 @@ class TrainConfig:
         if len(set(families)) != len(families):
             raise ParameterError(f"parameter model_families lists a family twice: {list(families)}")
         object.__setattr__(self, "model_families", families)
-        for name in ("n_iter", "cv_folds", "max_search_rows", "n_jobs", "seed"):
+        for name in ("n_iter", "cv_folds", "max_search_rows", "max_train_rows", "n_jobs", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ParameterError(f"parameter {name}={value!r} must be an integer")
@@ -205,6 +206,11 @@ class TrainConfig:
         if self.max_search_rows < 0:
             raise ParameterError(
                 f"parameter max_search_rows={self.max_search_rows} must be 0 (all rows) or positive"
+            )
+        if self.max_train_rows < 0:
+            raise ParameterError(
+                f"parameter max_train_rows={self.max_train_rows} must be 0 (as many as the task's memory "
+                "allows) or positive"
             )
         if self.n_jobs == 0 or self.n_jobs < -1:
             raise ParameterError(f"parameter n_jobs={self.n_jobs} must be -1 (all cores) or positive")

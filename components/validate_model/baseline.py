@@ -65,16 +65,28 @@ def load_baseline(model_uri: str, directory: str | os.PathLike) -> tuple[Any, di
 def evaluate_baseline(
     model: Any,
     card: ModelCard,
-    test_df: pd.DataFrame,
+    test_df: pd.DataFrame | str,
     config: BlessingConfig,
     slice_columns: Sequence[str],
     model_uri: str,
 ) -> EvaluationResult:
-    """The baseline's metrics on the candidate's test split and slices, computed by evaluate."""
-    from mlstages.components.evaluate.evaluate import evaluate, model_inputs
+    """The baseline's metrics on the candidate's test split and slices, computed by evaluate (on
+    the test rows, or streamed from the test dataset at a path)."""
+    from mlstages.components.evaluate.evaluate import evaluate, evaluate_dataset, model_inputs
 
     try:
         classes, input_columns = model_inputs(card, config.label_column, config.task)
+        if isinstance(test_df, str):
+            return evaluate_dataset(
+                model,
+                {},
+                test_df,
+                config.label_column,
+                config.task,
+                slice_columns=tuple(slice_columns),
+                classes=classes,
+                input_columns=input_columns,
+            )
         return evaluate(
             model,
             test_df,

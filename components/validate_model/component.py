@@ -95,7 +95,6 @@ def validate_model(
     import json
     from collections import namedtuple
 
-    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.common.errors import InputDataError
     from mlstages.components.common.registry import attach_blessing, blessing_record
     from mlstages.components.evaluate.evaluate import EvaluationResult
@@ -117,10 +116,9 @@ def validate_model(
             evaluated = EvaluationResult.from_dict(json.load(handle))
     except (OSError, ValueError) as exc:
         raise InputDataError(f"evaluation {evaluation.path} is not evaluate's JSON: {exc}") from exc
-    test_df = read_dataset(test.path, what="test split")
     result = run_gate(
         model.path,
-        test_df,
+        test.path,  # streamed: the test split is never held whole
         evaluated,
         config,
         model_registry=model_registry,

@@ -41,10 +41,15 @@ from mlstages.components.validate_model.gate import Blessing, decide
 from mlstages.components.validate_model.robustness import INFRA_SAMPLE_ROWS, robustness_checks
 from mlstages.components.validate_model.thresholds import BlessingConfig, check_thresholds, gated_slices
 
+# The robustness and infra checks need rows, not all of them: on a test split larger than this
+# they take a seeded sample (the metrics compared with the thresholds and the champion cover
+# every row).
+CHECK_SAMPLE_ROWS = 100_000
+
 
 def validate_model(
     model_dir: str | os.PathLike,
-    test_df: pd.DataFrame,
+    test_df: pd.DataFrame | str | os.PathLike,
     evaluation: EvaluationResult,
     config: BlessingConfig,
     *,
@@ -55,7 +60,9 @@ def validate_model(
 ) -> Blessing:
     """Run the whole gate on the exported model in ``model_dir``.
 
-    ``evaluation`` is evaluate's result for this model on ``test_df``. The baseline is the champion
+    ``evaluation`` is evaluate's result for this model on ``test_df``: the test rows, or the test
+    dataset's path, which is then streamed (the champion predicts it a batch at a time) and
+    sampled for the robustness and infra checks (CHECK_SAMPLE_ROWS). The baseline is the champion
     of ``model_name`` in ``model_registry`` (none when the registry is empty or has no champion).
     ``candidate_uri`` is where the candidate lives (its registry version, if published).
     With ``infra_validation``, a candidate that passed everything else is loaded and queried in the
@@ -77,9 +84,17 @@ def validate_model(
             f"the gate has task={config.task!r}, label_column={config.label_column!r}: pass the evaluation "
             "of this model"
         )
-    if evaluation.rows != len(test_df):
+    test_path = None if isinstance(test_df, pd.DataFrame) else str(test_df)
+    if test_path is not None:
+        from mlstages.components.common.dataset_files import dataset_rows, sample_rows
+
+        test_rows = dataset_rows(test_path, what="test split")
+        test_df = sample_rows(test_path, CHECK_SAMPLE_ROWS, seed=0, what="test split").reset_index(drop=True)
+    else:
+        test_rows = len(test_df)
+    if evaluation.rows != test_rows:
         raise InputDataError(
-            f"the evaluation covers {evaluation.rows} rows but the test split has {len(test_df)}: pass "
+            f"the evaluation covers {evaluation.rows} rows but the test split has {test_rows}: pass "
             "the test split the model was evaluated on"
         )
     slices = gated_slices(evaluation, config.slice_columns)
@@ -101,7 +116,12 @@ def validate_model(
         with tempfile.TemporaryDirectory(prefix="mlstages-baseline-") as scratch:
             baseline_model, baseline_card = load_baseline(pointer["model_uri"], Path(scratch) / "model")
             baseline_eval = evaluate_baseline(
-                baseline_model, baseline_card, test_df, config, slice_columns, pointer["model_uri"]
+                baseline_model,
+                baseline_card,
+                test_path or test_df,
+                config,
+                slice_columns,
+                pointer["model_uri"],
             )
         baseline_info = {
             "uri": pointer["model_uri"],

@@ -1,0 +1,60 @@
+"""Predicting a dataset a batch at a time: what evaluate, validate_model and batch_predict share.
+
+A model's transforms on a whole test split hold a feature matrix of rows x features float64 (8 GB
+for 10M rows and 100 features); a batch at a time they hold one batch's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def predict_frame(
+    model: Any, frame: pd.DataFrame, probabilities: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions (and class probabilities) of ``frame``. For a scikit-learn Pipeline the rows go
+    through its transforms once for both, as Pipeline.predict and predict_proba each would."""
+    from sklearn.pipeline import Pipeline
+
+    if probabilities and isinstance(model, Pipeline) and len(model.steps) > 1:
+        transformed = frame
+        for _, step in model.steps[:-1]:
+            if step is not None and step != "passthrough":
+                transformed = step.transform(transformed)
+        final = model.steps[-1][1]
+        return np.asarray(final.predict(transformed)), np.asarray(
+            final.predict_proba(transformed), dtype="float64"
+        )
+    predictions = np.asarray(model.predict(frame))
+    return predictions, (np.asarray(model.predict_proba(frame), dtype="float64") if probabilities else None)
+
+
+def predict_batches(
+    models: Mapping[str, Any],
+    batches: Iterable[pd.DataFrame],
+    columns: list[str],
+    probabilities: Mapping[str, bool],
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Each model's predictions (and class probabilities where ``probabilities[name]``) of every
+    row of ``batches``, in order; only ``columns`` of a batch reach the models."""
+    predicted: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    scored: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    for batch in batches:
+        frame = batch[columns]
+        for name, model in models.items():
+            predictions, scores = predict_frame(model, frame, probabilities.get(name, False))
+            predicted[name].append(predictions)
+            if scores is not None:
+                scored[name].append(scores)
+    result: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name in models:
+        parts = predicted[name]
+        result[name] = (
+            np.concatenate(parts) if parts else np.empty(0),
+            np.concatenate(scored[name]) if scored[name] else None,
+        )
+    return result
