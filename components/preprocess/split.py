@@ -93,7 +93,11 @@ def _split(df: pd.DataFrame, y: pd.Series, task: str, config: PreprocessConfig) 
             test_pos = stratified_test_positions(positions, codes, n_test, config.seed)
         else:
             test_pos = np.sort(positions[_smallest(split_hashes(positions, config.seed), n_test)])
-        in_test = np.isin(positions, test_pos, assume_unique=True)
+        in_test = np.zeros(len(positions), dtype=bool)
+        if len(positions) < 2 or bool(np.all(positions[1:] > positions[:-1])):
+            in_test[np.searchsorted(positions, test_pos)] = True  # no sort of 50M labels
+        else:
+            in_test = np.isin(positions, test_pos, assume_unique=True)
         train_pos, test_pos = np.flatnonzero(~in_test), np.flatnonzero(in_test)
     parts = {"train": df.iloc[train_pos], "test": df.iloc[test_pos]}
     if task == CLASSIFICATION:
