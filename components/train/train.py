@@ -103,11 +103,23 @@ def train(
     columns = _input_columns(train_df, feature_pipeline, config.label_column, input_columns)
     raw = train_df[columns]
     features = _transform(feature_pipeline, raw)
+    # Only a few raw rows are needed from here on (the array-output and prediction checks): the
+    # column copy goes, so the raw rows are held once (by the caller) beside the features.
+    check_rows = (
+        raw
+        if len(raw) <= _PREDICTION_CHECK_ROWS
+        else raw.sample(n=_PREDICTION_CHECK_ROWS, random_state=config.seed)
+    )
+    first_rows = raw.iloc[:_ARRAY_CHECK_ROWS]
+    del raw
     search_index = _search_sample(y, config)
-    _check_folds(y[search_index], config, sampled=len(search_index) < len(y))
+    sampled = len(search_index) < len(y)
+    _check_folds(y[search_index], config, sampled=sampled)
 
     started = time.monotonic()
-    search_features, search_y = features.iloc[search_index], y[search_index]
+    # Every row searched: the features themselves, not an iloc copy of them.
+    search_features = features.iloc[search_index] if sampled else features
+    search_y = y[search_index] if sampled else y
     baselines = score_baselines(
         search_features, search_y, cv_folds(config), config.scoring, config.task, config.seed, config.n_jobs
     )
@@ -127,15 +139,19 @@ def train(
     else:
         family = family_estimator(config.task, best_family, config.seed, category_groups, features.shape[1])
         estimator = clone(family).set_params(**routed_params(family, best_params))
-    array_features = _array_output(feature_pipeline, raw, features)
+    del search_features
+    array_features = _array_output(feature_pipeline, first_rows, features)
     # With array output the estimators take the features as an array: checking a DataFrame column
     # by column costs ~0.6 ms per call for 16 columns, ~1 ms for 110 (measured), more than the
     # whole feature pipeline takes for one row.
     served_features = feature_pipeline if array_features is None else array_features
+    feature_names = [str(c) for c in features.columns]
     fit_matrix = features if array_features is None else features.to_numpy()
+    if array_features is not None:
+        del features  # the estimator takes the array: the DataFrame goes before the fit
     estimator.fit(fit_matrix, y)
     model = Pipeline([("features", served_features), ("model", estimator)])
-    _check_predictions(model, raw, config)
+    _check_predictions(model, check_rows, config)
     classes = [native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None
     return TrainResult(
         model=model,
@@ -152,7 +168,7 @@ def train(
         train_rows=len(train_df),
         search_rows=len(search_index),
         input_columns=list(columns),
-        feature_names=[str(c) for c in features.columns],
+        feature_names=feature_names,
         baselines=baselines,
         fitted_baselines=fit_baselines(served_features, fit_matrix, y, config.task, config.seed),
         skipped={o.family: o.skipped for o in outcomes if o.skipped},
@@ -344,10 +360,7 @@ def _rank(table: pd.DataFrame) -> pd.DataFrame:
     return ranked
 
 
-def _check_predictions(model: Any, raw: pd.DataFrame, config: TrainConfig) -> None:
-    rows = raw
-    if len(raw) > _PREDICTION_CHECK_ROWS:
-        rows = raw.sample(n=_PREDICTION_CHECK_ROWS, random_state=config.seed)
+def _check_predictions(model: Any, rows: pd.DataFrame, config: TrainConfig) -> None:
     if config.task == CLASSIFICATION:
         output = model.predict_proba(rows)
     else:
