@@ -54,9 +54,11 @@ def preprocess(
         task: auto, classification or regression. auto reads a non-numeric or boolean label, or a
             whole-number label with at most 20 distinct values, as classification.
         test_size: Share of the rows for the test split, in (0, 1).
-        seed: Seed of the random split.
-        split: stratified (class shares kept in every split; regression falls back to random),
-            random, or time (ordered by time_column: oldest rows train, newest test).
+        seed: Seed of the split (each row's split is a hash of its position and the seed: the
+            same rows whatever the shards) and of the fitting sample.
+        split: stratified (class shares kept in every split to within one row per class, every
+            class in each; regression falls back to random), random, or time (ordered by
+            time_column: oldest rows train, newest test).
         time_column: The column that orders rows for split=time.
         drop_columns: Columns that are not features (IDs, leaks); they stay in the split datasets.
         numeric_imputation: mean, median, most_frequent or constant (fill_value_numeric).
@@ -86,8 +88,8 @@ def preprocess(
             task's memory allowance ($MLSTAGES_MEMORY_MB or the pod's limit, else 4 GiB).
 
     Returns:
-        train: Raw rows of the train split.
-        test: Raw rows of the test split.
+        train: Raw rows of the train split, in dataset order (a folder of Parquet parts).
+        test: Raw rows of the test split, in dataset order (a folder of Parquet parts).
         transformer: The fitted preprocessing transformer (transformer.joblib, a scikit-learn
             ColumnTransformer with pandas output) and metadata.json (input columns and types,
             output feature names, column plan, config, library versions, sha256).
