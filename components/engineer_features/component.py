@@ -52,8 +52,9 @@ def engineer_features(
             variance selection.
         seed: Seed of mutual information's estimator and the L1 models, and of the fitting sample.
         max_fit_rows: The derived features and the selection are fitted on a seeded sample of this
-            many train rows when the train split has more; 0 sizes the sample from the task's
-            memory allowance ($MLSTAGES_MEMORY_MB or the pod's limit, else 4 GiB).
+            many train rows when the train split has more; 0 takes what the task's memory
+            allowance affords ($MLSTAGES_MEMORY_MB or the pod's limit, else 4 GiB), at most
+            200,000 rows.
 
     Returns:
         features: The fitted feature pipeline (features.joblib) and metadata.json (input columns
@@ -73,7 +74,7 @@ def engineer_features(
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator
     from mlstages.components.common.dataset_files import bytes_per_row, dataset_rows, sample_rows
-    from mlstages.components.common.memory import rows_within
+    from mlstages.components.common.memory import fit_rows
     from mlstages.components.engineer_features.engineer_features import (
         FeatureConfig,
         check_matches_preprocess,
@@ -100,11 +101,9 @@ def engineer_features(
     preprocessor = load_estimator(transformer.path, "transformer")
     available = dataset_rows(train.path, what="train split")
     # The fit transforms the sample through the preprocessor and the derived features: several
-    # copies of it, hence a small share of the allowance for its raw rows.
-    fit_rows = config.max_fit_rows or rows_within(
-        0.08, bytes_per_row(train.path, what="train split"), floor=10_000
-    )
-    train_df = sample_rows(train.path, fit_rows, seed, what="train split").reset_index(drop=True)
+    # copies of it (memory.fit_rows).
+    held = fit_rows(bytes_per_row(train.path, what="train split"), config.max_fit_rows)
+    train_df = sample_rows(train.path, held, seed, what="train split").reset_index(drop=True)
     # Everything is checked and fitted in memory before the first output is written.
     result = run_engineer_features(train_df, preprocessor, config)
     html_report = render_html(result)

@@ -108,7 +108,7 @@ class FeatureConfig:
     variance_threshold: the threshold of the variance method.
     seed: seeds mutual information's nearest-neighbour noise and the L1 models.
     max_fit_rows: the component fits on a seeded sample of this many train rows when there are
-        more; 0 sizes it from the task's memory allowance.
+        more; 0 takes what the task's memory allowance affords, at most 200,000 rows.
     """
 
     label_column: str

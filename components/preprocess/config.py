@@ -98,7 +98,8 @@ class PreprocessConfig:
         nothing. A column named in ``column_types`` is never excluded as an ID.
     max_fit_rows: the transformer is fitted on a seeded sample of this many train rows when the
         train split has more (every row is still split and written); 0 lets the component size it
-        from the task's memory allowance (``fit_rows_for``), and keeps every row in memory here.
+        from the task's memory allowance, at most 200,000 rows (``memory.fit_rows``), and keeps
+        every row in memory here.
     """
 
     label_column: str

@@ -25,7 +25,7 @@ from mlstages.components.common.dataset_files import (
     read_dataset_head,
     read_positions,
 )
-from mlstages.components.common.memory import rows_within
+from mlstages.components.common.memory import fit_rows
 from mlstages.components.preprocess.config import PreprocessConfig
 from mlstages.components.preprocess.preprocess import (
     PreprocessResult,
@@ -34,17 +34,12 @@ from mlstages.components.preprocess.preprocess import (
     plan_split,
 )
 
-# The fitting sample's raw rows may take this share of the task's memory: fitting copies them a
-# few times (imputed, encoded, scaled blocks), and the label column is held beside them.
-FIT_MEMORY_SHARE = 0.08
 _TRAIN, _TEST, _NONE = 0, 1, -1
 
 
 def fit_rows_for(path: str | os.PathLike, config: PreprocessConfig) -> int:
     """The train rows the transformer is fitted on: ``max_fit_rows``, or what the memory allows."""
-    if config.max_fit_rows:
-        return config.max_fit_rows
-    return rows_within(FIT_MEMORY_SHARE, bytes_per_row(path, what="input dataset"), floor=10_000)
+    return fit_rows(bytes_per_row(path, what="input dataset"), config.max_fit_rows)
 
 
 def preprocess_dataset(
