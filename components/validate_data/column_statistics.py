@@ -13,7 +13,7 @@ beside them under ``estimates``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,8 +75,9 @@ class ColumnFacts:
     categories: every distinct value as text, sorted, when they were counted exactly (string,
         categorical and boolean columns), else None. all_bool: every present value is a bool (a
         boolean column with gaps is stored as objects). label_kind: classification or regression,
-        by ``labels.detect_task``'s rule. rows/distinct/distinct_exact/minimum/maximum: the whole
-        column, for the identifier check when the value checks see a sample.
+        by ``labels.detect_task``'s rule. rows/distinct/distinct_exact/minimum/maximum/integer: the
+        whole column, for the identifier check when the value checks see a sample. all_str: every
+        present value is a str.
     """
 
     categories: tuple[str, ...] | None
@@ -89,7 +90,7 @@ class ColumnFacts:
     minimum: float | None = None
     maximum: float | None = None
     integer: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    all_str: bool = False
 
 
 def _float(value: Any) -> float | None:
@@ -472,6 +473,7 @@ class CategoryStatistics(ColumnStatistics):
         return ColumnFacts(
             categories=tuple(sorted(self.counts.counts)) if self.counts.exact else None,
             all_bool=self.all_bool and self.hashable,
+            all_str=self.all_str and self.hashable,
             label_kind=CLASSIFICATION,
             rows=self.rows,
             missing=self.missing,
