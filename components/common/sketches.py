@@ -368,3 +368,66 @@ class FrequentCounts:
         """The keys by count, most frequent first, ties by key; the first ``n``."""
         ordered = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
         return ordered if n is None else ordered[:n]
+
+
+# --- a seeded uniform sample -------------------------------------------------------------------------
+
+
+class SeededSample:
+    """Values of a column: every one while there are at most ``size``, beyond that a uniform
+    sample of ``size`` without replacement, the values whose row positions hash (with ``seed``)
+    lowest. The sample depends on the rows alone, not on the batches or the order of merges."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError(f"size={size} must be positive")
+        self.size = size
+        self._salt = mix64(np.array([seed], dtype=_U64))[0]
+        self.count = 0
+        self._keys: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._kept = 0
+        self._threshold: np.uint64 | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.count <= self.size
+
+    def update(self, values: np.ndarray, positions: np.ndarray) -> None:
+        if not len(values):
+            return
+        self.count += len(values)
+        keys = mix64(positions.astype(_U64) ^ self._salt)
+        if self._threshold is not None:
+            below = keys < self._threshold
+            keys, values = keys[below], values[below]
+        self._keys.append(keys)
+        self._values.append(values)
+        self._kept += len(keys)
+        if self._kept > 2 * self.size or (self._threshold is None and self._kept > self.size):
+            self._shrink()
+
+    def _shrink(self) -> None:
+        keys = np.concatenate(self._keys) if self._keys else np.empty(0, dtype=_U64)
+        values = np.concatenate(self._values) if self._values else np.empty(0)
+        if len(keys) > self.size:
+            keep = np.argpartition(keys, self.size - 1)[: self.size]
+            keys, values = keys[keep], values[keep]
+            self._threshold = keys.max()
+        self._keys, self._values, self._kept = [keys], [values], len(keys)
+
+    def merge(self, other: SeededSample) -> None:
+        if other._salt != self._salt:
+            raise ValueError("samples drawn with different seeds cannot be merged")
+        self.count += other.count
+        self._keys += other._keys
+        self._values += other._values
+        self._kept += other._kept
+        if other._threshold is not None and (self._threshold is None or other._threshold < self._threshold):
+            self._threshold = other._threshold
+        self._shrink()
+
+    def sorted_values(self) -> np.ndarray:
+        """The values kept (all of them, or the sample), sorted."""
+        self._shrink()
+        return np.sort(self._values[0]) if self._values else np.empty(0)

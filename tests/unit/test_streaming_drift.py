@@ -124,3 +124,106 @@ def test_a_sketched_reference_keeps_its_bins_and_sample_within_the_stated_error(
 
     assert stats.wasserstein_distance(sample, values) / values.std() < 0.005
     assert reference["columns"]["plan"]["counts"] == pd.Series(df["plan"]).value_counts().to_dict()
+
+
+# --- the drift monitor --------------------------------------------------------------------------
+
+WINDOW_TYPES = {
+    "age": "numeric",
+    "income": "numeric",
+    "plan": "categorical",
+    "flag": "boolean",
+    "rooms": "numeric",
+    "when": "datetime",
+}
+
+
+@pytest.fixture(scope="module")
+def population_reference() -> dict:
+    return build_reference(population(8_000, seed=1), "y", WINDOW_TYPES)
+
+
+def windows() -> dict[str, pd.DataFrame]:
+    shifted = population(3_000, seed=7)
+    shifted["age"] += 6.0
+    shifted.loc[:400, "plan"] = "enterprise"  # a new category
+    words = population(900, seed=8)
+    words["income"] = words["income"].map(lambda v: f"{v:.2f}")  # numbers as text, and two words
+    words.loc[[5, 600], "income"] = ["n/a", "?"]
+    many = population(2_500, seed=9).assign(
+        rooms=np.random.default_rng(2).integers(1, 5_000, 2_500), extra=1.0
+    )
+    flags = population(1_200, seed=10).astype({"flag": object})
+    flags.loc[:30, "flag"] = None
+    return {
+        "same": population(4_000, seed=6),
+        "small": population(250, seed=11),
+        "shifted": shifted,
+        "words": words.drop(columns=["plan"]),
+        "many_values": many,
+        "flags_with_gaps": flags,
+    }
+
+
+@pytest.mark.parametrize("name", list(windows()))
+@pytest.mark.parametrize("batch_rows", [97, 100_000])
+def test_drift_of_a_window_folder_is_that_of_the_whole_window(
+    tmp_path, population_reference, name, batch_rows
+):
+    from mlstages.components.monitor_drift.config import DriftConfig
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift, detect_drift_dataset
+
+    window = windows()[name]
+    write_dataset(window, tmp_path / "window", part_rows=333)
+    for config in (DriftConfig(), DriftConfig(method="psi")):
+        whole = detect_drift(population_reference, window, config).to_dict()
+        streamed = detect_drift_dataset(
+            population_reference, tmp_path / "window", config, batch_rows=batch_rows
+        )
+        assert streamed.to_dict() == whole
+
+
+def test_a_window_beyond_the_value_bound_tests_a_seeded_sample_and_counts_every_row(tmp_path, monkeypatch):
+    from mlstages.components.monitor_drift import window as window_module
+    from mlstages.components.monitor_drift.config import DriftConfig
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift_dataset
+
+    monkeypatch.setattr(window_module, "WINDOW_VALUES", 5_000)
+    reference = build_reference(population(20_000, seed=1), None, {"income": "numeric"})
+    current = population(60_000, seed=4)
+    write_dataset(current, tmp_path / "window")
+    result = detect_drift_dataset(reference, tmp_path / "window", DriftConfig(method="psi"))
+    income = result.features[0]
+    values = current["income"].to_numpy()
+    values = values[np.isfinite(values)]
+    edges = np.asarray(reference["columns"]["income"]["bin_edges"])
+    expected = np.histogram(values, bins=[-np.inf, *edges, np.inf])[0]
+    # Binned tests count every row of the window, exactly.
+    assert income.current_n == len(values)
+    assert np.allclose(income.plot["current"], expected / expected.sum())
+    wasserstein = detect_drift_dataset(reference, tmp_path / "window").features[0]
+    assert wasserstein.method == "wasserstein" and not wasserstein.drifted
+    assert any("seeded uniform sample of 5,000 of the" in note for note in wasserstein.notes)
+    again = detect_drift_dataset(reference, tmp_path / "window", batch_rows=7_777).features[0]
+    assert again.score == wasserstein.score  # the sample depends on the rows, not the batches
+
+
+def test_seeded_sample_is_every_value_below_its_size_and_uniform_beyond():
+    from mlstages.components.common.sketches import SeededSample
+
+    values = np.arange(100_000, dtype=float)
+    small = SeededSample(200_000)
+    small.update(values[50_000:], np.arange(50_000, 100_000))
+    small.update(values[:50_000], np.arange(50_000))
+    assert small.exact and np.array_equal(small.sorted_values(), values)
+    whole = SeededSample(10_000, seed=3)
+    whole.update(values, np.arange(len(values)))
+    parts = [SeededSample(10_000, seed=3) for _ in range(3)]
+    for part, chunk in zip(parts, np.array_split(np.arange(len(values)), 3), strict=True):
+        part.update(values[chunk], chunk)
+    parts[2].merge(parts[0])
+    parts[2].merge(parts[1])
+    sample = whole.sorted_values()
+    assert not whole.exact and len(sample) == 10_000 and np.array_equal(parts[2].sorted_values(), sample)
+    # Uniform: each tenth of the range holds about a tenth of the sample.
+    assert np.abs(np.histogram(sample, bins=10)[0] - 1_000).max() < 120
