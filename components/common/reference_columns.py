@@ -215,7 +215,7 @@ class CategoricalReference:
         counts, missing = category_counts(series)
         self.rows += len(series)
         self.missing += missing
-        self.counts.update(counts)
+        self.counts.update_mapping(counts)
         self.distinct.update(string_hashes(np.array(list(counts), dtype=object)))
         if self.logical is None and self.all_str:
             values = series.dtype.categories if isinstance(series.dtype, pd.CategoricalDtype) else series

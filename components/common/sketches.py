@@ -29,10 +29,11 @@ runs, so these sketches are deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 # Values kept one by one before a column is sketched: 8 MiB a column.
 EXACT_VALUES = 1 << 20
@@ -58,6 +59,18 @@ def mix64(values: np.ndarray) -> np.ndarray:
     z *= _U64(0x94D049BB133111EB)
     z ^= z >> _U64(31)
     return z
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted: ``np.unique`` by a sort, which for 64-bit hashes is tens of
+    times faster than numpy 2's hash-based ``np.unique`` (1.5M uint64: 0.04 s against 1.65 s)."""
+    if len(values) < 2:
+        return values.copy()
+    ordered = np.sort(values)
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 # --- moments ---------------------------------------------------------------------------------------
@@ -285,7 +298,7 @@ class DistinctHashes:
     def _compact(self) -> None:
         if not self._pending:
             return
-        self._main = np.unique(np.concatenate([self._main, *self._pending]))
+        self._main = sorted_unique(np.concatenate([self._main, *self._pending]))
         self._pending, self._pending_size = [], 0
         if self.exact and len(self._main) > self.exact_limit:
             self.exact = False
@@ -318,55 +331,95 @@ class DistinctHashes:
 
 class FrequentCounts:
     """Counts per key (strings): exact up to ``exact_limit`` keys, then a weighted Misra-Gries
-    summary of ``capacity`` counters in which each key's count is low by at most ``count_error``."""
+    summary of ``capacity`` counters in which each key's count is low by at most ``count_error``.
+
+    A few keys live in a dict; past ``_SERIES_AT`` keys in a pandas Series, where a hash group-by
+    merges a batch of 100k new keys faster than a Python loop over a dict."""
+
+    _SERIES_AT = 4_096
 
     def __init__(self, exact_limit: int = EXACT_KEYS, capacity: int = FREQUENT_CAPACITY) -> None:
         if capacity < 1 or exact_limit < capacity:
             raise ValueError(f"need 1 <= capacity ({capacity}) <= exact_limit ({exact_limit})")
         self.exact_limit = exact_limit
         self.capacity = capacity
-        self.counts: dict[str, int] = {}
+        self._dict: dict[str, int] = {}
+        self._series: pd.Series | None = None
         self.total = 0
         self.count_error = 0
         self.exact = True
 
-    def update(self, counts: Mapping[str, int] | Iterable[tuple[str, int]]) -> None:
-        self.total += self._add(counts)
+    def __len__(self) -> int:
+        return len(self._dict) if self._series is None else len(self._series)
+
+    def update(self, keys: Sequence[str], counts: Sequence[int] | np.ndarray) -> None:
+        """Add ``counts[i]`` to ``keys[i]`` (a key may repeat)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        self.total += int(counts.sum())
+        self._add(keys, counts)
         self._bound()
 
-    def _add(self, counts: Mapping[str, int] | Iterable[tuple[str, int]]) -> int:
-        items = counts.items() if isinstance(counts, Mapping) else counts
-        kept = self.counts
-        added = 0
-        for key, count in items:
-            if count:
-                kept[key] = kept.get(key, 0) + int(count)
-                added += int(count)
-        return added
+    def update_mapping(self, counts: Mapping[str, int]) -> None:
+        self.update(list(counts), list(counts.values()))
+
+    def _add(self, keys: Sequence[str], counts: np.ndarray) -> None:
+        if self._series is None and len(self._dict) + len(keys) <= self._SERIES_AT:
+            kept = self._dict
+            for key, count in zip(keys, counts.tolist(), strict=True):
+                kept[key] = kept.get(key, 0) + count
+            return
+        batch = pd.Series(counts, index=pd.Index(keys, dtype=object))
+        if self._series is None:
+            self._series = pd.Series(
+                np.fromiter(self._dict.values(), dtype=np.int64, count=len(self._dict)),
+                index=pd.Index(list(self._dict), dtype=object),
+            )
+            self._dict = {}
+        # A hash group-by, not Series.add: add aligns by a sorted union of the keys.
+        parts = [part for part in (self._series, batch) if len(part)]
+        self._series = pd.concat(parts).groupby(level=0, sort=False).sum() if parts else batch
 
     def merge(self, other: FrequentCounts) -> None:
-        self._add(other.counts)
+        keys, counts = other._arrays()
+        self._add(keys, counts)
         self.total += other.total
         self.count_error += other.count_error
         self.exact = self.exact and other.exact
         self._bound()
 
+    def _arrays(self) -> tuple[list[str], np.ndarray]:
+        if self._series is None:
+            return list(self._dict), np.fromiter(self._dict.values(), dtype=np.int64, count=len(self._dict))
+        return self._series.index.tolist(), self._series.to_numpy().astype(np.int64)
+
     def _bound(self) -> None:
-        if self.exact and len(self.counts) <= self.exact_limit:
+        if self.exact and len(self) <= self.exact_limit:
             return
         self.exact = False
-        if len(self.counts) <= self.capacity:
+        if len(self) <= self.capacity:
             return
-        values = np.fromiter(self.counts.values(), dtype=np.int64, count=len(self.counts))
+        keys, values = self._arrays()
         # Misra-Gries with weights: subtract the (capacity + 1)-th largest count from every
         # counter; no key's count drops by more than the sum of what was subtracted.
         cut = int(np.partition(values, len(values) - self.capacity - 1)[len(values) - self.capacity - 1])
-        self.counts = {key: count - cut for key, count in self.counts.items() if count > cut}
+        kept = values > cut
+        self._series = pd.Series(
+            (values[kept] - cut).astype(np.float64),
+            index=pd.Index(np.asarray(keys, dtype=object)[kept], dtype=object),
+        )
+        self._dict = {}
         self.count_error += cut
+
+    def items(self) -> list[tuple[str, int]]:
+        keys, counts = self._arrays()
+        return list(zip(keys, counts.tolist(), strict=True))
+
+    def keys(self) -> list[str]:
+        return self._arrays()[0]
 
     def top(self, n: int | None = None) -> list[tuple[str, int]]:
         """The keys by count, most frequent first, ties by key; the first ``n``."""
-        ordered = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
+        ordered = sorted(self.items(), key=lambda item: (-item[1], item[0]))
         return ordered if n is None else ordered[:n]
 
 

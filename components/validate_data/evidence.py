@@ -79,7 +79,7 @@ class CountWhere(Request):
             self.values += series.iloc[hits[: VALUES_IN_MESSAGE - len(self.values)]].tolist()
         if self.count_labels:
             counts = series.iloc[hits].map(str).value_counts(sort=False)
-            self.labels.update(zip(counts.index, counts.tolist(), strict=True))
+            self.labels.update(counts.index.tolist(), counts.to_numpy())
 
 
 @dataclass

@@ -26,6 +26,7 @@ import pandas as pd
 from mlstages.components.common.errors import InputDataError
 from mlstages.components.common.hashing import row_hashes
 from mlstages.components.common.memory import memory_allowance
+from mlstages.components.common.sketches import mix64
 from mlstages.components.validate_data.column_statistics import (
     ColumnFacts,
     ColumnStatistics,
@@ -127,6 +128,52 @@ class RowDuplicates:
         """The sorted keys of the rows seen more than once (among the sampled ones when sampled)."""
         self._compact()
         return self._main[(self._main & _FLAG) == _FLAG] & _KEY
+
+
+class RowSample:
+    """A seeded uniform sample of at most ``size`` rows taken while the rows stream past: the rows
+    whose positions hash (with ``seed``) lowest, so the same rows whatever the batches. Every row
+    while there are at most ``size``; ``rows()`` gives them in dataset order."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError(f"size={size} must be positive")
+        self.size = size
+        self._salt = mix64(np.array([seed], dtype=_U64))[0]
+        self._frames: list[pd.DataFrame] = []
+        self._keys: list[np.ndarray] = []
+        self._kept = 0
+        self._threshold: np.uint64 | None = None
+
+    def update(self, batch: pd.DataFrame, start: int) -> None:
+        positions = np.arange(start, start + len(batch), dtype=np.int64)
+        keys = mix64(positions.astype(_U64) ^ self._salt)
+        if self._threshold is not None:
+            keep = keys < self._threshold
+            batch, keys, positions = batch[keep], keys[keep], positions[keep]
+        if not len(batch):
+            return
+        self._frames.append(batch.set_axis(positions, axis=0))
+        self._keys.append(keys)
+        self._kept += len(keys)
+        if self._kept > 2 * self.size or (self._threshold is None and self._kept > self.size):
+            self._shrink()
+
+    def _shrink(self) -> None:
+        frame = pd.concat(self._frames) if len(self._frames) > 1 else self._frames[0]
+        keys = np.concatenate(self._keys)
+        if len(keys) > self.size:
+            keep = np.argpartition(keys, self.size - 1)[: self.size]
+            frame, keys = frame.iloc[keep], keys[keep]
+            self._threshold = keys.max()
+        self._frames, self._keys, self._kept = [frame], [keys], len(keys)
+
+    def rows(self) -> pd.DataFrame | None:
+        """The sampled rows in dataset order, their index the row positions; None before any row."""
+        if not self._frames:
+            return None
+        self._shrink()
+        return self._frames[0].sort_index()
 
 
 def with_text_column_names(df: pd.DataFrame) -> pd.DataFrame:

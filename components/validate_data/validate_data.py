@@ -37,7 +37,7 @@ from mlstages.components.validate_data.column_statistics import Limits
 from mlstages.components.validate_data.config import ERROR, WARNING, ValidationConfig
 from mlstages.components.validate_data.schema import infer_schema, schema_from_statistics, validate_schema
 from mlstages.components.validate_data.statistics import _with_text_column_names
-from mlstages.components.validate_data.streaming import StatisticsAccumulator
+from mlstages.components.validate_data.streaming import RowSample, StatisticsAccumulator
 
 # The checks of a column's guessed type (numbers as text, identifiers, leading zeros, "NA" as a
 # category, label variants) read a seeded sample of at most this many rows: they look at values
@@ -93,6 +93,8 @@ class ValidationResult:
             "error_count": len(self.errors),
             "warning_count": len(self.warnings),
             "statistics_exact": bool(self.statistics.get("exact", True)),
+            # The rows the guessed-type checks read: every row, or the size of their sample.
+            "value_check_rows": dataset["rows"] if self.value_check_rows is None else self.value_check_rows,
         }
 
 
@@ -136,10 +138,8 @@ def validate_dataset(
     from mlstages.components.common.dataset_files import (
         DEFAULT_BATCH_ROWS,
         dataset_columns,
-        dataset_rows,
         iter_batches,
         read_dataset_head,
-        sample_rows,
     )
 
     what = "input dataset"
@@ -147,23 +147,32 @@ def validate_dataset(
     head = _with_text_column_names(read_dataset_head(path, 0, what=what))
     declared = check_column_types(config.column_types, head)
     kept = [c for c in dataset_columns(path, what=what) if declared.get(c) != IGNORE]
-    rows = dataset_rows(path, what=what)
-    sample = sample_rows(path, value_check_rows, VALUE_CHECK_SEED, columns=kept, what=what)
-    # The declared types are checked on the sample (a column whose values mostly do not parse is
-    # refused), then applied to every batch as they are.
-    sample = _typed(sample.reset_index(drop=True), declared, check=True)
+
+    def raw_batches(columns: Sequence[str] | None) -> Iterator[pd.DataFrame]:
+        wanted = kept if columns is None else columns
+        yield from iter_batches(path, batch_rows=batch_rows, columns=wanted, what=what)
 
     def batches(columns: Sequence[str] | None) -> Iterator[pd.DataFrame]:
-        for batch in iter_batches(
-            path, batch_rows=batch_rows, columns=kept if columns is None else columns, what=what
-        ):
+        for batch in raw_batches(columns):
             yield _typed(batch, declared)
 
+    # One pass: the statistics of the typed rows, and the sample of raw rows the type checks read
+    # (taken on the way, so the data is not read again for it).
     accumulator = StatisticsAccumulator(limits)
-    for batch in batches(None):
-        accumulator.update(batch, start=int(batch.index[0]) if len(batch) else accumulator.rows)
+    sampler = RowSample(value_check_rows, VALUE_CHECK_SEED)
+    for batch in raw_batches(None):
+        start = int(batch.index[0]) if len(batch) else accumulator.rows
+        sampler.update(batch, start)
+        accumulator.update(_typed(batch, declared), start=start)
     if accumulator.columns is None:  # no rows: the columns and their types from the footer
         accumulator.update(_typed(head[kept], declared), start=0)
+    rows = accumulator.rows
+    raw_sample = sampler.rows()
+    # The declared types are checked on the sample (a column whose values mostly do not parse is
+    # refused, as apply_column_types refuses the whole table), then applied to every batch as is.
+    sample = _typed(
+        (head[kept] if raw_sample is None else raw_sample).reset_index(drop=True), declared, check=True
+    )
     statistics = accumulator.result()
     facts = accumulator.facts()
     if schema is not None:

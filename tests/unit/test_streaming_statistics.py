@@ -25,7 +25,7 @@ from mlstages.components.validate_data.column_statistics import Limits
 from mlstages.components.validate_data.config import ValidationConfig
 from mlstages.components.validate_data.schema import infer_schema
 from mlstages.components.validate_data.statistics import compute_statistics
-from mlstages.components.validate_data.streaming import RowDuplicates, StatisticsAccumulator
+from mlstages.components.validate_data.streaming import RowDuplicates, RowSample, StatisticsAccumulator
 from mlstages.components.validate_data.validate_data import validate, validate_dataset
 
 
@@ -184,6 +184,23 @@ def test_type_checks_on_a_sample_judge_identifiers_and_label_classes_on_the_whol
     }
 
 
+def test_the_type_checks_sample_is_every_row_below_its_size_and_the_same_rows_whatever_the_batches():
+    df = mixed_table(3_000)
+    small = RowSample(10_000)
+    for start in range(0, len(df), 700):
+        small.update(df.iloc[start : start + 700], start)
+    assert small.rows().reset_index(drop=True).equals(df)
+    samples = []
+    for batch_rows in (97, 1_000, 100_000):
+        sample = RowSample(500, seed=4)
+        for start in range(0, len(df), batch_rows):
+            sample.update(df.iloc[start : start + batch_rows], start)
+        samples.append(sample.rows())
+    assert len(samples[0]) == 500 and samples[0].index.is_monotonic_increasing
+    assert all(s.equals(samples[0]) for s in samples)
+    assert samples[0].equals(df.loc[samples[0].index])
+
+
 # --- sketches: exact below their bounds, within their stated error beyond ----------------------------
 
 
@@ -296,14 +313,14 @@ def test_frequent_counts_are_exact_below_their_bound_and_never_high_beyond():
     counts = FrequentCounts(exact_limit=2_000, capacity=500)
     for start in range(0, len(keys), 50_000):
         chunk = pd.Series(keys[start : start + 50_000]).value_counts()
-        counts.update(zip(chunk.index, chunk.tolist(), strict=True))
+        counts.update(chunk.index.tolist(), chunk.to_numpy())
     assert not counts.exact and counts.total == len(keys)
     assert counts.count_error <= len(keys) / (counts.capacity + 1)
     for key, count in counts.top(20):
         assert true[key] - counts.count_error <= count <= true[key]
     assert [key for key, _ in counts.top(5)] == list(true.index[:5])
     exact = FrequentCounts(exact_limit=10_000, capacity=500)
-    exact.update({"a": 3, "b": 3, "c": 1})
+    exact.update_mapping({"a": 3, "b": 3, "c": 1})
     assert exact.exact and exact.top() == [("a", 3), ("b", 3), ("c", 1)]
 
 
@@ -381,10 +398,14 @@ def test_bad_input_gets_one_line_naming_the_column_or_file(tmp_path):
         validate_dataset(tmp_path / "data.parquet", ValidationConfig())
     with pytest.raises(InputDataError) as names:
         compute_statistics(pd.DataFrame([[1, 2]], columns=["a", "a"]))
-    messages = [e.value.args[0] for e in (columns, dtype, merged, unreadable, names)]
+    write_dataset(pd.DataFrame({"mass": ["heavy", "light", "3"] * 10}), tmp_path / "words")
+    with pytest.raises(InputDataError) as declared:
+        validate_dataset(tmp_path / "words", ValidationConfig(column_types={"mass": "numeric"}))
+    messages = [e.value.args[0] for e in (columns, dtype, merged, unreadable, names, declared)]
     assert all("\n" not in m for m in messages)
     assert "have columns a, c, the first rows had a, b" in messages[0]
     assert "column 'a' is float64" in messages[1] and "object" in messages[1]
     assert "column 'a'" in messages[2]
     assert "data.parquet is not a readable Parquet file" in messages[3]
     assert "duplicate column names: 'a'" in messages[4]
+    assert "column 'mass' is declared 'numeric' in column_types, but 20 of 30" in messages[5]
