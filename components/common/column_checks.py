@@ -5,6 +5,11 @@ unique customer id becomes a thousand-level one-hot encoding. None of that fails
 quietly worse. ``suspicious_columns`` finds those columns and says, with examples, what each looks
 like and what to do: validate_data reports them as warnings, and ``id_columns`` feeds the default
 exclusion of identifiers from the features. ``column_types`` (a parameter) overrides any guess.
+
+The checks read values, so on a large dataset they see a sample of its rows; ``ColumnExtent`` then
+says what the whole column holds (its rows, distinct values, range, the label's classes), so that a
+column is called an identifier only when it is one over all its rows, and a rare spelling of a
+class is not missed.
 """
 
 from __future__ import annotations
@@ -47,6 +52,21 @@ _ISO_DATE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(
 _SLASH_DATE = re.compile(r"^\s*\d{1,4}[/.]\d{1,2}[/.]\d{1,4}\s*$")
 _LEADING_ZERO_CODE = re.compile(r"^0\d+$")
 _NA_STRINGS = {"NA", "N/A"}
+
+
+@dataclass(frozen=True)
+class ColumnExtent:
+    """The whole column, when the checks see a sample of its rows: rows, missing values, distinct
+    values (exact, or an estimate), minimum and maximum (numeric), and every distinct value when
+    they were counted exactly (string columns), else None."""
+
+    rows: int
+    missing: int
+    distinct: int
+    distinct_exact: bool
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,15 +162,21 @@ def _text_suspicion(name: str, strings: pd.Series) -> Suspicion | None:
     return None
 
 
-def _is_id(series: pd.Series) -> bool:
+def _is_id(series: pd.Series, whole: ColumnExtent | None = None) -> bool:
+    """A unique, key-like value in every row: of ``series``, or of the whole column ``whole``
+    describes when ``series`` is a sample of it."""
     values = series.dropna()
     if len(values) < _MIN_ROWS_FOR_ID or values.nunique() != len(series):
+        return False
+    if whole is not None and not _unique_whole(whole):
         return False
     if pd.api.types.is_float_dtype(values) or pd.api.types.is_bool_dtype(values):
         return False
     if pd.api.types.is_integer_dtype(values):
         # Consecutive or near-consecutive integers are row numbers or keys; spread-out unique integers
         # (amounts, counts) are measurements.
+        if whole is not None and whole.minimum is not None and whole.maximum is not None:
+            return bool(whole.maximum - whole.minimum < 2 * whole.rows)
         return bool(values.max() - values.min() < 2 * len(values))
     strings = _strings(values)
     # Unique short tokens (no spaces) that are not plain numbers: keys, not free text or amounts.
@@ -161,17 +187,31 @@ def _is_id(series: pd.Series) -> bool:
     )
 
 
+# An estimated distinct count is "one per row" within this many relative standard errors of its
+# sketch (column_statistics: 0.78%), so a key column is not missed for the sketch's noise.
+_ESTIMATE_SLACK = 0.03
+
+
+def _unique_whole(whole: ColumnExtent) -> bool:
+    if whole.missing or whole.rows < _MIN_ROWS_FOR_ID:
+        return False
+    if whole.distinct_exact:
+        return whole.distinct == whole.rows
+    return whole.distinct >= (1 - _ESTIMATE_SLACK) * whole.rows
+
+
 def id_columns(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
     """Columns with one distinct, key-like value per row (excluded from the features by default)."""
     return [str(c) for c in df.columns if str(c) not in exclude and _is_id(df[c])]
 
 
-def label_suspicion(y: pd.Series) -> Suspicion | None:
-    """A label whose classes look like typos of each other, or whose class ids have one odd value."""
+def label_suspicion(y: pd.Series, classes: tuple[str, ...] | None = None) -> Suspicion | None:
+    """A label whose classes look like typos of each other, or whose class ids have one odd value;
+    ``classes``: every class of the whole column, when ``y`` is a sample of it."""
     name = str(y.name)
     strings = _strings(y)
     if not strings.empty:
-        distinct = pd.unique(strings)
+        distinct = list(classes) if classes is not None else pd.unique(strings)
         by_key: dict[str, list[str]] = {}
         for value in distinct:
             by_key.setdefault(value.strip().casefold(), []).append(value)
@@ -203,10 +243,15 @@ def label_suspicion(y: pd.Series) -> Suspicion | None:
 
 
 def suspicious_columns(
-    df: pd.DataFrame, label_column: str | None = None, column_types: Mapping[str, str] | None = None
+    df: pd.DataFrame,
+    label_column: str | None = None,
+    column_types: Mapping[str, str] | None = None,
+    *,
+    whole: Mapping[str, ColumnExtent] | None = None,
 ) -> list[Suspicion]:
     """Every doubtful column of ``df``, in column order; columns named in ``column_types`` are the
-    user's decision and are not second-guessed."""
+    user's decision and are not second-guessed. When ``df`` is a sample of the data, ``whole``
+    describes each whole column (see ``ColumnExtent``)."""
     decided = set(check_column_types(column_types or {}, df))
     found: list[Suspicion] = []
     for column in df.columns:
@@ -214,12 +259,13 @@ def suspicious_columns(
         if name in decided:
             continue
         series = df[column]
+        extent = (whole or {}).get(name)
         if name == label_column:
-            suspicion = label_suspicion(series)
+            suspicion = label_suspicion(series, extent.categories if extent is not None else None)
         else:
             # Numbers or dates written as text say more than "unique per row" does.
             suspicion = _text_suspicion(name, _strings(series))
-            if suspicion is None and _is_id(series):
+            if suspicion is None and _is_id(series, extent):
                 suspicion = Suspicion(
                     name,
                     ID_COLUMN,
@@ -282,12 +328,16 @@ def check_declared_values(df: pd.DataFrame, column_types: Mapping[str, str]) -> 
             )
 
 
-def apply_column_types(df: pd.DataFrame, column_types: Mapping[str, str]) -> pd.DataFrame:
+def apply_column_types(
+    df: pd.DataFrame, column_types: Mapping[str, str], *, check_values: bool = True
+) -> pd.DataFrame:
     """``df`` read as ``column_types`` declares, with the parsers the exported model's transformer
     uses: numeric and boolean text parsed (what does not parse becomes missing), categories and text
-    as strings, dates as timestamps; 'ignore' columns dropped. Undeclared columns are unchanged."""
+    as strings, dates as timestamps; 'ignore' columns dropped. Undeclared columns are unchanged.
+    ``check_values`` False skips ``check_declared_values`` (a batch of data checked on a sample)."""
     types = check_column_types(column_types, df)
-    check_declared_values(df, types)
+    if check_values:
+        check_declared_values(df, types)
     out = df.drop(columns=[name for name, kind in types.items() if kind == IGNORE])
     for name, kind in types.items():
         if kind == "numeric":

@@ -48,7 +48,6 @@ from mlstages.components.common.datasets import (
     LOGICAL_TYPES,
     NUMERIC,
     TEXT,
-    logical_type,
 )
 from mlstages.components.common.errors import InputDataError, ParameterError
 
@@ -179,90 +178,6 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def numeric_column_reference(
-    series: pd.Series, logical: str, *, max_sample: int, bins: int, rng: np.random.Generator
-) -> dict[str, Any]:
-    """The reference entry of a numeric column (see the module docstring)."""
-    raw, not_numbers = float_values(series)
-    if not_numbers:
-        raise InputDataError(
-            f"column {series.name!r} is declared {logical} but has value(s) that are not numbers, "
-            f"such as {', '.join(not_numbers)}; fix the data or its declared type"
-        )
-    values = np.sort(finite_values(raw))
-    entry: dict[str, Any] = {
-        "type": logical,
-        "kind": NUMERIC_KIND,
-        "rows": len(series),
-        "count": len(values),
-        "missing": int(len(series) - len(values)),
-    }
-    if len(values) == 0:
-        return entry
-    distinct, distinct_counts = value_counts_sorted(values)
-    entry["summary"] = {
-        "mean": _number(values.mean()),
-        "std": _number(values.std()),
-        "min": float(values[0]),
-        "max": float(values[-1]),
-        "quantiles": {
-            f"{level:g}": float(q)
-            for level, q in zip(QUANTILE_LEVELS, np.quantile(values, QUANTILE_LEVELS), strict=True)
-        },
-    }
-    entry["distinct"] = len(distinct)
-    if len(distinct) <= MAX_DISCRETE_VALUES:
-        entry["value_counts"] = {
-            category_key(v): int(c) for v, c in zip(distinct.tolist(), distinct_counts.tolist(), strict=True)
-        }
-    entry["sample"] = stratified_sample(values, max_sample, rng).tolist()
-    edges = quantile_edges(values, bins)
-    entry["bin_edges"] = edges.tolist()
-    entry["bin_counts"] = bin_counts_sorted(values, edges).tolist()
-    return entry
-
-
-def categorical_column_reference(series: pd.Series, logical: str) -> dict[str, Any]:
-    """The reference entry of a categorical or boolean column."""
-    counts, missing = category_counts(series)
-    kept = dict(list(counts.items())[:MAX_CATEGORIES])
-    return {
-        "type": logical,
-        "kind": CATEGORICAL_KIND,
-        "rows": len(series),
-        "count": int(len(series) - missing),
-        "missing": missing,
-        "distinct": len(counts),
-        "counts": kept,
-        "other": int(sum(counts.values()) - sum(kept.values())),
-    }
-
-
-def column_reference(
-    series: pd.Series,
-    logical: str,
-    *,
-    max_sample: int = DEFAULT_MAX_SAMPLE,
-    bins: int = DEFAULT_BINS,
-    rng: np.random.Generator | None = None,
-) -> dict[str, Any]:
-    """The reference entry of one column of logical type ``logical``."""
-    rng = rng if rng is not None else np.random.default_rng(DEFAULT_SEED)
-    kind = KIND_OF_TYPE[logical]
-    if kind == NUMERIC_KIND:
-        return numeric_column_reference(series, logical, max_sample=max_sample, bins=bins, rng=rng)
-    if kind == CATEGORICAL_KIND:
-        return categorical_column_reference(series, logical)
-    missing = int(series.isna().sum())
-    return {
-        "type": logical,
-        "kind": UNTESTED_KIND,
-        "rows": len(series),
-        "count": int(len(series) - missing),
-        "missing": missing,
-    }
-
-
 def _check_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float | None], str | None]:
     """Flat metrics from a flat dict or from an evaluation JSON ({"task", "metrics": {...}})."""
     task = None
@@ -305,6 +220,59 @@ def build_reference(
     Returns:
         The reference; ``save_reference`` writes it beside the model.
     """
+    from mlstages.components.common.reference_columns import ReferenceAccumulator
+
+    label_column = _check_arguments(
+        list(train_df.columns), len(train_df), label_column, input_columns, max_sample, bins
+    )
+    accumulator = ReferenceAccumulator(input_columns, label_column)
+    accumulator.update(train_df, start=0)
+    return _reference(accumulator, max_sample=max_sample, bins=bins, seed=seed, metrics=metrics)
+
+
+def build_reference_from_dataset(
+    path: str | os.PathLike,
+    label_column: str | None,
+    input_columns: Mapping[str, str],
+    *,
+    max_sample: int = DEFAULT_MAX_SAMPLE,
+    bins: int = DEFAULT_BINS,
+    seed: int = DEFAULT_SEED,
+    metrics: Mapping[str, Any] | None = None,
+    batch_rows: int | None = None,
+    what: str = "training data",
+) -> dict[str, Any]:
+    """``build_reference`` of the dataset at ``path`` (a folder of Parquet parts or one file), read a
+    batch at a time: the same reference while each column has at most ``sketches.EXACT_VALUES``
+    values (or categories), sketched beyond (see ``reference_columns``)."""
+    from mlstages.components.common.dataset_files import (
+        DEFAULT_BATCH_ROWS,
+        dataset_columns,
+        dataset_rows,
+        iter_batches,
+    )
+    from mlstages.components.common.reference_columns import ReferenceAccumulator
+
+    columns = dataset_columns(path, what=what)
+    label_column = _check_arguments(
+        columns, dataset_rows(path, what=what), label_column, input_columns, max_sample, bins
+    )
+    wanted = [str(c) for c in input_columns] + ([label_column] if label_column else [])
+    accumulator = ReferenceAccumulator(input_columns, label_column)
+    for batch in iter_batches(path, batch_rows=batch_rows or DEFAULT_BATCH_ROWS, columns=wanted, what=what):
+        accumulator.update(batch, start=int(batch.index[0]))
+    return _reference(accumulator, max_sample=max_sample, bins=bins, seed=seed, metrics=metrics)
+
+
+def _check_arguments(
+    columns: list[Any],
+    rows: int,
+    label_column: str | None,
+    input_columns: Mapping[str, str],
+    max_sample: int,
+    bins: int,
+) -> str | None:
+    """Refuse bad parameters and data naming what is wrong; the label column, None for none."""
     if isinstance(max_sample, bool) or not isinstance(max_sample, int) or max_sample < 1:
         raise ParameterError(f"parameter max_sample={max_sample!r} must be a positive integer")
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
@@ -314,7 +282,7 @@ def build_reference(
             "parameter input_columns must map each model input column to its logical type, "
             f"got {input_columns!r}"
         )
-    if len(train_df) == 0:
+    if rows == 0:
         raise InputDataError("the training data has no rows: there is nothing to take a reference of")
     bad_types = {c: t for c, t in input_columns.items() if t not in LOGICAL_TYPES}
     if bad_types:
@@ -322,41 +290,38 @@ def build_reference(
             f"parameter input_columns: {', '.join(f'{c!r}: {t!r}' for c, t in bad_types.items())} "
             f"not a logical type; use one of {', '.join(LOGICAL_TYPES)}"
         )
-    absent = [c for c in input_columns if c not in train_df.columns]
+    absent = [c for c in input_columns if c not in columns]
     if absent:
         raise InputDataError(
             f"input_columns: column(s) {', '.join(map(repr, absent))} not in the training data; "
-            f"it has: {', '.join(map(str, train_df.columns))}"
+            f"it has: {', '.join(map(str, columns))}"
         )
     label_column = label_column or None
     if label_column is not None:
         if label_column in input_columns:
             raise ParameterError(f"parameter label_column={label_column!r} is also one of input_columns")
-        if label_column not in train_df.columns:
+        if label_column not in columns:
             raise InputDataError(
                 f"label_column {label_column!r} is not a column of the training data; "
-                f"its columns are: {', '.join(map(str, train_df.columns))}"
+                f"its columns are: {', '.join(map(str, columns))}"
             )
+    return label_column
 
-    rng = np.random.default_rng(seed)
-    columns = {
-        str(name): column_reference(train_df[name], logical, max_sample=max_sample, bins=bins, rng=rng)
-        for name, logical in input_columns.items()
-    }
-    label = None
-    if label_column is not None:
-        series = train_df[label_column]
-        label = column_reference(series, logical_type(series), max_sample=max_sample, bins=bins, rng=rng)
+
+def _reference(
+    accumulator: Any, *, max_sample: int, bins: int, seed: int, metrics: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    columns, label = accumulator.entries(max_sample=max_sample, bins=bins, seed=seed)
     flat_metrics, task = _check_metrics(metrics) if metrics is not None else (None, None)
 
     from mlstages.components import __version__
 
     return {
         "format": REFERENCE_FORMAT,
-        "rows": len(train_df),
+        "rows": accumulator.rows,
         "features": list(columns),
         "columns": columns,
-        "label_column": label_column,
+        "label_column": accumulator.label_column,
         "label": label,
         "metrics": flat_metrics,
         "task": task,

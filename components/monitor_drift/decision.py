@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
-
-import pandas as pd
 
 from mlstages.components.monitor_drift.config import NOT_TESTED, DriftConfig
 from mlstages.components.monitor_drift.results import FeatureDrift, PerformanceCheck, _names
@@ -13,7 +12,7 @@ from mlstages.components.monitor_drift.results import FeatureDrift, PerformanceC
 def _warnings(
     results: list[FeatureDrift],
     checked: list[FeatureDrift],
-    current: pd.DataFrame,
+    current_columns: Sequence[str],
     label_column: str | None,
     performance: PerformanceCheck | None,
     model: Any,
@@ -23,7 +22,7 @@ def _warnings(
         warnings.append("no feature could be tested (every reference column is of an untested type)")
     if performance is not None and not performance.computed:
         warnings.append(f"performance {performance.message}")
-    if model is None and label_column and label_column in current.columns:
+    if model is None and label_column and label_column in current_columns:
         warnings.append("the window has labels but no model was given: performance was not checked")
     not_tested = [f.column for f in results if f.status == NOT_TESTED]
     if not_tested:

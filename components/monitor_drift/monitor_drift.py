@@ -53,7 +53,9 @@ trigger retraining; the decision comes with its reasons.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -78,8 +80,14 @@ from mlstages.components.monitor_drift.config import (
 )
 from mlstages.components.monitor_drift.decision import _retrain_reasons, _warnings
 from mlstages.components.monitor_drift.performance import check_performance
-from mlstages.components.monitor_drift.results import DriftResult
+from mlstages.components.monitor_drift.results import DriftResult, PerformanceCheck
 from mlstages.components.monitor_drift.tests_by_type import compare_column
+from mlstages.components.monitor_drift.window import WindowAccumulator
+
+# The labelled rows the performance check scores: every one while the window fits this share of
+# the task's memory, else a seeded sample of that many rows.
+PERFORMANCE_MEMORY_SHARE = 0.2
+PERFORMANCE_SEED = 0
 
 
 def is_prediction_log_column(name: str) -> bool:
@@ -105,6 +113,77 @@ def detect_drift(
     config = config or DriftConfig()
     if len(current) == 0:
         raise InputDataError("the current window has no rows: there is nothing to compare with the reference")
+    columns = [str(c) for c in current.columns]
+    label_column = _prepare(reference, config, model_card)
+    window = WindowAccumulator(reference, columns, label_column)
+    window.update(current.set_axis(columns, axis=1), start=0)
+    performance = None
+    if model is not None:
+        performance = check_performance(
+            model, model_card, current, label_column or "", reference.get("metrics"), config
+        )
+    return _decide(reference, window, config, label_column, performance, model)
+
+
+def detect_drift_dataset(
+    reference: Mapping[str, Any],
+    path: str | os.PathLike,
+    config: DriftConfig | None = None,
+    *,
+    model: Any = None,
+    model_card: ModelCard | None = None,
+    batch_rows: int | None = None,
+) -> DriftResult:
+    """``detect_drift`` of the window at ``path`` (a folder of Parquet parts or one file), read a
+    batch at a time (see ``window``). Performance is measured on every labelled row of a window
+    that fits the task's memory, else on a seeded sample of its rows (the result says so)."""
+    from mlstages.components.common.dataset_files import (
+        DEFAULT_BATCH_ROWS,
+        bytes_per_row,
+        dataset_columns,
+        dataset_rows,
+        iter_batches,
+        read_dataset_head,
+        sample_rows,
+    )
+    from mlstages.components.common.memory import rows_within
+
+    what = "current window"
+    config = config or DriftConfig()
+    rows = dataset_rows(path, what=what)
+    if rows == 0:
+        raise InputDataError("the current window has no rows: there is nothing to compare with the reference")
+    columns = dataset_columns(path, what=what)
+    label_column = _prepare(reference, config, model_card)
+    window = WindowAccumulator(reference, columns, label_column)
+    if window.needed_columns:
+        for batch in iter_batches(
+            path, batch_rows=batch_rows or DEFAULT_BATCH_ROWS, columns=window.needed_columns, what=what
+        ):
+            window.update(batch, start=int(batch.index[0]))
+    else:
+        window.rows = rows
+    performance = None
+    if model is not None:
+        if label_column and label_column in columns:
+            size = rows_within(PERFORMANCE_MEMORY_SHARE, bytes_per_row(path, what=what))
+            labelled = sample_rows(path, size, PERFORMANCE_SEED, what=what).reset_index(drop=True)
+        else:
+            labelled = read_dataset_head(path, 0, what=what)
+        performance = check_performance(
+            model, model_card, labelled, label_column or "", reference.get("metrics"), config
+        )
+        if len(labelled) < rows and performance.computed:
+            performance = replace(
+                performance,
+                message=f"{performance.message} (on a seeded sample of {len(labelled):,} of the window's "
+                f"{rows:,} rows)",
+            )
+    return _decide(reference, window, config, label_column, performance, model)
+
+
+def _prepare(reference: Mapping[str, Any], config: DriftConfig, model_card: ModelCard | None) -> str | None:
+    """Check the configuration against the reference; the label column to compare, if any."""
     features = [str(f) for f in reference["features"]]
     unknown = [f for f in config.feature_thresholds if f not in features]
     if unknown:
@@ -113,18 +192,30 @@ def detect_drift(
             f"reference; its features are: {', '.join(features)}"
         )
     _check_explicit_methods(reference, config)
-    label_column = _label_column(reference, config, model_card)
+    return _label_column(reference, config, model_card)
 
+
+def _decide(
+    reference: Mapping[str, Any],
+    window: WindowAccumulator,
+    config: DriftConfig,
+    label_column: str | None,
+    performance: PerformanceCheck | None,
+    model: Any,
+) -> DriftResult:
+    features = [str(f) for f in reference["features"]]
     results = [
         compare_column(
-            name, reference["columns"][name], current, config.rule(name), config.max_missing_increase
+            name,
+            reference["columns"][name],
+            window.summary(name),
+            config.rule(name),
+            config.max_missing_increase,
         )
         for name in features
     ]
     known = set(features) | ({label_column} if label_column else set())
-    new_columns = [
-        str(c) for c in current.columns if str(c) not in known and not is_prediction_log_column(str(c))
-    ]
+    new_columns = [c for c in window.columns if c not in known and not is_prediction_log_column(c)]
 
     checked = [f for f in results if f.status != NOT_TESTED]
     drifted = [f for f in checked if f.drifted]
@@ -132,21 +223,19 @@ def detect_drift(
     dataset_drift = bool(checked) and share >= config.drift_share
 
     label = None
-    if label_column and reference.get("label") and label_column in current.columns:
+    if label_column and reference.get("label") and label_column in window.columns:
         label = compare_column(
-            label_column, reference["label"], current, FeatureRule(), config.max_missing_increase
+            label_column,
+            reference["label"],
+            window.summary(label_column),
+            FeatureRule(),
+            config.max_missing_increase,
         )
 
-    performance = None
-    if model is not None:
-        performance = check_performance(
-            model, model_card, current, label_column or "", reference.get("metrics"), config
-        )
-
-    warnings = _warnings(results, checked, current, label_column, performance, model)
+    warnings = _warnings(results, checked, window.columns, label_column, performance, model)
     reasons = _retrain_reasons(config, dataset_drift, share, drifted, checked, performance)
     return DriftResult(
-        rows=len(current),
+        rows=window.rows,
         reference_rows=int(reference["rows"]),
         features=results,
         drift_share=share,

@@ -14,12 +14,6 @@ from mlstages.components.common.reference import (
     CATEGORICAL_KIND,
     NUMERIC_KIND,
     OTHER,
-    bin_counts_sorted,
-    category_counts,
-    category_key,
-    finite_values,
-    float_values,
-    value_counts_sorted,
 )
 from mlstages.components.monitor_drift.config import (
     ALL_MISSING,
@@ -28,7 +22,6 @@ from mlstages.components.monitor_drift.config import (
     DEFAULT_THRESHOLDS,
     JENSEN_SHANNON,
     KS,
-    MAX_NEW_VALUE_BINS,
     MAX_VALUES_AS_CATEGORIES,
     METHOD_NAMES,
     NEW_VALUES,
@@ -58,6 +51,7 @@ from mlstages.components.monitor_drift.statistical_tests import (
     proportion_z_test,
     severity,
 )
+from mlstages.components.monitor_drift.window import CategoricalWindow, ColumnWindow, NumericWindow
 
 
 @dataclass
@@ -92,30 +86,6 @@ def _align_categories(
         current=np.array([current_counts.get(k, 0) for k in labels + new], dtype=float),
         new=new,
     )
-
-
-def _numeric_value_counts(sorted_values: np.ndarray, reference_keys: set[str]) -> dict[str, int]:
-    """Current value counts keyed like the reference's. With more than MAX_NEW_VALUE_BINS distinct
-    values beyond the reference's, only the reference's values are counted one by one (looked up
-    by value, not by keying every current value) and all the others share one bin."""
-    values, counts = value_counts_sorted(sorted_values)
-    if len(values) <= len(reference_keys) + MAX_NEW_VALUE_BINS:
-        result: dict[str, int] = {}
-        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-            key = category_key(value)
-            result[key] = result.get(key, 0) + count
-        return result
-    keys = sorted(reference_keys)
-    numbers = np.array([float(k) for k in keys])
-    positions = np.minimum(np.searchsorted(values, numbers), len(values) - 1)
-    found = values[positions] == numbers
-    result = {
-        k: int(counts[p]) for k, p, f in zip(keys, positions.tolist(), found.tolist(), strict=True) if f
-    }
-    pooled = int(counts.sum()) - sum(result.values())
-    if pooled:
-        result[NEW_VALUES] = pooled
-    return result
 
 
 def _bin_labels(edges: Sequence[float]) -> list[str]:
@@ -201,16 +171,17 @@ def _finish(
 def compare_column(
     column: str,
     entry: Mapping[str, Any],
-    current: pd.DataFrame,
+    window: ColumnWindow | None,
     rule: FeatureRule,
     max_missing_increase: float,
 ) -> FeatureDrift:
-    """Compare one reference column (its reference.json entry) with the current window."""
+    """Compare one reference column (its reference.json entry) with the window's summary of the
+    same column (``window.WindowAccumulator``; None when the window lacks the column)."""
     logical = entry["type"]
     kind = entry["kind"]
     ref_rows = int(entry["rows"])
     ref_missing_share = _share(int(entry["missing"]), ref_rows)
-    if column not in current.columns:
+    if window is None:
         return FeatureDrift(
             column=column,
             type=logical,
@@ -219,8 +190,7 @@ def compare_column(
             reasons=["column missing from the current window"],
             reference_missing_share=ref_missing_share,
         )
-    series = current[column]
-    rows = len(series)
+    rows = window.rows
     if kind not in (NUMERIC_KIND, CATEGORICAL_KIND):
         return FeatureDrift(
             column=column,
@@ -229,13 +199,12 @@ def compare_column(
             drifted=False,
             notes=[f"{logical} columns are not tested for drift"],
             reference_missing_share=ref_missing_share,
-            current_missing_share=_share(int(series.isna().sum()), rows),
+            current_missing_share=_share(window.missing, rows),
         )
 
     notes: list[str] = []
-    if kind == NUMERIC_KIND:
-        raw, not_numbers = float_values(series)
-        if not_numbers:
+    if isinstance(window, NumericWindow):
+        if window.not_numbers:
             return FeatureDrift(
                 column=column,
                 type=logical,
@@ -243,19 +212,19 @@ def compare_column(
                 drifted=True,
                 reasons=[
                     f"type changed: numeric in training, but the window has values that are not "
-                    f"numbers, such as {', '.join(not_numbers)}"
+                    f"numbers, such as {', '.join(window.not_numbers)}"
                 ],
                 reference_missing_share=ref_missing_share,
             )
-        if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            notes.append(f"numeric in training; read from {series.dtype} values")
-        values = np.sort(finite_values(raw))
-        current_n = len(values)
+        if not window.numeric_dtype:
+            notes.append(f"numeric in training; read from {window.dtype} values")
+        current_n = window.finite
     else:
-        cat_counts, cat_missing = category_counts(series)
-        current_n = rows - cat_missing
-        if current_n and pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            notes.append(f"{logical} in training; the window has {series.dtype} values (compared as text)")
+        assert isinstance(window, CategoricalWindow)
+        cat_counts = window.category_counts()
+        current_n = rows - window.missing
+        if current_n and window.numeric_dtype and not pd.api.types.is_bool_dtype(window.dtype):
+            notes.append(f"{logical} in training; the window has {window.dtype} values (compared as text)")
 
     cur_missing_share = _share(rows - current_n, rows)
     base = {
@@ -318,23 +287,25 @@ def compare_column(
             plot=_plot(counts.labels, counts.reference, counts.current, ordered=False),
             **{**base, "notes": [*notes, basis]},
         )
-    return _compare_numeric(column, entry, values, rule, reasons, base)
+    assert isinstance(window, NumericWindow)
+    return _compare_numeric(column, entry, window, rule, reasons, base)
 
 
 def _compare_numeric(
     column: str,
     entry: Mapping[str, Any],
-    values: np.ndarray,
+    window: NumericWindow,
     rule: FeatureRule,
     reasons: list[str],
     base: dict[str, Any],
 ) -> FeatureDrift:
     reference_n = int(entry["count"])
-    current_n = len(values)
+    current_n = window.finite
     value_counts = entry.get("value_counts")
     by_value = None
     if value_counts is not None:
-        by_value = _align_categories(value_counts, 0, _numeric_value_counts(values, set(value_counts)))
+        assert window.discrete is not None
+        by_value = _align_categories(value_counts, 0, window.discrete.counts())
     few_values = (
         by_value is not None
         and len(by_value.labels) <= MAX_VALUES_AS_CATEGORIES
@@ -350,11 +321,11 @@ def _compare_numeric(
     notes = list(base["notes"])
     binned = by_value
     if binned is None:
-        edges = np.asarray(entry["bin_edges"], dtype=float)
+        assert window.bin_counts is not None
         binned = _Counts(
-            labels=_bin_labels(edges.tolist()),
+            labels=_bin_labels(list(entry["bin_edges"])),
             reference=np.asarray(entry["bin_counts"], dtype=float),
-            current=bin_counts_sorted(values, edges).astype(float),
+            current=window.bin_counts.astype(float),
             new=[],
         )
 
@@ -365,10 +336,19 @@ def _compare_numeric(
             notes.append(f"{test} on a stratified sample of {used:,} of the {reference_n:,} training values")
         else:
             notes.append(f"{test} on all {reference_n:,} training values")
+        values = window.sorted_values()
+        if len(values) < current_n:
+            notes.append(
+                f"{test} on a seeded uniform sample of {len(values):,} of the {current_n:,} current values"
+            )
         if method == KS:
             _, score = _ks_sorted(sample, values)
             if used < reference_n:
                 notes.append(f"p-value with n = {used:,} (the sample size), which is conservative")
+            if len(values) < current_n:
+                notes.append(
+                    f"p-value with m = {len(values):,} (the window's sample size), which is conservative"
+                )
         else:
             score = _wasserstein_sorted(sample, values) / _norm(entry["summary"]["std"])
             notes.append("normed by the standard deviation of all training values")

@@ -116,7 +116,7 @@ def train(
     from mlstages.components.common.datasets import column_types
     from mlstages.components.common.memory import rows_within
     from mlstages.components.common.model_card_report import render_card_html
-    from mlstages.components.common.reference import build_reference, save_reference
+    from mlstages.components.common.reference import build_reference_from_dataset, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model, read_champion
     from mlstages.components.common.reports import markdown_text
     from mlstages.components.train.config import TrainConfig
@@ -171,11 +171,12 @@ def train(
         )
 
     # The training reference travels with the model, so drift monitoring never rereads the
-    # training data.
+    # training data; it is taken a batch at a time from the split's files, in bounded memory.
     ordered_types = {c: input_types[c] for c in result.input_columns}
-    reference_path = save_reference(
-        build_reference(train_df, result.label_column, ordered_types, seed=seed), model.path
+    reference = build_reference_from_dataset(
+        train.path, result.label_column, ordered_types, seed=seed, what="training split"
     )
+    reference_path = save_reference(reference, model.path)
     lineage = model_lineage(
         train.path,
         read_metadata(features.path),

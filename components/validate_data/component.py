@@ -34,6 +34,13 @@ def validate_data(
     columns, duplicate rows, IQR outliers, and a label that is absent, has missing values or has a
     single class.
 
+    The dataset is read a batch at a time, so its size is not limited by the task's memory: counts,
+    missing values, minimum, maximum, mean and standard deviation are exact at any size; quantiles,
+    histograms, outlier and distinct counts, top values and duplicate rows are exact up to about a
+    million values a column (duplicates: tens of millions of rows) and estimates beyond, the
+    statistics saying which and within what error. The checks of a column's guessed type read a
+    seeded sample of 100,000 rows.
+
     With policy "fail", any error-severity anomaly fails the task with every error listed in the
     message, and no output is written. With policy "warn", the outputs are written, ``passed`` is
     False and the anomalies are in the report, the summary and the statistics' metadata.
@@ -78,11 +85,10 @@ def validate_data(
     from collections import namedtuple
 
     from mlstages.components.common.artifact_metadata import within_budget
-    from mlstages.components.common.dataset_files import read_dataset
     from mlstages.components.validate_data.config import ValidationConfig
     from mlstages.components.validate_data.report import render_html, render_markdown
     from mlstages.components.validate_data.schema import load_schema
-    from mlstages.components.validate_data.validate_data import raise_for_anomalies, validate
+    from mlstages.components.validate_data.validate_data import raise_for_anomalies, validate_dataset
 
     config = ValidationConfig(
         label_column=label_column,
@@ -97,8 +103,7 @@ def validate_data(
         column_types=column_types,
     )
     given_schema = load_schema(input_schema.path) if input_schema is not None else None
-    frame = read_dataset(dataset.path, what="input dataset")
-    result = validate(frame, config, schema=given_schema)
+    result = validate_dataset(dataset.path, config, schema=given_schema)
     # Fail before writing anything. KFP does not upload the outputs of a failed task, so a report
     # written now would never reach the UI: the exception text lists every error instead, and
     # policy="warn" gives the full report.

@@ -43,6 +43,32 @@ def _column_rows(statistics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def method_notes(result: ValidationResult) -> list[str]:
+    """How the figures were made, when not every figure is exact or a check read a sample."""
+    notes = []
+    statistics = result.statistics
+    estimated = [
+        f"{name} ({', '.join(stats['estimates'])})"
+        for name, stats in statistics["columns"].items()
+        if stats.get("estimates")
+    ]
+    if "estimates" in statistics["dataset"]:
+        estimated.insert(0, "the dataset (duplicate_rows)")
+    if estimated:
+        notes.append(
+            "Estimated from sketches, each within the error bound its statistics entry states under "
+            f"'estimates': {', '.join(estimated)}. Every count, missing value, minimum and maximum is exact."
+        )
+    if result.value_check_rows is not None:
+        notes.append(
+            f"The checks of each column's guessed type (numbers or dates as text, identifiers, leading "
+            f"zeros, 'NA' as a category, label spellings) read a seeded sample of "
+            f"{result.value_check_rows:,} of the {statistics['dataset']['rows']:,} rows; identifiers "
+            "and the label's classes are judged on the whole column."
+        )
+    return notes
+
+
 _COLUMN_TABLE = (
     "column",
     "type",
@@ -90,6 +116,9 @@ def render_html(result: ValidationResult, title: str = "Data validation") -> str
     if figures:
         sections.append(("Numeric distributions", '<div class="figures">' + "".join(figures) + "</div>"))
     sections.append(("Outlier rule", html_paragraph(result.statistics["outlier_rule"])))
+    notes = method_notes(result)
+    if notes:
+        sections.append(("How the figures were made", "".join(html_paragraph(n) for n in notes)))
     return html_page(title, sections)
 
 
@@ -167,4 +196,7 @@ def render_markdown(result: ValidationResult) -> str:
         lines.append("None.")
     columns = ("column", "type", "missing", "missing %", "distinct", "min", "max", "mean")
     lines += ["", "## Columns", "", markdown_table(_column_rows(result.statistics), columns), ""]
+    notes = method_notes(result)
+    if notes:
+        lines += ["## How the figures were made", "", *(markdown_text(n) for n in notes), ""]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,32 @@ def infer_schema(
     df = _with_text_column_names(df)
     if statistics is None:
         statistics = compute_statistics(df)
+    if label_column and label_column not in df.columns:
+        raise InputDataError(
+            f"label_column {label_column!r} is not in the dataset; it has: {_names(df.columns)}"
+        )
+    return schema_from_statistics(
+        statistics,
+        lambda name: sorted(category_labels(df[name].dropna()).unique().tolist()),
+        label_column,
+        lambda name: label_kind(df[name]),
+        max_domain_size=max_domain_size,
+        missing_margin=missing_margin,
+    )
+
+
+def schema_from_statistics(
+    statistics: dict[str, Any],
+    categories: Callable[[str], list[str] | None],
+    label_column: str | None,
+    label_kind_of: Callable[[str], str],
+    *,
+    max_domain_size: int = 100,
+    missing_margin: float = MISSING_SHARE_MARGIN,
+) -> dict[str, Any]:
+    """``infer_schema`` from the statistics alone, for data that is not held: ``categories(name)``
+    gives a column's distinct values as text, sorted (None when they were not counted exactly:
+    the column then gets no domain), ``label_kind_of(name)`` the label's kind."""
     columns: dict[str, Any] = {}
     for name, stats in statistics["columns"].items():
         spec: dict[str, Any] = {
@@ -68,19 +95,15 @@ def infer_schema(
         if stats["logical_type"] == NUMERIC:
             spec["range"] = {"min": stats["min"], "max": stats["max"]} if stats["min"] is not None else None
         elif stats["logical_type"] in _DOMAIN_TYPES:
-            spec["domain"] = (
-                sorted(category_labels(df[name].dropna()).unique().tolist())
-                if stats["distinct"] <= max_domain_size
-                else None
-            )
+            spec["domain"] = categories(name) if stats["distinct"] <= max_domain_size else None
         columns[name] = spec
     label = None
     if label_column:
-        if label_column not in df.columns:
+        if label_column not in statistics["columns"]:
             raise InputDataError(
-                f"label_column {label_column!r} is not in the dataset; it has: {_names(df.columns)}"
+                f"label_column {label_column!r} is not in the dataset; it has: {_names(statistics['columns'])}"
             )
-        label = {"column": label_column, "kind": label_kind(df[label_column])}
+        label = {"column": label_column, "kind": label_kind_of(label_column)}
     return {"version": SCHEMA_VERSION, "label": label, "columns": columns}
 
 

@@ -9,24 +9,41 @@ The stage does what TFX's StatisticsGen, SchemaGen and ExampleValidator do, on o
 - ``check_dataset`` compares data with a schema and returns ``Anomaly`` records; ``validate`` runs
   all three, and ``raise_for_anomalies`` applies the policy.
 
+``validate_dataset`` does the same for a dataset folder without holding it: one pass of
+``iter_batches`` feeds the statistics accumulator (``streaming``), the schema is inferred from the
+statistics, and the anomaly checks read the statistics, a second pass over only the columns whose
+checks failed (for the rows their messages name), and a seeded sample of at most
+VALUE_CHECK_ROWS rows for the checks of a column's guessed type. Its memory does not grow with the
+number of rows beyond the bounded summaries (see ``column_statistics``).
+
 Row numbers in messages are 0-based positions in the dataset, whatever its index.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from mlstages.components.common.column_checks import apply_column_types
+from mlstages.components.common.column_checks import IGNORE, apply_column_types, check_column_types
 from mlstages.components.common.errors import (
     ValidationFailed,
 )
-from mlstages.components.validate_data.anomalies import Anomaly, check_dataset
+from mlstages.components.validate_data.anomalies import Anomaly, DatasetView, find_anomalies, frame_view
+from mlstages.components.validate_data.column_statistics import Limits
 from mlstages.components.validate_data.config import ERROR, WARNING, ValidationConfig
-from mlstages.components.validate_data.schema import infer_schema, validate_schema
-from mlstages.components.validate_data.statistics import _with_text_column_names, compute_statistics
+from mlstages.components.validate_data.schema import infer_schema, schema_from_statistics, validate_schema
+from mlstages.components.validate_data.statistics import _with_text_column_names
+from mlstages.components.validate_data.streaming import RowSample, StatisticsAccumulator
+
+# The checks of a column's guessed type (numbers as text, identifiers, leading zeros, "NA" as a
+# category, label variants) read a seeded sample of at most this many rows: they look at values
+# as text, and 100,000 rows show any pattern that matters while keeping to a few seconds.
+VALUE_CHECK_ROWS = 100_000
+VALUE_CHECK_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,8 @@ class ValidationResult:
     passed: bool
     schema_source: str
     policy: str = "fail"
+    # The rows the type checks read when they read a sample of the data; None when every row.
+    value_check_rows: int | None = None
 
     @property
     def errors(self) -> list[Anomaly]:
@@ -73,6 +92,9 @@ class ValidationResult:
             "anomaly_count": len(self.anomalies),
             "error_count": len(self.errors),
             "warning_count": len(self.warnings),
+            "statistics_exact": bool(self.statistics.get("exact", True)),
+            # The rows the guessed-type checks read: every row, or the size of their sample.
+            "value_check_rows": dataset["rows"] if self.value_check_rows is None else self.value_check_rows,
         }
 
 
@@ -86,7 +108,9 @@ def validate(
     the label); a given one also checks types, ranges, domains and columns.
     """
     df = apply_column_types(_with_text_column_names(df), config.column_types)
-    statistics = compute_statistics(df)
+    accumulator = StatisticsAccumulator()
+    accumulator.update(df, start=0)
+    statistics = accumulator.result()
     if schema is not None:
         schema = validate_schema(schema)
         source = "given"
@@ -94,9 +118,95 @@ def validate(
         label = config.label_column if config.label_column in df.columns else None
         schema = infer_schema(df, statistics, label, max_domain_size=config.max_domain_size)
         source = "inferred"
-    anomalies = tuple(check_dataset(df, schema, statistics, config))
+    anomalies = tuple(find_anomalies(frame_view(df, accumulator, statistics), schema, config))
     passed = not any(a.severity == ERROR for a in anomalies)
     return ValidationResult(statistics, schema, anomalies, passed, source, config.policy)
+
+
+def validate_dataset(
+    path: str | os.PathLike,
+    config: ValidationConfig,
+    schema: dict[str, Any] | None = None,
+    *,
+    batch_rows: int | None = None,
+    value_check_rows: int = VALUE_CHECK_ROWS,
+    limits: Limits | None = None,
+) -> ValidationResult:
+    """``validate`` of the dataset at ``path`` (a folder of Parquet parts or one file), streamed
+    (see the module docstring): the same result as ``validate`` of the whole table while every
+    summary is exact; beyond, the statistics say which figures are estimates."""
+    from mlstages.components.common.dataset_files import (
+        DEFAULT_BATCH_ROWS,
+        dataset_columns,
+        iter_batches,
+        read_dataset_head,
+    )
+
+    what = "input dataset"
+    batch_rows = batch_rows or DEFAULT_BATCH_ROWS
+    head = _with_text_column_names(read_dataset_head(path, 0, what=what))
+    declared = check_column_types(config.column_types, head)
+    kept = [c for c in dataset_columns(path, what=what) if declared.get(c) != IGNORE]
+
+    def raw_batches(columns: Sequence[str] | None) -> Iterator[pd.DataFrame]:
+        wanted = kept if columns is None else columns
+        yield from iter_batches(path, batch_rows=batch_rows, columns=wanted, what=what)
+
+    def batches(columns: Sequence[str] | None) -> Iterator[pd.DataFrame]:
+        for batch in raw_batches(columns):
+            yield _typed(batch, declared)
+
+    # One pass: the statistics of the typed rows, and the sample of raw rows the type checks read
+    # (taken on the way, so the data is not read again for it).
+    accumulator = StatisticsAccumulator(limits)
+    sampler = RowSample(value_check_rows, VALUE_CHECK_SEED)
+    for batch in raw_batches(None):
+        start = int(batch.index[0]) if len(batch) else accumulator.rows
+        sampler.update(batch, start)
+        accumulator.update(_typed(batch, declared), start=start)
+    if accumulator.columns is None:  # no rows: the columns and their types from the footer
+        accumulator.update(_typed(head[kept], declared), start=0)
+    rows = accumulator.rows
+    raw_sample = sampler.rows()
+    # The declared types are checked on the sample (a column whose values mostly do not parse is
+    # refused, as apply_column_types refuses the whole table), then applied to every batch as is.
+    sample = _typed(
+        (head[kept] if raw_sample is None else raw_sample).reset_index(drop=True), declared, check=True
+    )
+    statistics = accumulator.result()
+    facts = accumulator.facts()
+    if schema is not None:
+        schema = validate_schema(schema)
+        source = "given"
+    else:
+        label = config.label_column if config.label_column in facts else None
+        schema = schema_from_statistics(
+            statistics,
+            lambda name: list(facts[name].categories) if facts[name].categories is not None else None,
+            label,
+            lambda name: facts[name].label_kind,
+            max_domain_size=config.max_domain_size,
+        )
+        source = "inferred"
+    view = DatasetView(
+        columns=list(facts),
+        statistics=statistics,
+        facts=facts,
+        batches=batches,
+        sample=sample,
+        repeated_keys=accumulator.duplicates.repeated_keys(),
+    )
+    anomalies = tuple(find_anomalies(view, schema, config))
+    passed = not any(a.severity == ERROR for a in anomalies)
+    sampled = len(sample) if len(sample) < rows else None
+    return ValidationResult(statistics, schema, anomalies, passed, source, config.policy, sampled)
+
+
+def _typed(df: pd.DataFrame, declared: dict[str, str], *, check: bool = False) -> pd.DataFrame:
+    """``df`` read as ``column_types`` declares (for the declared columns it has)."""
+    df = _with_text_column_names(df)
+    present = {name: kind for name, kind in declared.items() if name in df.columns}
+    return apply_column_types(df, present, check_values=check) if present else df
 
 
 def raise_for_anomalies(result: ValidationResult) -> None:

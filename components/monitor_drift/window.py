@@ -1,0 +1,233 @@
+"""The current window, summarised a batch at a time for the drift tests (``WindowAccumulator``).
+
+Each reference column gets what its tests read, accumulated over the batches:
+
+- every kind: rows and missing values;
+- numeric columns: the finite values (every one up to WINDOW_VALUES, a seeded uniform sample of
+  WINDOW_VALUES beyond: what the Kolmogorov-Smirnov test and the Wasserstein distance read), the
+  count in each of the reference's quantile bins and, for a column the reference counts by value,
+  the count of each value (both exact at any size, the bins and values being known before the
+  window is read), and the first values that are not numbers;
+- categorical columns: the count of every category the reference knows, and of every new one up
+  to NEW_CATEGORIES new ones (beyond, the rest share one "(new values)" bin).
+
+So a window of up to a million rows gives exactly the figures the whole table gave, and a larger
+one runs the value tests on a million-value sample (its notes say so) and every binned test on all
+its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlstages.components.common.reference import (
+    CATEGORICAL_KIND,
+    NUMERIC_KIND,
+    category_counts,
+    category_key,
+    finite_values,
+    float_values,
+)
+from mlstages.components.common.sketches import SeededSample
+from mlstages.components.monitor_drift.config import MAX_NEW_VALUE_BINS, NEW_VALUES
+
+WINDOW_VALUES = 1 << 20
+WINDOW_SEED = 0
+NEW_CATEGORIES = 100_000
+_EXAMPLES = 3
+
+
+class ColumnWindow:
+    """Rows and missing values of a column of the window; the base of the typed summaries."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.missing = 0  # isna: None, NaN, NaT
+        self.dtype: Any = None
+
+    def _see(self, series: pd.Series) -> None:
+        self.rows += len(series)
+        # The whole column's dtype: a bool or int column has batches of objects or floats where
+        # values are missing, and pandas gives the whole table the wider type.
+        if self.dtype is None or (
+            pd.api.types.is_numeric_dtype(self.dtype) and not pd.api.types.is_numeric_dtype(series.dtype)
+        ):
+            self.dtype = series.dtype
+        elif str(self.dtype) != str(series.dtype) and pd.api.types.is_numeric_dtype(series.dtype):
+            if not pd.api.types.is_bool_dtype(self.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+                self.dtype = np.dtype(np.float64)
+
+    @property
+    def numeric_dtype(self) -> bool:
+        return self.dtype is not None and (
+            pd.api.types.is_numeric_dtype(self.dtype) or pd.api.types.is_bool_dtype(self.dtype)
+        )
+
+    def update(self, series: pd.Series, positions: np.ndarray) -> None:
+        self._see(series)
+        self.missing += int(series.isna().sum())
+
+
+class NumericWindow(ColumnWindow):
+    def __init__(self, entry: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.not_numbers: list[str] = []
+        self.finite = 0
+        self.values = SeededSample(WINDOW_VALUES, WINDOW_SEED)
+        edges = entry.get("bin_edges")
+        self.edges = np.asarray(edges, dtype=float) if edges is not None else None
+        self.bin_counts = np.zeros(len(edges) + 1, dtype=np.int64) if edges is not None else None
+        keys = entry.get("value_counts")
+        self.discrete = DiscreteCounts(set(keys)) if keys is not None else None
+
+    def update(self, series: pd.Series, positions: np.ndarray) -> None:
+        self._see(series)
+        raw, bad = float_values(series)
+        if bad or self.not_numbers:
+            # A type change: nothing else is compared, only examples are collected (the first
+            # distinct ones in row order, as float_values gives them for the whole column).
+            self.not_numbers += [v for v in bad if v not in self.not_numbers][
+                : _EXAMPLES - len(self.not_numbers)
+            ]
+            return
+        finite = np.isfinite(raw)
+        values = raw if finite.all() else raw[finite]
+        self.finite += len(values)
+        self.values.update(values, positions if finite.all() else positions[finite])
+        if self.edges is not None and self.bin_counts is not None:
+            bins = np.searchsorted(self.edges, values, side="right")
+            self.bin_counts += np.bincount(bins, minlength=len(self.bin_counts))
+        if self.discrete is not None:
+            self.discrete.update(values)
+
+    def sorted_values(self) -> np.ndarray:
+        return self.values.sorted_values()
+
+
+class DiscreteCounts:
+    """The count of each value of a column the reference counted by value: every distinct value
+    while there are at most the reference's values plus MAX_NEW_VALUE_BINS, then the reference's
+    values one by one and all others in one NEW_VALUES bin (``tests_by_type``'s rule)."""
+
+    def __init__(self, reference_keys: set[str]) -> None:
+        self.keys = sorted(reference_keys)
+        numbers = np.array([float(k) for k in self.keys])
+        self._order = np.argsort(numbers, kind="stable")
+        self._numbers = numbers[self._order]
+        self.known = np.zeros(len(self.keys), dtype=np.int64)
+        self.total = 0
+        self.limit = len(self.keys) + MAX_NEW_VALUE_BINS
+        self.every: dict[float, int] | None = {}
+
+    def update(self, values: np.ndarray) -> None:
+        if not len(values):
+            return
+        self.total += len(values)
+        if len(self._numbers):
+            where = np.minimum(np.searchsorted(self._numbers, values), len(self._numbers) - 1)
+            match = self._numbers[where] == values
+            counts = np.bincount(where[match], minlength=len(self._numbers))
+            self.known[self._order] += counts
+        if self.every is not None:
+            distinct, counts = np.unique(values, return_counts=True)
+            for value, count in zip(distinct.tolist(), counts.tolist(), strict=True):
+                self.every[value] = self.every.get(value, 0) + count
+            if len(self.every) > self.limit:
+                self.every = None
+
+    def counts(self) -> dict[str, int]:
+        if self.every is not None:
+            result: dict[str, int] = {}
+            for value in sorted(self.every):
+                key = category_key(value)
+                result[key] = result.get(key, 0) + self.every[value]
+            return result
+        result = {k: int(c) for k, c in zip(self.keys, self.known.tolist(), strict=True) if c}
+        pooled = self.total - sum(result.values())
+        if pooled:
+            result[NEW_VALUES] = pooled
+        return result
+
+
+class CategoricalWindow(ColumnWindow):
+    def __init__(self, entry: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.known = set(entry.get("counts") or {})
+        self.counts: dict[str, int] = {}
+        self.new_kept = 0  # new categories counted one by one
+        self.new = 0  # rows of the categories beyond NEW_CATEGORIES new ones, pooled
+
+    def update(self, series: pd.Series, positions: np.ndarray) -> None:
+        self._see(series)
+        counts, missing = category_counts(series)
+        self.missing += missing
+        kept = self.counts
+        for key, count in counts.items():
+            if key in kept:
+                kept[key] += count
+            elif key in self.known:
+                kept[key] = count
+            elif self.new_kept < NEW_CATEGORIES:
+                kept[key] = count
+                self.new_kept += 1
+            else:
+                self.new += count
+
+    def category_counts(self) -> dict[str, int]:
+        """Counts per category, most frequent first (ties by key), as ``category_counts`` gives."""
+        ordered = dict(sorted(self.counts.items(), key=lambda item: (-item[1], item[0])))
+        if self.new:
+            ordered[NEW_VALUES] = ordered.get(NEW_VALUES, 0) + self.new
+        return ordered
+
+
+class WindowAccumulator:
+    """The summaries of the window's columns that the reference compares (see the module
+    docstring); ``columns`` are the window's columns, ``label_column`` the label to compare too."""
+
+    def __init__(
+        self, reference: Mapping[str, Any], columns: Sequence[str], label_column: str | None
+    ) -> None:
+        self.columns = [str(c) for c in columns]
+        present = set(self.columns)
+        self.summaries: dict[str, ColumnWindow] = {}
+        for name in reference["features"]:
+            if name in present:
+                self.summaries[name] = _summary(reference["columns"][name])
+        self.label_column = label_column
+        if label_column and reference.get("label") and label_column in present:
+            self.summaries[label_column] = _summary(reference["label"])
+        self.rows = 0
+
+    @property
+    def needed_columns(self) -> list[str]:
+        return list(self.summaries)
+
+    def update(self, batch: pd.DataFrame, start: int | None = None) -> None:
+        start = self.rows if start is None else start
+        positions = np.arange(start, start + len(batch), dtype=np.int64)
+        for name, summary in self.summaries.items():
+            summary.update(batch[name], positions)
+        self.rows += len(batch)
+
+    def summary(self, name: str) -> ColumnWindow | None:
+        """The column's summary; None when the window lacks the column."""
+        return self.summaries.get(name)
+
+
+def _summary(entry: Mapping[str, Any]) -> ColumnWindow:
+    if entry["kind"] == NUMERIC_KIND:
+        return NumericWindow(entry)
+    if entry["kind"] == CATEGORICAL_KIND:
+        return CategoricalWindow(entry)
+    return ColumnWindow()
+
+
+def finite_sorted(series: pd.Series) -> np.ndarray:
+    """A column's finite values, sorted (what the value tests compare)."""
+    raw, _ = float_values(series)
+    return np.sort(finite_values(raw))

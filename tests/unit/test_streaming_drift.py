@@ -1,0 +1,229 @@
+"""The drift reference and the drift monitor, streamed: exactly today's figures on small data,
+within the stated bounds on large data."""
+
+from __future__ import annotations
+
+import numpy as np
+import palmerpenguins
+import pandas as pd
+import pytest
+from sklearn import datasets as sklearn_datasets
+
+from mlstages.components.common.dataset_files import write_dataset
+from mlstages.components.common.reference import build_reference, build_reference_from_dataset
+from mlstages.components.common.reference_columns import ReferenceAccumulator
+
+PENGUIN_TYPES = {
+    "island": "categorical",
+    "bill_length_mm": "numeric",
+    "bill_depth_mm": "numeric",
+    "flipper_length_mm": "numeric",
+    "body_mass_g": "numeric",
+    "sex": "categorical",
+    "year": "numeric",
+}
+
+
+def wine() -> pd.DataFrame:
+    frame = sklearn_datasets.load_wine(as_frame=True).frame
+    return frame.assign(target=frame["target"].map({0: "a", 1: "b", 2: "c"}))
+
+
+def population(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, rows),
+            "income": rng.lognormal(10, 1, rows),
+            "plan": rng.choice(["basic", "plus", "pro"], rows, p=[0.5, 0.3, 0.2]),
+            "flag": rng.random(rows) < 0.3,
+            "rooms": rng.integers(1, 4, rows),
+            "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 90, rows), unit="D"),
+            "y": rng.choice(["yes", "no"], rows),
+        }
+    )
+    df.loc[: rows // 40, "age"] = np.nan
+    df.loc[rows // 2 : rows // 2 + 5, "income"] = np.inf
+    df.loc[rows // 3 : rows // 3 + 9, "plan"] = None
+    return df
+
+
+POPULATION_TYPES = {
+    "age": "numeric",
+    "income": "numeric",
+    "plan": "categorical",
+    "flag": "boolean",
+    "rooms": "numeric",
+    "when": "datetime",
+}
+
+CASES = {
+    "penguins": (palmerpenguins.load_penguins, "species", PENGUIN_TYPES),
+    "wine": (wine, "target", {"alcohol": "numeric", "magnesium": "numeric", "proline": "numeric"}),
+    "population": (lambda: population(12_000), "y", POPULATION_TYPES),
+}
+
+
+# --- the reference ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("batch_rows", [7, 1_000])
+def test_reference_from_a_dataset_folder_is_the_whole_table_reference(tmp_path, case, batch_rows):
+    load, label, types = CASES[case]
+    df = load()
+    write_dataset(df, tmp_path / "train", part_rows=501)
+    whole = build_reference(df, label, types, max_sample=300, seed=5)
+    streamed = build_reference_from_dataset(
+        tmp_path / "train", label, types, max_sample=300, seed=5, batch_rows=batch_rows
+    )
+    assert streamed == whole
+
+
+def test_reference_parts_merge_in_any_order_to_the_same_reference():
+    df = population(6_000, seed=3)
+    whole = build_reference(df, "y", POPULATION_TYPES)
+    cuts = [0, 700, 2_000, 4_444, len(df)]
+    for order in ([0, 1, 2, 3], [3, 1, 0, 2]):
+        total = ReferenceAccumulator(POPULATION_TYPES, "y")
+        for index in order:
+            part = ReferenceAccumulator(POPULATION_TYPES, "y")
+            part.update(df.iloc[cuts[index] : cuts[index + 1]], start=cuts[index])
+            total.merge(part)
+        columns, label = total.entries(max_sample=5000, bins=10, seed=42)
+        assert (columns, label) == (whole["columns"], whole["label"])
+
+
+def test_a_sketched_reference_keeps_its_bins_and_sample_within_the_stated_error(tmp_path):
+    rows = 1_500_000  # beyond the 1,048,576 values kept one by one
+    rng = np.random.default_rng(21)
+    income = rng.lognormal(10, 1, rows)
+    df = pd.DataFrame({"income": income, "plan": rng.choice(["a", "b", "c"], rows)})
+    write_dataset(df, tmp_path / "train")
+    reference = build_reference_from_dataset(
+        tmp_path / "train", None, {"income": "numeric", "plan": "categorical"}
+    )
+    entry = reference["columns"]["income"]
+    values = np.sort(income)
+    assert (entry["count"], entry["summary"]["min"], entry["summary"]["max"]) == (rows, values[0], values[-1])
+    assert entry["summary"]["mean"] == pytest.approx(values.mean(), rel=1e-9)
+    assert entry["summary"]["std"] == pytest.approx(values.std(), rel=1e-9)
+    count_error = entry["estimates"]["bin_counts"]["count_error"]
+    true_counts = np.histogram(values, bins=[-np.inf, *entry["bin_edges"], np.inf])[0]
+    assert np.abs(np.array(entry["bin_counts"]) - true_counts).max() <= count_error
+    assert sum(entry["bin_counts"]) == rows and len(entry["bin_edges"]) == 9
+    rank_error = entry["estimates"]["quantiles"]["rank_error"] * rows
+    for level, value in entry["summary"]["quantiles"].items():
+        assert abs(np.searchsorted(values, value) - float(level) * rows) <= rank_error + 1
+    # The sample's quantile function follows the data's: one value from each stratum (within the
+    # rank error), so its Wasserstein distance to all values is far below the drift threshold.
+    sample = np.array(entry["sample"])
+    strata = np.searchsorted(values, sample) * len(sample) / rows
+    assert np.abs(strata - np.arange(len(sample)) - 0.5).max() <= 0.5 + rank_error * len(sample) / rows + 1e-9
+    from scipy import stats
+
+    assert stats.wasserstein_distance(sample, values) / values.std() < 0.005
+    assert reference["columns"]["plan"]["counts"] == pd.Series(df["plan"]).value_counts().to_dict()
+
+
+# --- the drift monitor --------------------------------------------------------------------------
+
+WINDOW_TYPES = {
+    "age": "numeric",
+    "income": "numeric",
+    "plan": "categorical",
+    "flag": "boolean",
+    "rooms": "numeric",
+    "when": "datetime",
+}
+
+
+@pytest.fixture(scope="module")
+def population_reference() -> dict:
+    return build_reference(population(8_000, seed=1), "y", WINDOW_TYPES)
+
+
+def windows() -> dict[str, pd.DataFrame]:
+    shifted = population(3_000, seed=7)
+    shifted["age"] += 6.0
+    shifted.loc[:400, "plan"] = "enterprise"  # a new category
+    words = population(900, seed=8)
+    words["income"] = words["income"].map(lambda v: f"{v:.2f}")  # numbers as text, and two words
+    words.loc[[5, 600], "income"] = ["n/a", "?"]
+    many = population(2_500, seed=9).assign(
+        rooms=np.random.default_rng(2).integers(1, 5_000, 2_500), extra=1.0
+    )
+    flags = population(1_200, seed=10).astype({"flag": object})
+    flags.loc[:30, "flag"] = None
+    return {
+        "same": population(4_000, seed=6),
+        "small": population(250, seed=11),
+        "shifted": shifted,
+        "words": words.drop(columns=["plan"]),
+        "many_values": many,
+        "flags_with_gaps": flags,
+    }
+
+
+@pytest.mark.parametrize("name", list(windows()))
+@pytest.mark.parametrize("batch_rows", [97, 100_000])
+def test_drift_of_a_window_folder_is_that_of_the_whole_window(
+    tmp_path, population_reference, name, batch_rows
+):
+    from mlstages.components.monitor_drift.config import DriftConfig
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift, detect_drift_dataset
+
+    window = windows()[name]
+    write_dataset(window, tmp_path / "window", part_rows=333)
+    for config in (DriftConfig(), DriftConfig(method="psi")):
+        whole = detect_drift(population_reference, window, config).to_dict()
+        streamed = detect_drift_dataset(
+            population_reference, tmp_path / "window", config, batch_rows=batch_rows
+        )
+        assert streamed.to_dict() == whole
+
+
+def test_a_window_beyond_the_value_bound_tests_a_seeded_sample_and_counts_every_row(tmp_path, monkeypatch):
+    from mlstages.components.monitor_drift import window as window_module
+    from mlstages.components.monitor_drift.config import DriftConfig
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift_dataset
+
+    monkeypatch.setattr(window_module, "WINDOW_VALUES", 5_000)
+    reference = build_reference(population(20_000, seed=1), None, {"income": "numeric"})
+    current = population(60_000, seed=4)
+    write_dataset(current, tmp_path / "window")
+    result = detect_drift_dataset(reference, tmp_path / "window", DriftConfig(method="psi"))
+    income = result.features[0]
+    values = current["income"].to_numpy()
+    values = values[np.isfinite(values)]
+    edges = np.asarray(reference["columns"]["income"]["bin_edges"])
+    expected = np.histogram(values, bins=[-np.inf, *edges, np.inf])[0]
+    # Binned tests count every row of the window, exactly.
+    assert income.current_n == len(values)
+    assert np.allclose(income.plot["current"], expected / expected.sum())
+    wasserstein = detect_drift_dataset(reference, tmp_path / "window").features[0]
+    assert wasserstein.method == "wasserstein" and not wasserstein.drifted
+    assert any("seeded uniform sample of 5,000 of the" in note for note in wasserstein.notes)
+    again = detect_drift_dataset(reference, tmp_path / "window", batch_rows=7_777).features[0]
+    assert again.score == wasserstein.score  # the sample depends on the rows, not the batches
+
+
+def test_seeded_sample_is_every_value_below_its_size_and_uniform_beyond():
+    from mlstages.components.common.sketches import SeededSample
+
+    values = np.arange(100_000, dtype=float)
+    small = SeededSample(200_000)
+    small.update(values[50_000:], np.arange(50_000, 100_000))
+    small.update(values[:50_000], np.arange(50_000))
+    assert small.exact and np.array_equal(small.sorted_values(), values)
+    whole = SeededSample(10_000, seed=3)
+    whole.update(values, np.arange(len(values)))
+    parts = [SeededSample(10_000, seed=3) for _ in range(3)]
+    for part, chunk in zip(parts, np.array_split(np.arange(len(values)), 3), strict=True):
+        part.update(values[chunk], chunk)
+    parts[2].merge(parts[0])
+    parts[2].merge(parts[1])
+    sample = whole.sorted_values()
+    assert not whole.exact and len(sample) == 10_000 and np.array_equal(parts[2].sorted_values(), sample)
+    # Uniform: each tenth of the range holds about a tenth of the sample.
+    assert np.abs(np.histogram(sample, bins=10)[0] - 1_000).max() < 120
