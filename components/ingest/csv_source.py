@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError
-from mlstages.components.ingest.column_values import ValueFacts, dtype_facts
+from mlstages.components.ingest.column_values import ValueFacts, dtype_facts, to_dtype
 from mlstages.components.ingest.delimited import (
     DEFAULT_MAX_CELL_LENGTH,
     DEFAULT_MAX_COLUMNS,
@@ -101,16 +101,33 @@ def chunk_kind(series: pd.Series) -> str:
         return "bool"
     if dtype == np.float64:
         return "float" if series.notna().any() else "missing"
-    first = series.first_valid_index()
-    if first is None:
-        return "missing"
-    return "boolna" if isinstance(series[first], (bool, np.bool_)) else "text"
+    values = series.to_numpy()
+    # pandas never mixes booleans and strings in a column, so one value tells; the first usually
+    # is one (a whole column's missing-value scan costs more than the rest of the chunk's facts).
+    first = values[0] if len(values) else None
+    if first is None or (isinstance(first, float) and first != first):
+        at = series.first_valid_index()
+        if at is None:
+            return "missing"
+        first = series[at]
+    return "boolna" if isinstance(first, (bool, np.bool_)) else "text"
 
 
 def _all_numbers(values: pd.Series) -> bool:
     if pd.to_numeric(values.iloc[:_PROBE], errors="coerce").isna().any():
         return False
     return bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def _numbers_left_as_text(series: pd.Series) -> bool:
+    """Whether a text chunk holds only numbers (bar missing-value strings): what pandas gives a
+    column with an integer past 64 bits. Its first values tell for a column of words."""
+
+    def numbers(values: pd.Series) -> bool:
+        values = values.dropna()
+        return _all_numbers(values[~values.isin(MISSING_STRINGS)])
+
+    return numbers(series.iloc[: 4 * _PROBE]) and numbers(series)
 
 
 def _all_codes(values: pd.Series) -> bool:
@@ -139,8 +156,7 @@ def observe(facts: _Facts, series: pd.Series, has_na: bool) -> None:
     elif kind == "text" and not facts.big and not has_na:
         # Numbers pandas left as text: an integer past 64 bits among them (pandas then leaves the
         # missing-value strings as text too).
-        present = series.dropna()
-        facts.big = _all_numbers(present[~present.isin(MISSING_STRINGS)])
+        facts.big = _numbers_left_as_text(series)
     if kind != "text":
         facts.rest = True
         facts.rest_codes = False
@@ -238,7 +254,7 @@ def convert(series: pd.Series, rule: Rule, text: pd.Series | None = None) -> pd.
     if rule.dtype != "object":
         if kind in ("text", "boolna"):
             return None
-        out = series.astype(rule.dtype)
+        out = to_dtype(series, np.dtype(rule.dtype))
         if rule.dtype == "float64" and kind in ("int", "uint"):
             big = _beyond_exact(series)
             if big.any():
@@ -382,14 +398,19 @@ class CsvShard(Shard):
         return ShardPlan(tuple(self.columns), tuple(dtypes), tuple(missing), tuple(values), detail, self.rows)
 
     def convert(self, chunk: pd.DataFrame, plan: ShardPlan) -> pd.DataFrame | None:
-        columns = {}
+        changed = {}
         for name, rule in zip(plan.columns, plan.detail, strict=True):
             text = self._text[name] if self._text is not None and name in self._text else None
-            column = convert(chunk[name], rule, text)
+            original = chunk[name]
+            column = convert(original, rule, text)
             if column is None:
                 return None
-            columns[name] = column
-        return pd.DataFrame(columns, index=chunk.index)
+            if column is not original:
+                changed[name] = column
+        # Only the columns that changed are replaced: a new frame would copy every block.
+        for name, column in changed.items():
+            chunk[name] = column
+        return chunk
 
     def final_pass(self, plan: ShardPlan) -> Iterator[pd.DataFrame]:
         as_text = {name: str for name, rule in zip(plan.columns, plan.detail, strict=True) if rule.text}

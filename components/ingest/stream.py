@@ -225,17 +225,17 @@ def _arrow(name: str) -> Any:
 def finish(chunk: pd.DataFrame, plan: DatasetPlan) -> pd.DataFrame:
     """A shard's converted chunk as the dataset holds it: the shared dtypes, each object column's
     action, one missing value in text."""
-    columns = {}
+    out = chunk if list(chunk.columns) == list(plan.columns) else chunk[list(plan.columns)].copy()
     for name, dtype, action in zip(plan.columns, plan.dtypes, plan.actions, strict=True):
-        column = chunk[name]
+        column = out[name]
         if action == TO_FLOAT:
-            column = apply_action(column, TO_FLOAT)
+            changed = apply_action(column, TO_FLOAT)
         else:
-            column = to_dtype(column, dtype)
+            changed = to_dtype(column, dtype)
             if action and action != KEEP:
-                column = apply_action(column, action)
-        columns[name] = column
-    out = pd.DataFrame(columns, index=chunk.index)
+                changed = apply_action(changed, action)
+        if changed is not column:
+            out[name] = changed  # only what changed: a new frame would copy every block
     return normalize_missing(out)
 
 
