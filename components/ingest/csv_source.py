@@ -119,6 +119,15 @@ def _all_numbers(values: pd.Series) -> bool:
     return bool(pd.to_numeric(values, errors="coerce").notna().all())
 
 
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _has_big_integer(numbers: pd.Series) -> bool:
+    """Whether text that is all numbers writes an integer past int64 (19 digits or more)."""
+    long = numbers[numbers.str.len() >= 19]
+    return any(_INTEGER.fullmatch(text) and not -(2**63) <= int(text) < 2**63 for text in long.tolist())
+
+
 def _numbers_left_as_text(series: pd.Series) -> bool:
     """Whether a text chunk holds only numbers (bar missing-value strings): what pandas gives a
     column with an integer past 64 bits. Its first values tell for a column of words."""
@@ -174,6 +183,8 @@ def observe(facts: _Facts, series: pd.Series, has_na: bool) -> None:
         facts.rest = True
         facts.rest_numeric = facts.rest_numeric and _all_numbers(rest)
         facts.rest_codes = facts.rest_codes and _all_codes(rest)
+        if facts.rest_numeric and not facts.big:
+            facts.big = _has_big_integer(rest)
 
 
 def decide(facts: dict[str, _Facts], zeros: set[str], rows: int) -> dict[str, Rule]:
@@ -204,7 +215,9 @@ def decide(facts: dict[str, _Facts], zeros: set[str], rows: int) -> dict[str, Ru
         else:
             rules[name] = Rule("object", text=kinds != {"text"})
     with_na = [name for name, f in facts.items() if f.na and rules[name].dtype == "object"]
-    numbers = [name for name in with_na if facts[name].rest and facts[name].rest_numeric]
+    numbers = [
+        name for name in with_na if facts[name].rest and facts[name].rest_numeric and not facts[name].big
+    ]
     # A column of numbers and "NA" is R's missing value, and then so is "NA" everywhere in the file.
     for name in numbers:
         rules[name] = Rule("float64", text=True, na="number")
