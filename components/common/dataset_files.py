@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ class DatasetWriter:
         source: str | None = None,
         lineage: Mapping[str, Any] | None = None,
         part_rows: int = DEFAULT_PART_ROWS,
+        schema: Any = None,
     ) -> None:
         if part_rows < 1:
             raise ValueError(f"part_rows={part_rows} must be at least 1")
@@ -74,6 +75,10 @@ class DatasetWriter:
         self.source = source
         self.lineage = dict(lineage) if lineage else None
         self.part_rows = part_rows
+        # A writer that knows every column's arrow type beforehand: the first batch alone would
+        # give a text column whose first rows are all missing the null type, which no later
+        # batch's strings fit.
+        self._given_schema = schema
         self.rows = 0
         self.part_counts: list[int] = []
         self._partial = self.path.with_name(f".{self.path.name}.partial")
@@ -125,7 +130,9 @@ class DatasetWriter:
     def _start(self, df: pd.DataFrame) -> None:
         import pyarrow as pa
 
-        schema = pa.Schema.from_pandas(df, preserve_index=False)
+        schema = self._given_schema
+        if schema is None:
+            schema = pa.Schema.from_pandas(df, preserve_index=False)
         if self.lineage:
             kept = dict(schema.metadata or {})
             kept[LINEAGE_KEY] = json.dumps(self.lineage, sort_keys=True, default=str).encode()
@@ -162,8 +169,14 @@ class DatasetWriter:
 
     # --- finishing -------------------------------------------------------------------------------
 
-    def close(self) -> dict[str, Any]:
-        """Write the last part and the manifest, move the folder into place, return the metadata."""
+    def close(
+        self, lineage: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Write the last part and the manifest, move the folder into place, return the metadata.
+
+        ``lineage`` (or a function of the metadata that gives it, for lineage that names the
+        rows' own content hash, known only now) goes into the manifest, where ``read_lineage``
+        finds it before the parts' own."""
         if self._closed:
             raise RuntimeError(f"{self.path} is already closed")
         if self._schema is None:
@@ -183,6 +196,8 @@ class DatasetWriter:
         if self.source is not None:
             metadata["source"] = self.source
         manifest = {**metadata, "part_rows": self.part_counts, "format": "mlstages.dataset/1"}
+        if lineage is not None:
+            manifest["lineage"] = dict(lineage(dict(metadata)) if callable(lineage) else lineage)
         (self._partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if self.path.is_dir():
             shutil.rmtree(self.path)
@@ -414,9 +429,13 @@ def read_dataset(
 
 
 def read_lineage(path: str | os.PathLike) -> dict[str, Any]:
-    """The lineage a dataset keeps in its Parquet schema metadata; empty for data without one."""
+    """The lineage a dataset keeps in its manifest or else in its Parquet schema metadata; empty
+    for data without one."""
     import pyarrow.parquet as pq
 
+    kept = read_manifest(path).get("lineage") if Path(path).is_dir() else None
+    if isinstance(kept, dict):
+        return kept
     try:
         metadata = pq.read_schema(part_files(path)[0]).metadata or {}
     except Exception:  # pyarrow raises several unrelated types for a bad file; read_dataset names it

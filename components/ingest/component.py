@@ -23,8 +23,11 @@ def ingest(
     """Reads CSV, TSV, Parquet or JSON Lines from a local path, http(s):// URL, gs:// object or
     prefix of shards, or an SQL query on an SQLAlchemy database URL, into one Parquet dataset.
 
-    The dataset's metadata records the row count, the column types, a content hash and the source
-    (with any password removed). Sources that change under the same URI (HTTP, databases, a moving
+    The source is read a chunk at a time (Parquet by row group, text files and query results by
+    chunks of rows) and written as a folder of Parquet part files, so memory stays at a few
+    chunks whatever the source's size; the column types are those a read of the whole source
+    would give. The dataset's metadata records the row count, the parts and their bytes, the
+    column types, a content hash and the source (with any password removed). Sources that change under the same URI (HTTP, databases, a moving
     gs:// prefix) should run with caching off, or with ``snapshot`` set to a value that changes
     when the data does, such as a date.
 
@@ -46,8 +49,9 @@ def ingest(
             read whole.
 
     Returns:
-        dataset: The data as one Parquet file.
-        summary: What was read: rows, columns and their types, source and content hash.
+        dataset: The data as a folder of Parquet part files with a manifest.
+        summary: What was read: rows, parts and bytes, columns and their types, source and
+            content hash.
     """
     # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
     # before anything heavy is imported.
@@ -56,9 +60,7 @@ def ingest(
     limit_threads()
 
     from mlstages.components.common.artifact_metadata import within_budget
-    from mlstages.components.common.dataset_files import write_dataset
-    from mlstages.components.common.datasets import source_lineage
-    from mlstages.components.ingest.ingest import IngestConfig, display_uri, ingest_summary, read_source
+    from mlstages.components.ingest.ingest import IngestConfig, ingest_dataset, ingest_summary
 
     config = IngestConfig(
         source_uri=source_uri,
@@ -70,14 +72,9 @@ def ingest(
         max_cell_length=max_cell_length,
         max_line_length=max_line_length,
     )
-    frame = read_source(config)
-    shown = display_uri(source_uri)
-    source = source_lineage(frame, shown, **({"snapshot": snapshot} if snapshot else {}))
-    if frame.attrs.get("sources"):
-        source["parts"] = frame.attrs["sources"]  # assembled retraining data: what it holds
-    metadata = write_dataset(frame, dataset.path, source=shown, lineage={"sources": [source]})
-    if snapshot:
-        metadata["snapshot"] = snapshot
+    # The dataset's lineage names the source with its rows and content hash (and, for assembled
+    # retraining data, the parts it holds); nothing is left at dataset.path on an error.
+    metadata = ingest_dataset(config, dataset.path, snapshot=snapshot)
     # The per-column maps grow with the table; past the budget they stay in the Parquet schema only.
     dataset.metadata.update(within_budget(metadata))
     with open(summary.path, "w", encoding="utf-8") as handle:

@@ -1,8 +1,11 @@
-"""Ingestion: read a source into one typed DataFrame, ready to be written as a Parquet dataset.
+"""Ingestion: read a source a chunk at a time into a dataset folder, whatever its size.
 
-Sources are looked up by URI scheme in ``SOURCES``; each one turns a URI into local files (or reads
-directly, for SQL), and the format readers turn files into a DataFrame. A new source is one
-function registered with ``register_source``.
+Sources are looked up by URI scheme in ``SOURCES``; each one turns a URI into shards (local
+files, downloaded one at a time when they are remote, or a database query), and each format's
+shard (``csv_source``, ``json_lines``, ``parquet_source``, ``sql_source``) reads its rows a chunk
+at a time; ``stream`` puts the shards together, typed as a read of the whole source into one
+DataFrame types them, and writes them. A new source is one function registered with
+``register_source``.
 """
 
 from __future__ import annotations
@@ -16,23 +19,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from mlstages.components.common.dataset_files import read_lineage
+from mlstages.components.common.dataset_files import DEFAULT_PART_ROWS, part_files
 from mlstages.components.common.errors import InputDataError, ParameterError, require_choice
-from mlstages.components.ingest.column_values import check_shards, one_type_per_column
+from mlstages.components.ingest.csv_source import CsvShard
 from mlstages.components.ingest.delimited import (
     DEFAULT_MAX_CELL_LENGTH,
     DEFAULT_MAX_COLUMNS,
     DEFAULT_MAX_LINE_LENGTH,
-    compression_of,
-    open_text,
-    read_delimited,
-    scan,
-    sniff,
 )
+from mlstages.components.ingest.json_lines import JsonLinesShard
+from mlstages.components.ingest.parquet_source import ParquetShard
+from mlstages.components.ingest.shards import Shard, ShardPlan
+from mlstages.components.ingest.sql_source import SqlShard
+from mlstages.components.ingest.stream import DatasetSink, FrameSink, batch_rows_setting, stream_shards
 
 FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl")
 _EXTENSIONS = {
@@ -47,11 +50,6 @@ _EXTENSIONS = {
 }
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz", ".zip")
 HTTP_TIMEOUT_SECONDS = 60.0
-
-
-# Column names travel in feature names, artifact metadata and the task's command line; a longer
-# "name" is a data row or a value, not a header.
-MAX_COLUMN_NAME_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,8 @@ class IngestConfig:
                 raise ParameterError(f"parameter {name}={value!r} must be a whole number of at least 1")
 
 
-SourceReader = Callable[[IngestConfig], pd.DataFrame]
+# A source turns the configured URI into shards; remote files go to the scratch folder it is given.
+SourceReader = Callable[[IngestConfig, Path, int], list[Shard]]
 SOURCES: dict[str, SourceReader] = {}
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb", "mssql", "oracle")
 
@@ -112,8 +111,10 @@ def source_scheme(uri: str) -> str:
     return scheme.split("+", 1)[0]
 
 
-def read_source(config: IngestConfig) -> pd.DataFrame:
-    """Read the source named by ``config.source_uri`` into a DataFrame with at least one row."""
+@contextmanager
+def open_source(config: IngestConfig, batch_rows: int) -> Iterator[list[Shard]]:
+    """The shards of the source named by ``config.source_uri``, with a scratch folder for the
+    remote ones that lasts as long as they are read."""
     scheme = source_scheme(config.source_uri)
     reader = SOURCES.get(scheme)
     if reader is None:
@@ -121,22 +122,68 @@ def read_source(config: IngestConfig) -> pd.DataFrame:
             f"source_uri {config.source_uri!r}: unsupported scheme {scheme!r}; "
             f"supported: {', '.join(sorted(SOURCES))}"
         )
-    df = reader(config)
-    df.columns = [str(c) for c in df.columns]
-    df = one_type_per_column(df, display_uri(config.source_uri))
-    _normalize_missing(df)
-    if len(df) == 0:
-        raise InputDataError(f"{display_uri(config.source_uri)} has a header but no data rows")
-    return df
+    with _scratch_dir() as scratch:
+        shards = reader(config, scratch, batch_rows)
+        try:
+            yield shards
+        finally:
+            for shard in shards:
+                shard.close()
 
 
-def _normalize_missing(df: pd.DataFrame) -> None:
-    """One missing value in text columns whatever the format: CSV gives NaN where Parquet, JSON
-    and SQL give None, and the content hash and statistics must not depend on that."""
-    for name in df.select_dtypes(include="object").columns:
-        column = df[name]
-        if column.isna().any():
-            df[name] = column.where(column.notna(), np.nan)
+def read_source(config: IngestConfig, *, batch_rows: int | None = None) -> pd.DataFrame:
+    """Read the whole source into one DataFrame with at least one row (what the dataset holds:
+    tests and tools; the component streams with ``ingest_dataset``)."""
+    sink = FrameSink()
+    rows = batch_rows or batch_rows_setting()
+    with open_source(config, rows) as shards:
+        streamed = stream_shards(shards, sink, display_uri(config.source_uri), batch_rows=rows)
+    frame = sink.frame()
+    if streamed.carried:
+        frame.attrs["sources"] = streamed.carried
+    return frame
+
+
+def ingest_dataset(
+    config: IngestConfig,
+    path: str | os.PathLike,
+    *,
+    snapshot: str = "",
+    batch_rows: int | None = None,
+    part_rows: int = DEFAULT_PART_ROWS,
+) -> dict[str, Any]:
+    """Stream the source into a dataset folder at ``path`` (nothing is left there on an error)
+    and return its metadata: rows, parts, bytes, columns and their types, the content hash, the
+    source; the folder's lineage names the source with the same rows and hash."""
+    shown = display_uri(config.source_uri)
+    sink = DatasetSink(path, source=shown, part_rows=part_rows)
+    rows = batch_rows or batch_rows_setting()
+    with open_source(config, rows) as shards:
+        streamed = stream_shards(shards, sink, shown, batch_rows=rows)
+
+    def lineage(metadata: dict[str, Any]) -> dict[str, Any]:
+        source: dict[str, Any] = {
+            "uri": shown,
+            "rows": metadata["rows"],
+            "columns": metadata["columns"],
+            "content_hash": metadata["content_hash"],
+        }
+        if snapshot:
+            source["snapshot"] = snapshot
+        if streamed.carried:
+            source["parts"] = streamed.carried  # assembled retraining data: what it holds
+        return {"sources": [source]}
+
+    try:
+        metadata = sink.close(lineage)
+    except BaseException:
+        sink.abort()
+        raise
+    metadata["bytes"] = sum(part.stat().st_size for part in part_files(path))
+    metadata["passes"] = streamed.passes
+    if snapshot:
+        metadata["snapshot"] = snapshot
+    return metadata
 
 
 def display_uri(uri: str) -> str:
@@ -167,172 +214,83 @@ def detect_format(name: str, declared: str = "auto") -> str:
     return _EXTENSIONS[ext]
 
 
-def read_file(path: Path, config: IngestConfig, display: str | None = None) -> pd.DataFrame:
-    """Read one local file in the configured (or detected) format."""
+def file_shard(path: Path, config: IngestConfig, batch_rows: int, display: str | None = None) -> Shard:
+    """One local file in the configured (or detected) format; it is checked when it is opened."""
     shown = display or str(path)
     fmt = detect_format(shown, config.source_format)
-    if not path.exists():
-        raise InputDataError(f"{shown}: no such file")
-    if path.stat().st_size == 0:
-        raise InputDataError(f"{shown} is empty (0 bytes)")
-    if fmt in ("csv", "tsv"):
-        return _read_delimited(path, fmt, config, shown)
-    if fmt == "jsonl":
-        return _read_json_lines(path, config, shown)
-    return _read_parquet(path, shown)
+
+    def make() -> Shard:
+        if not path.exists():
+            raise InputDataError(f"{shown}: no such file")
+        if path.stat().st_size == 0:
+            raise InputDataError(f"{shown} is empty (0 bytes)")
+        if fmt in ("csv", "tsv"):
+            return CsvShard(
+                path,
+                shown,
+                fmt,
+                delimiter=config.delimiter,
+                encoding=config.encoding,
+                batch_rows=batch_rows,
+                max_columns=config.max_columns,
+                max_cell_length=config.max_cell_length,
+                max_line_length=config.max_line_length,
+            )
+        if fmt == "jsonl":
+            return JsonLinesShard(path, shown, encoding=config.encoding, batch_rows=batch_rows)
+        return ParquetShard(path, shown, batch_rows=batch_rows)
+
+    return LazyShard(path.name, shown, make)
 
 
-def _read_delimited(path: Path, fmt: str, config: IngestConfig, shown: str) -> pd.DataFrame:
-    sep = config.delimiter.replace("\\t", "\t") or ("\t" if fmt == "tsv" else ",")
-    compression = compression_of(path, shown, fmt)
-    try:
-        header = scan(
-            path,
-            sep,
-            config.encoding,
-            compression,
-            shown,
-            max_columns=config.max_columns,
-            max_cell_length=config.max_cell_length,
-            max_line_length=config.max_line_length,
-        )
-        # Before pandas reads it: pandas renames duplicates ("x.1") and empty names ("Unnamed: 5").
-        _check_column_names(header, shown)
-        df = read_delimited(path, sep, config.encoding, compression)
-    except UnicodeDecodeError as exc:
-        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc, compression)) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise InputDataError(f"{shown} has no columns (is it empty?)") from exc
-    except pd.errors.ParserError as exc:
-        raise InputDataError(f"{shown} is not valid {fmt.upper()} with delimiter {sep!r}: {exc}") from exc
-    if df.shape[1] == 1:
-        header = str(df.columns[0])
-        for candidate in (";", "\t", "|", ","):
-            if candidate != sep and candidate in header:
-                raise InputDataError(
-                    f"{shown} parsed as a single column {header[:60]!r} with delimiter {sep!r}; "
-                    f"the header contains {candidate!r}: set delimiter={candidate!r}"
-                )
-    return df
+class LazyShard(Shard):
+    """A shard made when it is opened: a file is checked (or downloaded) only when its turn
+    comes, so the first file's errors come first and a prefix of many objects is not all on
+    local disk before the first is read."""
 
+    def __init__(
+        self, name: str, shown: str, make: Callable[[], Shard], *, cleanup: Path | None = None
+    ) -> None:
+        super().__init__(name, shown)
+        self.make = make
+        self.cleanup = cleanup
+        self.inner: Shard | None = None
 
-def _read_json_lines(path: Path, config: IngestConfig, shown: str) -> pd.DataFrame:
-    compression = compression_of(path, shown, "jsonl")
-    try:
-        df = pd.read_json(path, lines=True, encoding=config.encoding, compression=compression)
-    except UnicodeDecodeError as exc:
-        raise InputDataError(_decode_error_message(path, shown, config.encoding, exc, compression)) from exc
-    except ValueError as exc:
-        if "too big" not in str(exc):
-            raise InputDataError(
-                f"{shown} is not valid JSON Lines (one JSON object per line): {exc}"
-            ) from exc
-        # pandas' JSON parser stops at integers past 64 bits; Python's reads them (kept as text later).
-        df = _read_json_lines_exactly(path, config.encoding, compression, shown)
-    # A JSON object cannot repeat a key (the parser keeps the last), but a key can be "".
-    _check_column_names([str(c) for c in df.columns], shown)
-    return df
+    def open(self) -> None:
+        self.inner = self.make()
+        self.inner.open()
+        self.carried = self.inner.carried
 
+    def _shard(self) -> Shard:
+        assert self.inner is not None, "open comes first"
+        return self.inner
 
-def _read_json_lines_exactly(path: Path, encoding: str, compression: str | None, shown: str) -> pd.DataFrame:
-    import json
+    def first_pass(self) -> Iterator[pd.DataFrame]:
+        return self._shard().first_pass()
 
-    records = []
-    with open_text(path, encoding, compression) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError as exc:
-                raise InputDataError(f"{shown} is not valid JSON Lines: line {number}: {exc}") from exc
-    return pd.DataFrame.from_records(records)
+    def plan(self) -> ShardPlan:
+        return self._shard().plan()
 
+    def convert(self, chunk: pd.DataFrame, plan: ShardPlan) -> pd.DataFrame | None:
+        return self._shard().convert(chunk, plan)
 
-def _read_parquet(path: Path, shown: str) -> pd.DataFrame:
-    import pyarrow.parquet as pq
+    def final_pass(self, plan: ShardPlan) -> Iterator[pd.DataFrame]:
+        return self._shard().final_pass(plan)
 
-    kind = sniff(path)
-    if kind and kind != "parquet":
-        what = (
-            "an HTML page (a sign-in or error page served instead of the data?)"
-            if kind == "html"
-            else f"{kind}-compressed"
-        )
-        raise InputDataError(f"{shown} is {what}, not a Parquet file: check the URI, or set source_format")
-    try:
-        names = pq.read_schema(path).names
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputDataError(f"{shown} is not a readable Parquet file: {exc}") from exc
-    # Checked before reading: pandas fails on duplicate Parquet names with a pyarrow FieldRef message.
-    _check_column_names(names, shown)
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputDataError(f"{shown} is not a readable Parquet file: {exc}") from exc
-    # A file the suite assembled (retraining data) says what it was made of: lineage goes on.
-    carried = read_lineage(path).get("sources")
-    if carried:
-        df.attrs["sources"] = carried
-    return df
+    def first_value(self, column: str, plan: ShardPlan) -> Any:
+        return self._shard().first_value(column, plan)
 
-
-def _check_column_names(names: list[str], shown: str) -> None:
-    """Raise InputDataError naming every empty or repeated column name (1-based positions)."""
-    problems = []
-    empty = [i + 1 for i, n in enumerate(names) if n is None or not str(n).strip()]
-    if empty:
-        problems.append(f"empty name at column position(s) {', '.join(map(str, empty))}")
-    positions: dict[str, list[int]] = {}
-    for i, n in enumerate(names):
-        if n is not None and str(n).strip():
-            positions.setdefault(str(n), []).append(i + 1)
-    for name, where in positions.items():
-        if len(where) > 1:
-            problems.append(f"name {name!r} repeated at column positions {', '.join(map(str, where))}")
-    long = [i + 1 for i, n in enumerate(names) if n is not None and len(str(n)) > MAX_COLUMN_NAME_LENGTH]
-    if long:
-        problems.append(
-            f"name longer than {MAX_COLUMN_NAME_LENGTH} characters at column position(s) "
-            f"{', '.join(map(str, long[:10]))} (is the first line a header?)"
-        )
-    if problems:
-        raise InputDataError(
-            f"{shown}: {'; '.join(problems)}; rename them in the source so every column name is unique, "
-            "non-empty and short"
-        )
-
-
-def _decode_error_message(
-    path: Path, shown: str, encoding: str, exc: UnicodeDecodeError, compression: str | None = None
-) -> str:
-    # UnicodeDecodeError positions are relative to the chunk pandas decoded, so find the first
-    # bad byte in the file ourselves to name the line (in a plain file; a compressed one's bytes
-    # are not its lines).
-    line, offset = (None, None) if compression else _first_undecodable(path, encoding)
-    where = f" at line {line} (byte offset {offset})" if line else ""
-    return (
-        f"{shown} is not valid {encoding} text{where}: {exc.reason}; "
-        "set the encoding parameter (for example latin-1) or fix the file"
-    )
-
-
-def _first_undecodable(path: Path, encoding: str) -> tuple[int | None, int | None]:
-    offset = 0
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode(encoding)
-            except UnicodeDecodeError as exc:
-                return number, offset + exc.start
-            offset += len(raw)
-    return None, None
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        if self.cleanup is not None:
+            self.cleanup.unlink(missing_ok=True)
 
 
 # --- sources -----------------------------------------------------------------------------------
 
 
-def _read_local(config: IngestConfig) -> pd.DataFrame:
+def _read_local(config: IngestConfig, scratch: Path, batch_rows: int) -> list[Shard]:
     uri = config.source_uri
     path = Path(urllib.parse.urlsplit(uri).path if uri.startswith("file://") else uri)
     if path.is_dir():
@@ -340,29 +298,15 @@ def _read_local(config: IngestConfig) -> pd.DataFrame:
         # server's prediction log writes them. Hidden files and folders are not data, nor are
         # those starting with "_": a dataset folder's manifest (_dataset.json), Spark's _SUCCESS.
         shards = sorted(p for p in path.rglob("*") if p.is_file() and not _not_data(str(p.relative_to(path))))
-        return _read_many(shards, config, uri)
-    return read_file(path, config, display=uri)
+        if not shards:
+            raise InputDataError(f"{uri} holds no files to read")
+        return [file_shard(p, config, batch_rows) for p in shards]
+    return [file_shard(path, config, batch_rows, display=uri)]
 
 
 def _not_data(relative: str) -> bool:
     """A file under a data folder or prefix that is not data: hidden, or named with a leading "_"."""
     return any(part.startswith((".", "_")) for part in relative.split("/"))
-
-
-def _read_many(paths: list[Path], config: IngestConfig, shown: str) -> pd.DataFrame:
-    """Read several shards of one dataset; they must share their columns."""
-    if not paths:
-        raise InputDataError(f"{shown} holds no files to read")
-    frames = [read_file(p, config) for p in paths]
-    check_shards(frames, [p.name for p in paths], shown)
-    first = list(frames[0].columns)
-    for path, frame in zip(paths[1:], frames[1:], strict=True):
-        if list(frame.columns) != first:
-            raise InputDataError(
-                f"shard {path.name} of {shown} has columns {list(frame.columns)}, "
-                f"but {paths[0].name} has {first}"
-            )
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 @contextmanager
@@ -374,77 +318,57 @@ def _scratch_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _read_http(config: IngestConfig) -> pd.DataFrame:
-    import requests
-
+def _read_http(config: IngestConfig, scratch: Path, batch_rows: int) -> list[Shard]:
     uri = config.source_uri
-    name = os.path.basename(urllib.parse.urlsplit(uri).path) or "download"
-    with _scratch_dir() as scratch:
-        target = scratch / name
+    shown = display_uri(uri)
+    target = scratch / (os.path.basename(urllib.parse.urlsplit(uri).path) or "download")
+
+    def make() -> Shard:
+        import requests
+
         try:
             with requests.get(uri, stream=True, timeout=HTTP_TIMEOUT_SECONDS) as response:
                 if response.status_code >= 400:
-                    raise InputDataError(f"{display_uri(uri)}: HTTP {response.status_code} {response.reason}")
+                    raise InputDataError(f"{shown}: HTTP {response.status_code} {response.reason}")
                 with open(target, "wb") as handle:
                     handle.writelines(response.iter_content(chunk_size=1 << 20))
         except requests.RequestException as exc:
-            raise InputDataError(f"{display_uri(uri)}: could not download: {exc}") from exc
-        return read_file(target, config, display=display_uri(uri))
+            raise InputDataError(f"{shown}: could not download: {exc}") from exc
+        return file_shard(target, config, batch_rows, display=shown)
+
+    return [LazyShard(target.name, shown, make, cleanup=target)]
 
 
-def _read_gcs(config: IngestConfig) -> pd.DataFrame:
+def _read_gcs(config: IngestConfig, scratch: Path, batch_rows: int) -> list[Shard]:
     from mlstages.components.common import storage
 
     uri = config.source_uri
-    with _scratch_dir() as scratch:
-        if uri.endswith("/") or not storage.exists(uri):
-            prefix = uri.rstrip("/") + "/"
-            objects = [
-                u
-                for u in storage.list_uris(uri)
-                if not u.endswith("/") and not _not_data(u.removeprefix(prefix))
-            ]
-            if not objects:
-                raise InputDataError(f"{uri}: no object and no objects under this prefix")
-            paths = []
-            for index, object_uri in enumerate(objects):
-                local = scratch / f"{index:06d}-{os.path.basename(object_uri)}"
-                storage.download_file(object_uri, local)
-                paths.append(local)
-            return _read_many(paths, config, uri)
-        local = scratch / os.path.basename(uri)
-        storage.download_file(uri, local)
-        return read_file(local, config, display=uri)
+
+    def remote(object_uri: str, local: Path, display: str | None) -> Shard:
+        def make() -> Shard:
+            storage.download_file(object_uri, local)
+            return file_shard(local, config, batch_rows, display=display)
+
+        return LazyShard(local.name, display or str(local), make, cleanup=local)
+
+    if uri.endswith("/") or not storage.exists(uri):
+        prefix = uri.rstrip("/") + "/"
+        objects = [
+            u for u in storage.list_uris(uri) if not u.endswith("/") and not _not_data(u.removeprefix(prefix))
+        ]
+        if not objects:
+            raise InputDataError(f"{uri}: no object and no objects under this prefix")
+        # Each object is downloaded when its turn comes and deleted once the stream is done.
+        return [
+            remote(u, scratch / f"{index:06d}-{os.path.basename(u)}", None) for index, u in enumerate(objects)
+        ]
+    return [remote(uri, scratch / os.path.basename(uri), uri)]
 
 
-def _read_sql(config: IngestConfig) -> pd.DataFrame:
-    shown = display_uri(config.source_uri)
-    try:
-        import sqlalchemy
-    except ImportError as exc:
-        raise ParameterError(
-            f"source_uri {shown} is a database, and reading one needs SQLAlchemy: "
-            "pip install 'mlstages[sql]' (the ingest image has it)"
-        ) from exc
-    if not config.sql_query.strip():
-        raise ParameterError(f"source_uri {shown} is a database: set sql_query to the query to run")
-    try:
-        engine = sqlalchemy.create_engine(config.source_uri)
-    except Exception as exc:  # unknown dialect or missing driver
-        raise ParameterError(f"source_uri {shown}: cannot connect: {exc}") from exc
-    try:
-        with engine.connect() as connection:
-            # Chunks keep the driver's buffers small on large results.
-            chunks = list(pd.read_sql_query(sqlalchemy.text(config.sql_query), connection, chunksize=100_000))
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise InputDataError(
-            f"{shown}: the query failed: {exc.__class__.__name__}: {exc.orig or exc}"
-        ) from exc
-    finally:
-        engine.dispose()
-    if sum(len(chunk) for chunk in chunks) == 0:
-        raise InputDataError(f"{shown}: the query returned no rows")
-    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+def _read_sql(config: IngestConfig, scratch: Path, batch_rows: int) -> list[Shard]:
+    return [
+        SqlShard(config.source_uri, config.sql_query, display_uri(config.source_uri), batch_rows=batch_rows)
+    ]
 
 
 register_source("file", _read_local)
@@ -465,10 +389,30 @@ def ingest_summary(metadata: dict) -> str:
         "",
         f"Read **{metadata['rows']:,}** rows and **{metadata['columns']}** columns from "
         f"`{markdown_text(metadata.get('source', ''))}`.",
-        "",
-        f"Content hash (sha256): `{metadata['content_hash']}`",
     ]
+    if "parts" in metadata:
+        parts = metadata["parts"]
+        size = f", {_size(metadata['bytes'])}" if "bytes" in metadata else ""
+        lines += ["", f"Written as **{parts}** Parquet part file{'s' if parts != 1 else ''}{size}."]
+    if metadata.get("passes", 1) > 1:
+        lines += [
+            "",
+            "The source was read twice: a column's type changed after the first rows (integers "
+            "with missing values further down, numbers beside text, codes with leading zeros), and "
+            "the rows already written were written again with the final types.",
+        ]
+    lines += ["", f"Content hash (sha256): `{metadata['content_hash']}`"]
     if metadata.get("snapshot"):
         lines += ["", f"Snapshot: `{markdown_text(metadata['snapshot'])}`"]
     lines += ["", markdown_table(rows, ["column", "type"]), ""]
     return "\n".join(lines)
+
+
+def _size(count: int) -> str:
+    """A byte count as people read it (1,234,567 -> 1.2 MB)."""
+    size = float(count)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{count:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

@@ -53,28 +53,33 @@ def training_data(
 
     limit_threads()
 
+    import dataclasses
     import datetime as dt
     import tempfile
     from collections import namedtuple
     from pathlib import Path
 
     from mlstages.components.common import storage
-    from mlstages.components.common.dataset_files import read_dataset, read_lineage, write_parquet_file
-    from mlstages.components.common.datasets import content_hash
+    from mlstages.components.common.dataset_files import read_lineage
     from mlstages.components.common.errors import ParameterError
     from mlstages.components.common.registry import check_model_name
-    from mlstages.components.ingest.ingest import IngestConfig, display_uri, read_source
+    from mlstages.components.ingest.ingest import IngestConfig, display_uri
+    from mlstages.components.training_data.streaming import (
+        assemble_rows,
+        ingest_part,
+        labelled_window,
+        single_file,
+    )
     from mlstages.components.training_data.training_data import (
         APPEND,
         SLIDING,
         TRAINING_DATA_FOLDER,
         WINDOWS_FOLDER,
-        Part,
         TrainingDataConfig,
-        assemble,
-        labelled_rows,
+        choose_parts,
         lineage_parts,
         render_markdown,
+        repeated_note,
     )
 
     config = TrainingDataConfig(
@@ -86,40 +91,54 @@ def training_data(
     prefix = f"{model_registry.rstrip('/')}/{model_name}"
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
-    frame = read_dataset(window.path, what="window")
     window_sources = read_lineage(window.path).get("sources") or []
     window_uri = window_sources[0]["uri"] if window_sources else window.uri
-    labelled = labelled_rows(frame, label_column)
 
-    with tempfile.TemporaryDirectory(prefix="mlstages-training-data-") as scratch:
-        archived_uri = window_uri
-        if not labelled.empty:
-            local = Path(scratch) / "window.parquet"
-            write_parquet_file(labelled, local, lineage={"sources": window_sources})
-            archived_uri = f"{prefix}/{WINDOWS_FOLDER}/{stamp}-{content_hash(labelled)[:8]}.parquet"
-            storage.upload_file(local, archived_uri, if_absent=True)
-        current = Part("window", archived_uri, labelled)
+    # Every part goes through local disk a chunk at a time: none is held whole in memory.
+    with tempfile.TemporaryDirectory(prefix="mlstages-training-data-") as scratch_name:
+        scratch = Path(scratch_name)
+        current = labelled_window(
+            Path(window.path),
+            label_column,
+            scratch / "window",
+            window_uri,
+            lineage={"sources": window_sources},
+        )
+        if current.rows:
+            archived_uri = f"{prefix}/{WINDOWS_FOLDER}/{stamp}-{current.content_hash[:8]}.parquet"
+            storage.upload_file(single_file(current.path), archived_uri, if_absent=True)
+            current = dataclasses.replace(current, uri=archived_uri)
 
-        earlier: list[Part] = []
+        earlier = []
         if config.window_policy == SLIDING and config.max_windows > 1:
-            names = sorted(u for u in storage.list_uris(f"{prefix}/{WINDOWS_FOLDER}/") if u != archived_uri)
+            names = sorted(u for u in storage.list_uris(f"{prefix}/{WINDOWS_FOLDER}/") if u != current.uri)
             for index, uri in enumerate(names[-(config.max_windows - 1) :]):
-                local = Path(scratch) / f"earlier-{index}.parquet"
+                local = scratch / f"earlier-{index}.parquet"
                 storage.download_file(uri, local)
-                earlier.append(Part("earlier window", uri, read_dataset(local, what=f"window {uri}")))
+                earlier.append(
+                    ingest_part(
+                        IngestConfig(source_uri=str(local)),
+                        scratch / f"earlier-{index}",
+                        "earlier window",
+                        uri,
+                    )
+                )
         base = None
         if config.window_policy == APPEND:
-            shown = display_uri(data_uri)
-            base = Part(
-                "original data", shown, read_source(IngestConfig(source_uri=data_uri, sql_query=sql_query))
+            base = ingest_part(
+                IngestConfig(source_uri=data_uri, sql_query=sql_query),
+                scratch / "original",
+                "original data",
+                display_uri(data_uri),
             )
 
-        combined, parts, notes = assemble(config, current, base, earlier)
-        local = Path(scratch) / "training-data.parquet"
-        write_parquet_file(combined, local, lineage={"sources": lineage_parts(parts)})
-        target = f"{prefix}/{TRAINING_DATA_FOLDER}/{stamp}-{content_hash(combined)[:8]}.parquet"
-        storage.upload_file(local, target, if_absent=True)
+        parts, notes = choose_parts(config, current, base, earlier)
+        assembled = assemble_rows(parts, scratch / "assembled", lineage={"sources": lineage_parts(parts)})
+        if assembled.repeated:
+            notes.append(repeated_note(assembled.repeated))
+        target = f"{prefix}/{TRAINING_DATA_FOLDER}/{stamp}-{assembled.content_hash[:8]}.parquet"
+        storage.upload_file(assembled.file, target, if_absent=True)
 
     with open(summary.path, "w", encoding="utf-8") as handle:
-        handle.write(render_markdown(config, parts, len(combined), target, notes))
-    return namedtuple("Outputs", ["data_uri", "rows"])(target, len(combined))
+        handle.write(render_markdown(config, parts, assembled.rows, target, notes))
+    return namedtuple("Outputs", ["data_uri", "rows"])(target, assembled.rows)

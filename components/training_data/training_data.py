@@ -15,13 +15,15 @@ with if-absent writes, so the training pipeline ingests an immutable URI and the
 lineage names each part (role, URI, rows, content hash). A window without labels cannot teach a
 model: ``append`` then trains on the original data and says so; the other policies refuse.
 
-Pure functions over DataFrames here; the component does the reading and writing.
+The policies are pure functions over parts (local data with their rows, columns and hash) here;
+``streaming`` reads and writes the rows a chunk at a time, and the component moves the files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -70,39 +72,43 @@ class TrainingDataConfig:
 
 @dataclass(frozen=True)
 class Part:
-    """One part of the assembled training data: what it is, where from, and its rows."""
+    """One part of the assembled training data: what it is, where from, and where its rows are
+    on local disk (a dataset folder) with their count, columns and content hash."""
 
     role: str
     uri: str
-    frame: pd.DataFrame
+    path: Path
+    rows: int
+    columns: tuple[str, ...]
+    content_hash: str
 
 
 def labelled_rows(window: pd.DataFrame, label_column: str) -> pd.DataFrame:
-    """The window's rows that have a label (none when the window has no label column)."""
+    """The window's rows that have a label (none when the window has no label column); applied
+    to each chunk of the window."""
     if label_column not in window.columns:
         return window.iloc[0:0]
     return window[window[label_column].notna()].reset_index(drop=True)
 
 
-def aligned(part: pd.DataFrame, columns: Sequence[str], role: str, uri: str) -> pd.DataFrame:
-    """``part`` with exactly ``columns``, in that order; an error naming the columns it lacks."""
+def check_aligned(part: Part, columns: Sequence[str]) -> None:
+    """An error naming the columns of the training data ``part`` lacks."""
     missing = [c for c in columns if c not in part.columns]
     if missing:
         raise InputDataError(
-            f"the {role} at {uri} lacks column(s) {', '.join(map(repr, missing))} of the training data; "
+            f"the {part.role} at {part.uri} lacks column(s) {', '.join(map(repr, missing))} of the training data; "
             "a window must carry every column the model was trained on"
         )
-    return part[list(columns)]
 
 
-def assemble(
+def choose_parts(
     config: TrainingDataConfig, window: Part, base: Part | None, archived: Sequence[Part] = ()
-) -> tuple[pd.DataFrame, list[Part], list[str]]:
-    """The training data under ``config.window_policy``, the parts it holds, and notes for the
-    summary. ``window`` holds the labelled rows of this run's window; ``base`` the original data
-    (``append``); ``archived`` the earlier labelled windows, oldest first (``sliding``)."""
+) -> tuple[list[Part], list[str]]:
+    """The parts the training data holds under ``config.window_policy``, in order, and notes for
+    the summary. ``window`` holds the labelled rows of this run's window; ``base`` the original
+    data (``append``); ``archived`` the earlier labelled windows, oldest first (``sliding``)."""
     notes: list[str] = []
-    if window.frame.empty:
+    if window.rows == 0:
         if config.window_policy != APPEND:
             raise InputDataError(
                 f"the window at {window.uri} has no row with a {config.label_column!r} label, so "
@@ -115,7 +121,7 @@ def assemble(
         )
     if config.window_policy == APPEND:
         assert base is not None, "append needs the original data"
-        parts = [base] + ([window] if not window.frame.empty else [])
+        parts = [base] + ([window] if window.rows else [])
     elif config.window_policy == WINDOW:
         parts = [window]
     else:
@@ -125,16 +131,14 @@ def assemble(
             notes.append(
                 f"{len(earlier) + 1} labelled window(s) so far, fewer than max_windows={config.max_windows}."
             )
-    columns = list(parts[0].frame.columns)
-    frames = [aligned(p.frame, columns, p.role, p.uri) for p in parts]
-    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    # A row seen before teaches nothing new, and a repeat would sit in both the train and the test
-    # split; the first copy is kept.
-    repeated = combined.astype(str).duplicated()
-    if repeated.any():
-        combined = combined[~repeated.to_numpy()].reset_index(drop=True)
-        notes.append(f"{int(repeated.sum())} row(s) repeating an earlier row were left out.")
-    return combined, parts, notes
+    for part in parts[1:]:
+        check_aligned(part, parts[0].columns)
+    return parts, notes
+
+
+def repeated_note(count: int) -> str:
+    """The summary's note on the rows left out as repeats."""
+    return f"{count} row(s) repeating an earlier row were left out."
 
 
 def render_markdown(
@@ -143,7 +147,7 @@ def render_markdown(
     """The summary: the policy, each part with its rows, and where the assembled data went."""
     from mlstages.components.common.reports import markdown_table, markdown_text
 
-    table = [{"part": p.role, "uri": p.uri, "rows": len(p.frame)} for p in parts]
+    table = [{"part": p.role, "uri": p.uri, "rows": p.rows} for p in parts]
     lines = [
         "# Training data",
         "",
@@ -161,6 +165,13 @@ def render_markdown(
 def lineage_parts(parts: Sequence[Part]) -> list[dict[str, Any]]:
     """The lineage sources of the assembled data: each part with its role, URI, rows and content
     hash."""
-    from mlstages.components.common.datasets import source_lineage
-
-    return [source_lineage(part.frame, part.uri, role=part.role) for part in parts]
+    return [
+        {
+            "uri": part.uri,
+            "rows": part.rows,
+            "columns": len(part.columns),
+            "content_hash": part.content_hash,
+            "role": part.role,
+        }
+        for part in parts
+    ]
