@@ -232,7 +232,9 @@ def _transform(feature_pipeline: Any, raw: pd.DataFrame) -> pd.DataFrame:
     if hasattr(transformed, "toarray"):
         transformed = transformed.toarray()
     frame = transformed if isinstance(transformed, pd.DataFrame) else pd.DataFrame(transformed)
-    frame = frame.reset_index(drop=True)
+    # Relabelled in place: reset_index(drop=True) copied the whole feature matrix (+0.9 GB at 765k
+    # rows, the train task's peak at 1M rows in benchmarks/results/scale.md).
+    frame.index = pd.RangeIndex(len(frame))
     frame.columns = [str(c) for c in frame.columns]
     not_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if not_numeric:
