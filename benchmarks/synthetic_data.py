@@ -243,12 +243,10 @@ def write_chunked(
 def describe(folder: Path, rows: int) -> dict[str, Any]:
     """Parquet bytes and the in-memory size, as ingest reads the data (object-dtype strings):
     ``memory_usage(deep=True)`` of the first PROBE_ROWS rows, scaled to ``rows``."""
-    import pandas as pd
-
-    from mlstages.components.common.dataset_files import part_files
+    from mlstages.components.common.dataset_files import part_files, read_dataset_head
 
     files = part_files(folder)
-    probe = pd.read_parquet(files[0]).iloc[:PROBE_ROWS]
+    probe = read_dataset_head(folder, PROBE_ROWS)  # the first row group only
     per_row = float(probe.memory_usage(deep=True, index=False).sum()) / len(probe)
     features = probe.drop(columns=[LABEL_COLUMN])
     return {
