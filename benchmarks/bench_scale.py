@@ -57,10 +57,12 @@ QUICK_ROWS = 100_000
 REPEATS_UP_TO_1M = 3
 DEFAULT_WORKDIR = Path(os.environ.get("TMPDIR", "/tmp")) / "mlstages-bench-scale"
 DEFAULT_MEMORY_MB = 4096
-# Disk a run's folder takes per dataset row (the run's datasets, the prediction shards in the
-# object store, models), measured at 1M rows; a run is refused when the free space is short of
-# it (--ignore-disk to try anyway).
-RUN_FOLDER_BYTES_PER_ROW = 600.0
+# Disk a run's folder takes per dataset row (ingest's copies, the splits, the prediction shards in
+# the object store, models): 678 bytes at 1M rows. A run is refused when the free space is short
+# of it and the data (--ignore-disk to try anyway).
+RUN_FOLDER_BYTES_PER_ROW = 700.0
+# The synthetic table's Parquet: 170 bytes a row.
+DATA_BYTES_PER_ROW = 175.0
 
 
 def run_size(
@@ -76,7 +78,7 @@ def run_size(
     """Every run of both paths at ``rows`` rows, summarized."""
     need = rows * RUN_FOLDER_BYTES_PER_ROW
     if not dataset_folder(workdir / "data", rows).is_dir():
-        need += rows * 150.0  # the dataset itself, about 140 bytes of Parquet a row
+        need += rows * DATA_BYTES_PER_ROW
     free = free_bytes(workdir)
     if free < need * 1.2 and not ignore_disk:
         raise SystemExit(
@@ -202,6 +204,22 @@ def save(report: dict[str, Any], results_dir: Path, quick: bool) -> Path:
     return markdown_path
 
 
+def rerender(results_dir: Path, quick: bool) -> Path:
+    """The results summarized again from their runs (after a change to the summary or the
+    Markdown), nothing measured."""
+    from scale_markdown import markdown
+
+    name = "scale-quick" if quick else "scale"
+    json_path = results_dir / f"{name}.json"
+    document = json.loads(json_path.read_text(encoding="utf-8"))
+    for report in document["sizes"].values():
+        report["summary"] = summarize(report["runs"], report["dataset"])
+    json_path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    markdown_path = results_dir / f"{name}.md"
+    markdown_path.write_text(markdown(document), encoding="utf-8")
+    return markdown_path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows, 1 run (smoke)")
@@ -234,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"MLSTAGES_MEMORY_MB for every task (default {DEFAULT_MEMORY_MB})",
     )
     parser.add_argument("--keep-runs", action="store_true", help="keep each run's folder")
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help="measure nothing: summarize the runs kept in the results JSON again and rewrite the Markdown",
+    )
     parser.add_argument("--ignore-disk", action="store_true", help="run even when the free space looks short")
     # Internal: run one path in this interpreter (the benchmark starts itself this way).
     parser.add_argument("--measure", choices=PATHS, help=argparse.SUPPRESS)
@@ -244,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         from scale_paths import measure_main
 
         measure_main(args.measure, args.data, args.workdir, args.result_file)
+        return 0
+    if args.rerender:
+        print(f"Results: {rerender(args.results_dir, args.quick)}")
         return 0
     sizes = args.rows or [QUICK_ROWS if args.quick else FULL_ROWS]
     if any(rows < 10_000 for rows in sizes):

@@ -233,13 +233,14 @@ def run_in_process(
     *,
     training_params: dict[str, Any] | None = None,
     inference: bool = True,
+    clock: StageClock | None = None,
 ) -> dict[str, Any]:
     """Every stage's component body, in order, in this process (module docstring): the training
     pipeline's with ``training_params`` (default TRAINING_PARAMS), then, with ``inference``, the
-    inference pipeline's champion branch."""
+    inference pipeline's champion branch; ``clock`` times the stages."""
     from mlstages.tooling.local import local_run_environment, object_store
 
-    clock = StageClock()
+    clock = clock or StageClock()
     phases: dict[str, Any] = {}
     out = workdir / "in_process"
     with object_store(workdir, print) as bucket, local_run_environment():

@@ -172,10 +172,45 @@ def summarize(runs: dict[str, list[dict[str, Any]]], dataset: dict[str, Any]) ->
             "each_run_seconds": [r["process_seconds"] for r in runs[path]],
             "load_average_1min": [r["load_average_1min"] for r in runs[path]],
         }
-    return {"rows": rows, "paths": per_path, "targets": targets(per_path, dataset)}
+    pairs = paired_ratios(runs)
+    return {
+        "rows": rows,
+        "paths": per_path,
+        "pairs": pairs,
+        "paired_ratio_median": {p: _median([pair["ratio"][p] for pair in pairs]) for p in (*PHASES, "run")},
+        "cpu_ratio": per_path["pipelines"]["cpu_seconds"] / per_path["in_process"]["cpu_seconds"],
+        "targets": targets(per_path, dataset, pairs),
+    }
 
 
-def targets(per_path: dict[str, Any], dataset: dict[str, Any]) -> list[dict[str, Any]]:
+def paired_ratios(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run k of the pipelines beside run k in one process: the runs are interleaved, so each pair
+    ran back to back, under about the same load; a ratio per pair drifts less with other people's
+    work than a ratio of medians taken over the whole benchmark."""
+    pairs = []
+    for mine, theirs in zip(runs["pipelines"], runs["in_process"], strict=False):
+        seconds = {
+            "pipelines": {**mine["analysis"]["phase_seconds"], "run": mine["process_seconds"]},
+            "in_process": {**theirs["analysis"]["phase_seconds"], "run": theirs["process_seconds"]},
+        }
+        pairs.append(
+            {
+                "seconds": seconds,
+                "ratio": {
+                    p: seconds["pipelines"][p] / seconds["in_process"][p] for p in seconds["pipelines"]
+                },
+                "load_median": {
+                    "pipelines": (mine["load_average_1min"].get("sampled") or {}).get("median"),
+                    "in_process": (theirs["load_average_1min"].get("sampled") or {}).get("median"),
+                },
+            }
+        )
+    return pairs
+
+
+def targets(
+    per_path: dict[str, Any], dataset: dict[str, Any], pairs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Each of issue 15's targets: what, the value, the bound, met or not (None: not applicable)."""
     found: list[dict[str, Any]] = []
     pipelines, single = per_path["pipelines"], per_path["in_process"]
@@ -207,14 +242,16 @@ def targets(per_path: dict[str, Any], dataset: dict[str, Any]) -> list[dict[str,
         )
     for phase in PHASES:
         mine, theirs = pipelines["phase_seconds"][phase], single["phase_seconds"][phase]
-        ratio = mine / theirs if mine and theirs else None
+        ratio = _median([pair["ratio"][phase] for pair in pairs])
         found.append(
             {
-                "target": f"{phase}: pipeline / single-process wall time <= {MAX_WALL_RATIO}",
+                "target": f"{phase}: pipeline / single-process wall time <= {MAX_WALL_RATIO} (median of "
+                "the paired runs' ratios)",
                 "value": ratio,
                 "unit": "ratio",
                 "bound": MAX_WALL_RATIO,
                 "met": None if ratio is None else ratio <= MAX_WALL_RATIO,
+                "ratio_of_medians": mine / theirs if mine and theirs else None,
             }
         )
     return found
