@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import bisect
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +70,14 @@ def _process_label(pid: int) -> str:
 class TreeSampler(threading.Thread):
     """Samples the summed RSS of a process and all its descendants until stopped.
 
-    Also keeps, per process, its label, its peak RSS, when it was first and last seen, and its CPU
-    seconds at the last sample (so up to one interval of CPU before it exits is missed). Summed
-    RSS counts pages shared between processes (libraries, copy-on-write pages) once per process,
-    so it slightly overstates the tree's memory.
+    Also keeps, per process, its label, its peak RSS, when it was first and last seen (on
+    ``time.monotonic``, the same clock in every process), and its CPU seconds at the last sample
+    (so up to one interval of CPU before it exits is missed). A kfp task's process (label
+    ``task:...``) also gets ``subtree_peak_rss_bytes``: the highest summed RSS of it and every
+    process it started (a model server, joblib workers), sampled together, so a task's peak is
+    the task's whatever process holds it. Summed RSS counts pages shared between processes
+    (libraries, copy-on-write pages) once per process, so it slightly overstates the tree's
+    memory. The machine's 1-minute load average is kept at every sample (``loads``).
     """
 
     def __init__(self, root_pid: int, interval: float = SAMPLE_INTERVAL_SECONDS) -> None:
@@ -81,6 +88,10 @@ class TreeSampler(threading.Thread):
         self.peak_processes: list[dict[str, Any]] = []
         self.samples = 0
         self.processes: dict[int, dict[str, Any]] = {}
+        self.loads: list[float] = []
+        # Every sample's time (time.monotonic) and summed RSS, compactly: hours of samples.
+        self.times = array.array("d")
+        self.totals = array.array("q")
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -92,33 +103,58 @@ class TreeSampler(threading.Thread):
         self._stop_event.set()
         self.join()
 
+    def peak_between(self, start: float, end: float) -> int | None:
+        """The highest summed RSS sampled between two ``time.monotonic`` times (None: no sample)."""
+        first = bisect.bisect_left(self.times, start)
+        last = bisect.bisect_right(self.times, end)
+        return max(self.totals[first:last]) if last > first else None
+
     def sample(self) -> None:
-        now = time.perf_counter()
+        now = time.monotonic()
         children: dict[int, list[int]] = {}
         table = _process_table()
         for pid, (parent, _) in table.items():
             children.setdefault(parent, []).append(pid)
-        tree, queue = [], [self.root_pid]
+        # Each process with the kfp task process it descends from (itself, for a task), if any.
+        tree: list[tuple[int, int | None]] = []
+        queue: list[tuple[int, int | None]] = [(self.root_pid, None)]
         while queue:
-            pid = queue.pop()
-            tree.append(pid)
-            queue.extend(children.get(pid, ()))
+            pid, task = queue.pop()
+            record = self.processes.get(pid)
+            if record is None:
+                record = {"label": "?", "peak_rss_bytes": 0, "first_seen": now, "last_seen": now}
+                self.processes[pid] = record
+            if not record["label"].startswith("task:"):
+                # Read again until it names a task: a process caught between fork and exec still
+                # shows its parent's command line.
+                label = _process_label(pid) if pid in table else "?"
+                record["label"] = label if label != "?" else record["label"]
+            if record["label"].startswith("task:"):
+                task = pid
+            tree.append((pid, task))
+            queue.extend((child, task) for child in children.get(pid, ()))
         total = 0
         current = []
-        for pid in tree:
+        task_totals: dict[int, int] = {}
+        for pid, task in tree:
             rss = _rss_bytes(pid)
             if rss is None:
                 continue
             total += rss
-            record = self.processes.get(pid)
-            if record is None:
-                record = {"label": _process_label(pid), "peak_rss_bytes": 0, "first_seen": now}
-                self.processes[pid] = record
+            record = self.processes[pid]
             record["peak_rss_bytes"] = max(record["peak_rss_bytes"], rss)
             record["last_seen"] = now
             if pid in table:
                 record["cpu_seconds"] = table[pid][1]
+            if task is not None:
+                task_totals[task] = task_totals.get(task, 0) + rss
             current.append((pid, rss))
+        for task, task_total in task_totals.items():
+            record = self.processes[task]
+            record["subtree_peak_rss_bytes"] = max(record.get("subtree_peak_rss_bytes", 0), task_total)
+        self.loads.append(os.getloadavg()[0])
+        self.times.append(now)
+        self.totals.append(total)
         self.samples += 1
         if total > self.peak_bytes:
             self.peak_bytes = total
@@ -131,33 +167,46 @@ class TreeSampler(threading.Thread):
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
 
-def measure(path: str, data_path: Path, workdir: Path, blas_threads: int = 1) -> dict[str, Any]:
+def measure(
+    path: str,
+    data_path: Path,
+    workdir: Path,
+    blas_threads: int = 1,
+    *,
+    script: str = "bench_pipeline.py",
+    extra_environment: dict[str, str] | None = None,
+    windows_of: Callable[[dict[str, Any]], dict[str, tuple[float, float]]] | None = None,
+) -> dict[str, Any]:
     """Run one path in a fresh interpreter, sampling its process tree; return its measurements.
 
-    ``blas_threads`` > 0 caps BLAS/OpenMP threads in the path's processes (every kfp.local task
-    inherits the environment); 0 leaves the libraries' defaults.
+    The path runs as ``<script> --measure PATH --data ... --workdir ... --result-file ...`` (a
+    script in this folder). ``blas_threads`` > 0 caps BLAS/OpenMP threads in the path's processes
+    (every kfp.local task inherits the environment); 0 leaves the libraries' defaults.
+    ``extra_environment`` is set in the path's environment too. ``windows_of(result)`` names
+    spans of ``time.monotonic`` in the path's result; ``window_peaks`` then holds the tree's peak
+    summed RSS in each.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     result_file = workdir / "result.json"
     log_file = workdir / "output.log"
-    # The measured path runs in a fresh interpreter through bench_pipeline.py --measure.
-    script = Path(__file__).resolve().parent / "bench_pipeline.py"
-    command = [sys.executable, str(script), "--measure", path, "--data", str(data_path)]
+    script_path = Path(__file__).resolve().parent / script
+    command = [sys.executable, str(script_path), "--measure", path, "--data", str(data_path)]
     command += ["--workdir", str(workdir), "--result-file", str(result_file)]
     environment = {k: v for k, v in os.environ.items() if k != "MLSTAGES_BUCKET"}
     environment["PYTHONUNBUFFERED"] = "1"
     if blas_threads > 0:
         environment.update({name: str(blas_threads) for name in THREAD_VARIABLES})
+    environment.update(extra_environment or {})
     load_before = os.getloadavg()[0]
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
+    started = time.monotonic()
     with open(log_file, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
         sampler = TreeSampler(process.pid)
         sampler.start()
         returncode = process.wait()
         sampler.stop()
-    process_seconds = time.perf_counter() - started
+    process_seconds = time.monotonic() - started
     # RUSAGE_CHILDREN covers every descendant reaped so far: the path's process, its kfp.local
     # tasks and the object store, all waited for before the path's process exits.
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -171,6 +220,8 @@ def measure(path: str, data_path: Path, workdir: Path, blas_threads: int = 1) ->
     )
     result["minor_page_faults"] = usage.ru_minflt - usage_before.ru_minflt
     result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
+    result["load_average_1min"]["sampled"] = _spread(sampler.loads)
+    result["started_monotonic"] = started
     result["tree_peak_rss_bytes"] = sampler.peak_bytes
     result["tree_at_peak"] = sampler.peak_processes
     result["samples"] = sampler.samples
@@ -181,13 +232,33 @@ def measure(path: str, data_path: Path, workdir: Path, blas_threads: int = 1) ->
             "seen_seconds": record["last_seen"] - record["first_seen"],
             "cpu_seconds": record.get("cpu_seconds"),
             "first_seen_offset": record["first_seen"] - started,
+            "first_seen_monotonic": record["first_seen"],
+            "last_seen_monotonic": record["last_seen"],
+            **(
+                {"subtree_peak_rss_bytes": record["subtree_peak_rss_bytes"]}
+                if "subtree_peak_rss_bytes" in record
+                else {}
+            ),
         }
         for record in sorted(sampler.processes.values(), key=lambda r: r["first_seen"])
+        if record["peak_rss_bytes"] > 0
     ]
+    if windows_of is not None:  # after the processes: a window may be a process's lifetime
+        result["window_peaks"] = {
+            name: sampler.peak_between(start, end) for name, (start, end) in windows_of(result).items()
+        }
     if path == "pipeline":
         result["task_seconds"] = kfp_task_seconds(log_file.read_text(encoding="utf-8", errors="replace"))
     result["log_file"] = str(log_file)
     return result
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    """Lowest, median and highest of the samples."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
