@@ -25,7 +25,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 # A smaller search than the default keeps the run quick; the wiring is the same.
-PARAMS = ["cv_folds=3", "model_families=[logistic_regression, random_forest]", "seed=11"]
+# The penguins test split has 69 rows, where one row moves f1_macro by about 1.5 points: the
+# quality floor's default 1% tolerance would judge a one-row difference from the default gradient
+# boosting (as it does with this seed's split), and this test is about the containers, not the floor.
+PARAMS = [
+    "cv_folds=3",
+    "model_families=[logistic_regression, random_forest]",
+    "seed=11",
+    "floor_tolerance=0.05",
+]
 TRAINING_STAGES = {
     "ingest",
     "validate_data",
