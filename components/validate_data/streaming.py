@@ -9,7 +9,7 @@ merges: every batch carries the position of its first row.
 
 Duplicate rows are counted from 64-bit row hashes (``common.hashing``): exactly while the distinct
 rows fit the memory set aside for them (``row_hash_limit``, a quarter of the task's allowance:
-about 33M rows at 4 GiB), beyond that from the rows whose hash falls below a threshold that halves
+about 27M rows at 4 GiB), beyond that from the rows whose hash falls below a threshold that halves
 each time the set fills (a uniform sample of the distinct rows, as a theta sketch), with the
 standard error stated.
 """
@@ -38,8 +38,9 @@ from mlstages.components.validate_data.config import OUTLIER_RULE
 _U64 = np.uint64
 _FLAG = _U64(1)
 _KEY = ~_U64(1)
-# Compacting the row-hash set sorts it with its new hashes: about 32 bytes a distinct row at peak.
-_ROW_HASH_BYTES = 32
+# Compacting the row-hash set sorts it with as many new hashes (up to twice its size) and marks
+# runs with boolean masks: about 40 bytes a kept row at the peak.
+_ROW_HASH_BYTES = 40
 _ROW_HASH_SHARE = 0.25
 
 
@@ -93,18 +94,31 @@ class RowDuplicates:
         if not self._pending:
             return
         merged = np.concatenate([self._main, *self._pending])
-        self._pending, self._pending_size = [], 0
+        # Drop the parts before the work below: at tens of millions of rows each is hundreds of MB.
+        self._main, self._pending, self._pending_size = np.empty(0, dtype=_U64), [], 0
         if self.threshold is not None:
             merged = merged[(merged & _KEY) < _U64(self.threshold)]
         merged.sort()
         if len(merged):
-            keys = merged >> _FLAG
-            starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-            ends = np.append(starts[1:], len(merged))
-            # Within a run, flagged hashes sort last: a run repeats when it is longer than one or
-            # its last member already carried the flag.
-            repeated = ((ends - starts) > 1) | ((merged[ends - 1] & _FLAG) == _FLAG)
-            merged = (merged[starts] & _KEY) | repeated.astype(_U64)
+            # Boolean masks rather than index arrays keep the peak near 20 bytes a hash.
+            first = np.empty(len(merged), dtype=bool)
+            first[0] = True
+            differ = np.bitwise_xor(merged[1:], merged[:-1])
+            np.greater(differ, _FLAG, out=first[1:])  # the keys differ, not only the flag bits
+            del differ
+            last = np.empty(len(merged), dtype=bool)
+            last[:-1] = first[1:]
+            last[-1] = True
+            alone = first & last
+            del last
+            kept = merged[first]
+            del merged
+            # A run repeats when it is longer than one, or its one member already carried the flag
+            # (a flagged hash sorts after an unflagged one with the same key).
+            repeated = ~alone[first] | ((kept & _FLAG) == _FLAG)
+            kept &= _KEY
+            kept |= repeated.astype(_U64)
+            merged = kept
         self._main = merged
         while len(self._main) > self.limit:
             self.threshold = (1 << 64 if self.threshold is None else self.threshold) // 2
