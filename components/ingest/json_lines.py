@@ -16,6 +16,7 @@ A file with an integer past 64 bits is one pandas' JSON parser refuses; it is re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class _Facts:
     low: int | None = None
     to_float: bool = True  # every value converts to float64
     to_int: bool = True  # ... to a whole float64 number within int64, none missing
+    # A chunk pandas made float64 held whole numbers: some may have been written as integers,
+    # which an object column keeps as they were (4, not 4.0).
+    lossy: bool = False
     values: ValueFacts = field(default_factory=ValueFacts)
     # Date-like columns only: pandas tries the whole column as int64 first (then the epoch numbers
     # must be after 1970), else as the values are; each way is a fact of every value.
@@ -108,6 +112,7 @@ class Rule:
     dtype: str
     unit: str = ""
     dates: str = ""
+    objects: bool = False  # an object column read as the JSON values are, integers apart from floats
 
 
 def raw_kind(series: pd.Series) -> str:
@@ -157,6 +162,10 @@ def observe(facts: _Facts, series: pd.Series, date: bool, exact: bool) -> None:
     if kind in ("int", "uint"):
         low = int(series.min())
         facts.low = low if facts.low is None else min(facts.low, low)
+    if kind == "float" and not facts.lossy:
+        values = series.to_numpy()
+        with np.errstate(invalid="ignore"):
+            facts.lossy = bool((values == np.floor(values)).any())
     if exact:
         return
     if kind not in ("int", "uint") and (facts.to_float or facts.to_int):
@@ -204,8 +213,9 @@ def decide(name: str, f: _Facts, exact: bool) -> Rule:
         raw = "bool"
     else:
         raw = "object"
+    objects = raw == "object" and f.lossy
     if exact:
-        return Rule(raw, raw)
+        return Rule(raw, raw, objects=objects)
     if is_date_name(name) and not kinds:
         return Rule(raw, "datetime64[ns]", "s", "raw")  # no value: pandas' dates of nothing, NaT
     if is_date_name(name) and kinds and not f.overflow:
@@ -218,14 +228,19 @@ def decide(name: str, f: _Facts, exact: bool) -> Rule:
         if dates.unit():
             return Rule(raw, dates.dtype(), dates.unit(), way)
     if raw == "object":
-        return Rule(raw, ("int64" if f.to_int else "float64") if f.to_float else "object")
+        if f.to_float:
+            return Rule(raw, "int64" if f.to_int else "float64")
+        return Rule(raw, "object", objects=objects)
     if raw == "float64":
         return Rule(raw, "int64" if f.to_int else "float64")
     return Rule(raw, raw)
 
 
-def convert(series: pd.Series, rule: Rule) -> pd.Series:
-    """One raw chunk of a column as ``rule`` types it."""
+def convert(series: pd.Series, rule: Rule) -> pd.Series | None:
+    """One raw chunk of a column as ``rule`` types it; None when the chunk's floats may hide
+    integers the column keeps as they were written."""
+    if rule.objects and series.dtype == np.float64:
+        return None
     if rule.unit:
         new = {"int": lambda: series.astype("int64"), "object": lambda: series.astype(object)}.get(
             rule.dates, lambda: series
@@ -352,19 +367,56 @@ class JsonLinesShard(Shard):
             tuple(self.columns), tuple(dtypes), tuple(missing), tuple(values), (self.exact, rules), self.rows
         )
 
-    def convert(self, chunk: pd.DataFrame, plan: ShardPlan) -> pd.DataFrame:
+    def convert(self, chunk: pd.DataFrame, plan: ShardPlan) -> pd.DataFrame | None:
         _, rules = plan.detail
         columns = {}
         for name, rule in zip(plan.columns, rules, strict=True):
             column = chunk[name] if name in chunk.columns else pd.Series(np.nan, index=chunk.index)
-            columns[name] = convert(column, rule)
+            converted = convert(column, rule)
+            if converted is None:
+                return None
+            columns[name] = converted
         return pd.DataFrame(columns, index=chunk.index)
 
     def final_pass(self, plan: ShardPlan) -> Iterator[pd.DataFrame]:
-        self.exact = plan.detail[0]
+        self.exact, rules = plan.detail
+        wanted = [name for name, rule in zip(plan.columns, rules, strict=True) if rule.objects]
+        values = self._values(wanted) if wanted else None
         for chunk in self._raw():
             chunk.columns = [str(c) for c in chunk.columns]
-            yield self.convert(chunk, plan)
+            if values is not None:
+                # The same lines, parsed again: these columns as the JSON values are.
+                for name, column in next(values).items():
+                    column.index = chunk.index
+                    chunk[name] = column
+            converted = self.convert(
+                chunk, dataclasses.replace(plan, detail=(self.exact, _objects_read(rules)))
+            )
+            assert converted is not None
+            yield converted
+
+    def _values(self, columns: list[str]) -> Iterator[dict[str, pd.Series]]:
+        """``columns`` of each chunk of lines as object Series of the values JSON gives (no
+        pandas inference, which would make the integers of a column with floats floats)."""
+        from pandas._libs.json import ujson_loads
+
+        parse = json.loads if self.exact else (lambda line: ujson_loads(line, precise_float=False))
+        records: list[Any] = []
+        with open_text(self.path, self.encoding, self.compression) as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                records.append(parse(line))
+                if len(records) >= self.batch_rows:
+                    yield {c: pd.Series([r.get(c) for r in records], dtype=object) for c in columns}
+                    records = []
+        if records:
+            yield {c: pd.Series([r.get(c) for r in records], dtype=object) for c in columns}
+
+
+def _objects_read(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """The rules once the object columns were read as the JSON values are."""
+    return tuple(dataclasses.replace(rule, objects=False) for rule in rules)
 
 
 class _TooBig(Exception):

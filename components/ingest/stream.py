@@ -133,64 +133,118 @@ class _Batches:
         self.count = 0
 
 
+def _triple(plan: ShardPlan) -> tuple[dict[str, Any], dict[str, bool], int]:
+    return (
+        dict(zip(plan.columns, plan.dtypes, strict=True)),
+        dict(zip(plan.columns, plan.missing, strict=True)),
+        plan.rows,
+    )
+
+
+def _kinds(plan: ShardPlan) -> dict[str, str]:
+    return {
+        name: column_kind(dtype, missing)
+        for name, dtype, missing in zip(plan.columns, plan.dtypes, plan.missing, strict=True)
+    }
+
+
 def dataset_plan(
     plans: Sequence[ShardPlan],
     names: Sequence[str],
     shown: str,
     *,
-    final: bool,
     example: Callable[[int, str], Any] | None = None,
-) -> DatasetPlan | None:
-    """The decision for the source from its shards' plans. Not ``final``: None when the shards do
-    not fit together yet (the final decision then raises why). ``final``: the errors, named."""
+) -> DatasetPlan:
+    """The final decision for the source from all its shards' plans; the errors, named, when they
+    do not fit together."""
     first = plans[0]
-    kinds = [
-        {
-            name: column_kind(dtype, missing)
-            for name, dtype, missing in zip(p.columns, p.dtypes, p.missing, strict=True)
-        }
-        for p in plans
-    ]
-    if final:
-        check_shards(kinds, names, shown, example or (lambda shard, column: None))
-        for plan, name in zip(plans[1:], names[1:], strict=True):
-            if plan.columns != first.columns:
-                raise InputDataError(
-                    f"shard {name} of {shown} has columns {list(plan.columns)}, "
-                    f"but {names[0]} has {list(first.columns)}"
-                )
-    else:
-        if any(p.columns != first.columns for p in plans[1:]):
-            return None
-        try:
-            check_shards(kinds, names, shown, lambda shard, column: None)
-        except InputDataError:
-            return None
-    merged = common_dtypes(
-        [
-            (
-                dict(zip(p.columns, p.dtypes, strict=True)),
-                dict(zip(p.columns, p.missing, strict=True)),
-                p.rows,
+    check_shards([_kinds(p) for p in plans], names, shown, example or (lambda shard, column: None))
+    for plan, name in zip(plans[1:], names[1:], strict=True):
+        if plan.columns != first.columns:
+            raise InputDataError(
+                f"shard {name} of {shown} has columns {list(plan.columns)}, but {names[0]} has {list(first.columns)}"
             )
-            for p in plans
-        ]
-    )
+    merged = common_dtypes([_triple(p) for p in plans])
+    facts = []
+    for index in range(len(first.columns)):
+        column = ValueFacts()
+        for plan in plans:
+            column = column.merge(plan.values[index])
+        facts.append(column)
+    decided = _decide(first.columns, merged, facts, shown, final=True)
+    assert decided is not None
+    return decided
+
+
+class _Prefix:
+    """The shards read so far, summed up, so that a chunk's decision is one step on top of them
+    (a source of a thousand shards would otherwise merge them all again for every chunk)."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.columns: tuple[str, ...] | None = None
+        self.fits = True
+        self.kinds: dict[str, str] = {}
+        self.merged: tuple[dict[str, Any], dict[str, bool], int] | None = None
+        self.facts: list[ValueFacts] = []
+
+    def _fits(self, plan: ShardPlan) -> bool:
+        if not self.fits or (self.columns is not None and plan.columns != self.columns):
+            return False
+        kinds = _kinds(plan)
+        return all(not kind or self.kinds.get(name, kind) == kind for name, kind in kinds.items())
+
+    def _merged(self, plan: ShardPlan) -> tuple[dict[str, Any], dict[str, bool], int]:
+        triple = _triple(plan)
+        if self.merged is None:
+            return triple
+        dtypes = common_dtypes([self.merged, triple])
+        missing = {name: self.merged[1][name] and triple[1][name] for name in dtypes}
+        return dtypes, missing, self.merged[2] + triple[2]
+
+    def with_shard(self, plan: ShardPlan) -> DatasetPlan | None:
+        """The decision were ``plan`` the last shard; None when the shards do not fit together."""
+        if not self._fits(plan):
+            return None
+        facts = (
+            [f.merge(v) for f, v in zip(self.facts, plan.values, strict=True)]
+            if self.facts
+            else list(plan.values)
+        )
+        return _decide(plan.columns, self._merged(plan)[0], facts, self.shown, final=False)
+
+    def add(self, plan: ShardPlan) -> None:
+        """A shard read to its end."""
+        if not self._fits(plan):
+            self.fits = False
+            return
+        for name, kind in _kinds(plan).items():
+            if kind:
+                self.kinds.setdefault(name, kind)
+        self.merged = self._merged(plan)
+        self.facts = (
+            [f.merge(v) for f, v in zip(self.facts, plan.values, strict=True)]
+            if self.facts
+            else list(plan.values)
+        )
+        self.columns = plan.columns
+
+
+def _decide(
+    columns: Sequence[str], merged: dict[str, Any], facts: Sequence[ValueFacts], shown: str, *, final: bool
+) -> DatasetPlan | None:
+    """Each column's dtype, action and arrow type from the shared dtypes and the values' facts.
+    Not ``final``: None for what the final decision refuses."""
     dtypes: list[Any] = []
     actions: list[str] = []
     arrow: list[Any] = []
     nested: list[str] = []
-    facts_by_column: dict[str, ValueFacts] = {}
-    for index, name in enumerate(first.columns):
+    for name, column in zip(columns, facts, strict=True):
         dtype = merged[name]
         action = ""
         kind = None
         if pd.api.types.is_object_dtype(dtype):
-            facts = ValueFacts()
-            for plan in plans:
-                facts = facts.merge(plan.values[index])
-            facts_by_column[name] = facts
-            action = value_action(facts)
+            action = value_action(column)
             if action == NESTED:
                 nested.append(name)
             elif action == TO_FLOAT:
@@ -198,13 +252,13 @@ def dataset_plan(
             elif action == TO_TEXT:
                 kind = _arrow("string")
             else:
-                kind = facts.arrow if facts.arrow is not None else _arrow("null")
+                kind = column.arrow if column.arrow is not None else _arrow("null")
                 if kind == CONFLICT:
                     if not final:
                         return None
                     raise InputDataError(
                         f"{shown}: column {name!r} holds values of kinds that cannot be stored together "
-                        f"(e.g. {facts.first!r}); make its values one type"
+                        f"(e.g. {column.first!r}); make its values one type"
                     )
         dtypes.append(dtype)
         actions.append(action)
@@ -212,8 +266,9 @@ def dataset_plan(
     if nested:
         if not final:
             return None
-        refuse_nested(nested, {name: facts_by_column[name].first for name in nested}, shown)
-    return DatasetPlan(tuple(first.columns), tuple(dtypes), tuple(actions), tuple(arrow))
+        first = dict(zip(columns, (f.first for f in facts), strict=True))
+        refuse_nested(nested, {name: first[name] for name in nested}, shown)
+    return DatasetPlan(tuple(columns), tuple(dtypes), tuple(actions), tuple(arrow))
 
 
 def _arrow(name: str) -> Any:
@@ -268,6 +323,7 @@ def stream_shards(
 def _stream(shards: Sequence[Shard], sink: Sink, shown: str, batch_rows: int) -> Streamed:
     names = [shard.name for shard in shards]
     finished: list[ShardPlan] = []
+    prefix = _Prefix(shown)
     written_under: DatasetPlan | None = None
     valid = True
     batches = _Batches(batch_rows, sink.write)
@@ -280,7 +336,7 @@ def _stream(shards: Sequence[Shard], sink: Sink, shown: str, batch_rows: int) ->
             plan = shard.plan()
             if shard_decision is None:
                 shard_decision = plan.decision
-            dataset = dataset_plan([*finished, plan], names[: len(finished) + 1], shown, final=False)
+            dataset = prefix.with_shard(plan)
             converted = None
             if plan.decision == shard_decision and dataset is not None:
                 if written_under is None:
@@ -296,12 +352,12 @@ def _stream(shards: Sequence[Shard], sink: Sink, shown: str, batch_rows: int) ->
         if shard_decision is not None and plan.decision != shard_decision:
             valid = False
         finished.append(plan)
+        prefix.add(plan)
 
     def example(number: int, column: str) -> Any:
         return shards[number].first_value(column, finished[number])
 
-    final = dataset_plan(finished, names, shown, final=True, example=example)
-    assert final is not None
+    final = dataset_plan(finished, names, shown, example=example)
     carried = _carried(shards)
     if valid and written_under == final:
         batches.flush()

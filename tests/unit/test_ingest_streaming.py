@@ -174,6 +174,17 @@ def test_json_lines_read_in_chunks_are_typed_as_the_whole_file(tmp_path):
     assert frame["extra"].isna().sum() == 300 and metadata["dtypes"]["created_at"].startswith("datetime64")
 
 
+def test_json_numbers_beside_a_late_word_keep_how_they_were_written(tmp_path):
+    # Integers and floats share a float64 chunk in pandas; beside text they are text, as written.
+    values = [4 if i % 2 else 4.5 for i in range(ROWS)]
+    values[-1] = "many"
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps({"v": v, "i": i}) for i, v in enumerate(values)) + "\n")
+    metadata, frame = _same_dataset(tmp_path, path, small=16)
+    assert frame["v"].tolist()[:3] == ["4.5", "4", "4.5"] and frame["v"].iloc[-1] == "many"
+    assert metadata["passes"] == 2
+
+
 def test_a_sqlite_query_read_in_chunks_is_the_query_read_whole(tmp_path):
     db = tmp_path / "data.db"
     frame = pd.DataFrame({"a": range(ROWS), "b": RNG.normal(size=ROWS), "c": RNG.choice(["x", "y"], ROWS)})
