@@ -453,18 +453,17 @@ def sample_positions(total: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(total, size=size, replace=False)).astype(np.int64)
 
 
-def read_positions(
+def iter_positions(
     path: str | os.PathLike,
     positions: np.ndarray,
     *,
     columns: Sequence[str] | None = None,
     what: str = "dataset",
-) -> pd.DataFrame:
-    """The rows at sorted global ``positions``, read one row group at a time; the index holds the
-    positions."""
+) -> Iterator[pd.DataFrame]:
+    """The rows at sorted global ``positions``, a row group's picks at a time; each frame's index
+    holds the positions."""
     import pyarrow as pa
 
-    frames: list[pd.DataFrame] = []
     offset = 0
     cursor = 0
     for file in part_files(path, what=what):
@@ -476,14 +475,25 @@ def read_positions(
             if end > cursor:
                 local = positions[cursor:end] - offset
                 table = parquet.read_row_group(group, columns=wanted, use_pandas_metadata=True)
-                picked = table.take(pa.array(local))
-                frame = _to_pandas(picked)
+                frame = _to_pandas(table.take(pa.array(local)))
                 frame.index = pd.Index(positions[cursor:end])
-                frames.append(frame)
+                yield frame
                 cursor = end
             offset += rows
         if cursor >= len(positions):
-            break
+            return
+
+
+def read_positions(
+    path: str | os.PathLike,
+    positions: np.ndarray,
+    *,
+    columns: Sequence[str] | None = None,
+    what: str = "dataset",
+) -> pd.DataFrame:
+    """The rows at sorted global ``positions``, read one row group at a time; the index holds the
+    positions."""
+    frames = list(iter_positions(path, positions, columns=columns, what=what))
     if not frames:
         return read_dataset_head(path, 0, columns=columns, what=what)
     return pd.concat(frames) if len(frames) > 1 else frames[0]

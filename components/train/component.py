@@ -108,10 +108,11 @@ def train(
 
     from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata
     from mlstages.components.common.dataset_files import (
-        bytes_per_row,
+        dataset_columns,
         dataset_rows,
-        read_dataset,
-        sample_rows,
+        iter_batches,
+        iter_positions,
+        sample_positions,
     )
     from mlstages.components.common.datasets import column_types
     from mlstages.components.common.memory import rows_within
@@ -122,8 +123,9 @@ def train(
     from mlstages.components.train.config import TrainConfig
     from mlstages.components.train.export import export_model
     from mlstages.components.train.lineage import model_lineage, train_parameters
+    from mlstages.components.train.matrix import build_matrix, resolve_input_columns
     from mlstages.components.train.report import render_html, render_markdown
-    from mlstages.components.train.train import train as run_training
+    from mlstages.components.train.train import train_on_matrix
 
     check_model_name(model_name)
     config = TrainConfig(
@@ -143,31 +145,38 @@ def train(
     feature_pipeline = load_estimator(features.path, "features")
     declared = read_metadata(features.path).get("input_columns") or {}
     available = dataset_rows(train.path, what="training split")
-    # A held row costs its raw values plus the feature matrix's: float64, a copy for the
-    # estimator's array input and the one an estimator or baseline makes (three, measured by
-    # benchmarks/peak_stacks.py). Half the allowance goes to them, the rest to the models.
+    # The raw rows are transformed a batch at a time into one float64 matrix (train/matrix.py): a
+    # held row costs the matrix's row, a copy of it (a fold, or an estimator's input) and one
+    # more an estimator or baseline makes. Half the allowance goes to them, the rest to the models.
     feature_count = len(read_metadata(features.path).get("feature_names") or ()) or 100
-    per_row = bytes_per_row(train.path, what="training split") + 24 * feature_count
-    held_rows = config.max_train_rows or rows_within(0.5, per_row, floor=10_000)
-    train_df = (
-        read_dataset(train.path, what="training split")
-        if available <= held_rows
-        else sample_rows(train.path, held_rows, seed, what="training split").reset_index(drop=True)
-    )
+    held_rows = config.max_train_rows or rows_within(0.5, 24 * feature_count, floor=10_000)
+    split_columns = dataset_columns(train.path, what="training split")
     # The served model takes the columns the feature pipeline was fitted on, in that order; a
     # pipeline that does not record them is trusted to its metadata (in training-data order).
-    input_columns = None
+    given = None
     if declared and not hasattr(feature_pipeline, "feature_names_in_"):
-        input_columns = [c for c in train_df.columns if c in declared]
-    result = run_training(train_df, feature_pipeline, config, input_columns=input_columns)
-    # Types from the feature pipeline's record of its inputs, else from the training data.
-    input_types = column_types(train_df[result.input_columns])
+        given = [c for c in split_columns if c in declared]
+    input_columns = resolve_input_columns(split_columns, feature_pipeline, label_column, given)
+    # Without the label the batches are read whole, so the matrix names the missing column.
+    needed = [*input_columns, label_column] if label_column in split_columns else None
+    if available <= held_rows:
+        batches = iter_batches(train.path, columns=needed, what="training split")
+        rows = available
+    else:
+        positions = sample_positions(available, held_rows, seed)
+        batches = iter_positions(train.path, positions, columns=needed, what="training split")
+        rows = len(positions)
+    matrix = build_matrix(batches, rows, input_columns, feature_pipeline, config)
+    result = train_on_matrix(matrix, feature_pipeline, config)
+    # Types from the feature pipeline's record of its inputs, else from a sample of the rows.
+    input_types = column_types(matrix.check_rows[result.input_columns])
     input_types.update({c: t for c, t in declared.items() if c in input_types})
+    del matrix
     html_report = render_html(result)
     markdown_report = render_markdown(result)
-    if len(train_df) < available:
+    if result.train_rows < available:
         markdown_report += (
-            f"\nThe model was searched and refit on a seeded sample of {len(train_df):,} of the "
+            f"\nThe model was searched and refit on a seeded sample of {result.train_rows:,} of the "
             f"{available:,} training rows: what the task's memory allows (max_train_rows).\n"
         )
 

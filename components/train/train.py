@@ -30,15 +30,13 @@ from mlstages.components.train.config import (
     family_estimator,
     routed_params,
 )
+from mlstages.components.train.matrix import (
+    TrainingMatrix,
+    build_matrix,
+    frame_batches,
+    resolve_input_columns,
+)
 from mlstages.components.train.search import FamilyOutcome, cv_folds, native, search_families
-
-# The final pipeline's predictions are checked on at most this many training rows: enough to catch
-# a broken model, cheap on a million rows.
-_PREDICTION_CHECK_ROWS = 10_000
-
-
-# Rows on which the feature pipeline's array output is compared with its DataFrame output.
-_ARRAY_CHECK_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -94,40 +92,40 @@ def train(
     the raw columns the served model takes, in order; by default the columns the feature pipeline
     was fitted on (``feature_names_in_``), else every column but the label.
     """
+    if len(train_df) == 0:
+        raise InputDataError("the training data has no rows")
+    check_label(train_df, config.label_column, what="training split")
+    columns = resolve_input_columns(
+        [str(c) for c in train_df.columns], feature_pipeline, config.label_column, input_columns
+    )
+    matrix = build_matrix(frame_batches(train_df), len(train_df), columns, feature_pipeline, config)
+    return train_on_matrix(matrix, feature_pipeline, config)
+
+
+def train_on_matrix(matrix: TrainingMatrix, feature_pipeline: Any, config: TrainConfig) -> TrainResult:
+    """``train`` on rows already transformed (``build_matrix``), as the train task streams them."""
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
-    if len(train_df) == 0:
-        raise InputDataError("the training data has no rows")
-    y = _check_label(train_df, config.label_column, config.task)
-    columns = _input_columns(train_df, feature_pipeline, config.label_column, input_columns)
-    raw = train_df[columns]
-    features = _transform(feature_pipeline, raw)
-    # Only a few raw rows are needed from here on (the array-output and prediction checks): the
-    # column copy goes, so the raw rows are held once (by the caller) beside the features.
-    check_rows = (
-        raw
-        if len(raw) <= _PREDICTION_CHECK_ROWS
-        else raw.sample(n=_PREDICTION_CHECK_ROWS, random_state=config.seed)
-    )
-    first_rows = raw.iloc[:_ARRAY_CHECK_ROWS]
-    del raw
+    y = matrix.y
     search_index = _search_sample(y, config)
     sampled = len(search_index) < len(y)
     _check_folds(y[search_index], config, sampled=sampled)
 
     started = time.monotonic()
+    frame = matrix.frame()
     # Every row searched: the features themselves, not an iloc copy of them.
-    search_features = features.iloc[search_index] if sampled else features
+    search_features = frame.iloc[search_index] if sampled else frame
     search_y = y[search_index] if sampled else y
     baselines = score_baselines(
         search_features, search_y, cv_folds(config), config.scoring, config.task, config.seed, config.n_jobs
     )
-    category_groups = onehot_groups(feature_pipeline, [str(c) for c in features.columns])
+    category_groups = onehot_groups(feature_pipeline, matrix.feature_names)
     outcomes = search_families(
         search_features, search_y, config, started=started, category_groups=category_groups
     )
     search_seconds = time.monotonic() - started
+    del search_features, frame
     table = _rank(_candidates_table(outcomes, baselines, config, len(search_index)))
     chosen = table.loc[table["rank"] == 1].iloc[0]
     best_family, best_score = str(chosen["family"]), float(chosen["mean_cv_score"])
@@ -137,21 +135,18 @@ def train(
         # The default baseline as a candidate: scikit-learn's booster on the features as they are.
         estimator = clone(base_estimator(config.task, best_family, config.seed))
     else:
-        family = family_estimator(config.task, best_family, config.seed, category_groups, features.shape[1])
+        family = family_estimator(
+            config.task, best_family, config.seed, category_groups, len(matrix.feature_names)
+        )
         estimator = clone(family).set_params(**routed_params(family, best_params))
-    del search_features
-    array_features = _array_output(feature_pipeline, first_rows, features)
     # With array output the estimators take the features as an array: checking a DataFrame column
     # by column costs ~0.6 ms per call for 16 columns, ~1 ms for 110 (measured), more than the
     # whole feature pipeline takes for one row.
-    served_features = feature_pipeline if array_features is None else array_features
-    feature_names = [str(c) for c in features.columns]
-    fit_matrix = features if array_features is None else features.to_numpy()
-    if array_features is not None:
-        del features  # the estimator takes the array: the DataFrame goes before the fit
-    estimator.fit(fit_matrix, y)
+    served_features = feature_pipeline if matrix.array_pipeline is None else matrix.array_pipeline
+    fit_input = matrix.fit_input()
+    estimator.fit(fit_input, y)
     model = Pipeline([("features", served_features), ("model", estimator)])
-    _check_predictions(model, check_rows, config)
+    _check_predictions(model, matrix.check_rows, config)
     classes = [native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None
     return TrainResult(
         model=model,
@@ -165,117 +160,15 @@ def train(
         search=config.search,
         classes=classes,
         search_results=table,
-        train_rows=len(train_df),
+        train_rows=matrix.rows,
         search_rows=len(search_index),
-        input_columns=list(columns),
-        feature_names=feature_names,
+        input_columns=list(matrix.input_columns),
+        feature_names=list(matrix.feature_names),
         baselines=baselines,
-        fitted_baselines=fit_baselines(served_features, fit_matrix, y, config.task, config.seed),
+        fitted_baselines=fit_baselines(served_features, fit_input, y, config.task, config.seed),
         skipped={o.family: o.skipped for o in outcomes if o.skipped},
         search_seconds=search_seconds,
     )
-
-
-def _check_label(df: pd.DataFrame, label_column: str, task: str) -> np.ndarray:
-    """The label as an array, after checking it can be learned for ``task``."""
-    # Present, no missing values, numeric for regression, two classes or more for classification.
-    label = check_label(df, label_column, what="training split", task=task)
-    if task == REGRESSION:
-        values = label.to_numpy(dtype=float)
-        if not np.isfinite(values).all():
-            row = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise InputDataError(
-                f"label column {label_column!r} of the training split has an infinite value at row {row} "
-                "(0-based): drop or fix that row"
-            )
-        return values
-    if pd.api.types.is_float_dtype(label) and not np.all(np.mod(label.to_numpy(dtype=float), 1) == 0):
-        raise InputDataError(
-            f"label column {label_column!r} holds fractional numbers, but task='classification' needs "
-            "class labels: use task='regression' or bin the label"
-        )
-    if isinstance(label.dtype, pd.CategoricalDtype):
-        return label.to_numpy(dtype=object)
-    return label.to_numpy()
-
-
-def _input_columns(
-    df: pd.DataFrame, feature_pipeline: Any, label_column: str, given: Sequence[str] | None
-) -> list[str]:
-    if given is not None:
-        columns = [str(c) for c in given]
-    elif hasattr(feature_pipeline, "feature_names_in_"):
-        columns = [str(c) for c in feature_pipeline.feature_names_in_]
-    else:
-        columns = [str(c) for c in df.columns if c != label_column]
-    if label_column in columns:
-        raise InputDataError(
-            f"the feature pipeline takes the label column {label_column!r} as an input: refit it on "
-            "the feature columns only, or the served model would need the label to predict"
-        )
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputDataError(
-            f"the training data lacks the feature pipeline's input column(s) {', '.join(map(repr, missing))}"
-        )
-    if not columns:
-        raise InputDataError("the training data has no feature columns besides the label")
-    return columns
-
-
-def _transform(feature_pipeline: Any, raw: pd.DataFrame) -> pd.DataFrame:
-    """The feature matrix, checked to be numeric and finite: estimators cannot fit anything else."""
-    try:
-        transformed = feature_pipeline.transform(raw)
-    except Exception as exc:  # any estimator can be the feature pipeline; name the stage that failed
-        raise InputDataError(f"the feature pipeline could not transform the training data: {exc}") from exc
-    if hasattr(transformed, "toarray"):
-        transformed = transformed.toarray()
-    frame = transformed if isinstance(transformed, pd.DataFrame) else pd.DataFrame(transformed)
-    # Relabelled in place: reset_index(drop=True) copied the whole feature matrix (+0.9 GB at 765k
-    # rows, the train task's peak at 1M rows in benchmarks/results/scale.md).
-    frame.index = pd.RangeIndex(len(frame))
-    frame.columns = [str(c) for c in frame.columns]
-    not_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if not_numeric:
-        raise InputDataError(
-            f"the feature pipeline output non-numeric feature(s) {', '.join(map(repr, not_numeric[:10]))}: "
-            "encode them in preprocess"
-        )
-    bad = [c for c in frame.columns if not np.isfinite(frame[c].to_numpy(dtype=float)).all()]
-    if bad:
-        raise InputDataError(
-            f"the feature pipeline output missing or infinite values in feature(s) "
-            f"{', '.join(map(repr, bad[:10]))}: impute them in preprocess"
-        )
-    return frame
-
-
-def _array_output(feature_pipeline: Any, raw: pd.DataFrame, features: pd.DataFrame) -> Any | None:
-    """A copy of the feature pipeline set to output arrays (scikit-learn's
-    ``set_output(transform="default")``), or None when it has no such setting, or the copy warns
-    (say, a step fitted on a DataFrame now given an array) or gives other numbers than the
-    DataFrame it gave (both checked on the first rows)."""
-    import copy
-    import warnings
-
-    if not callable(getattr(feature_pipeline, "set_output", None)):
-        return None
-    try:
-        copied = copy.deepcopy(feature_pipeline).set_output(transform="default")
-    except (AttributeError, TypeError, ValueError):  # a step without set_output
-        return None
-    rows = raw.iloc[:_ARRAY_CHECK_ROWS]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            output = copied.transform(rows)
-        except Exception:  # any step that cannot work on arrays: keep the DataFrame pipeline
-            return None
-    if caught or not isinstance(output, np.ndarray) or output.shape != (len(rows), features.shape[1]):
-        return None
-    expected = features.iloc[: len(rows)].to_numpy(dtype=float)
-    return copied if np.array_equal(output.astype(float), expected) else None
 
 
 def _search_sample(y: np.ndarray, config: TrainConfig) -> np.ndarray:

@@ -133,3 +133,25 @@ def test_train_with_an_unknown_label_fails_before_writing_a_model(kfp_local, cap
     assert not list(root.rglob("model.joblib"))
     # <root>/<run>/<task>/<output>: the failed train task left no file behind.
     assert not [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[1] == "train"]
+
+
+@dsl.pipeline
+def train_penguins_on_a_sample(max_train_rows: int) -> Markdown:
+    prepared = prepare_penguins(label_column="species")
+    trained = train(
+        train=prepared.outputs["train_split"],
+        features=prepared.outputs["features"],
+        label_column="species",
+        task="classification",
+        model_families=["logistic_regression"],
+        cv_folds=3,
+        max_train_rows=max_train_rows,
+        model_name="penguins",
+    )
+    return trained.outputs["summary"]
+
+
+def test_train_holds_a_seeded_sample_of_max_train_rows_and_says_so(kfp_local):
+    run = train_penguins_on_a_sample(max_train_rows=100)
+    summary = Path(run.output.path).read_text()
+    assert "refit on a seeded sample of 100 of the 240 training rows" in summary
