@@ -27,10 +27,10 @@ from mlstages.components.evaluate.metrics import (
     TASKS,
     _classification_metrics,
     _confusion,
-    _encode,
     _key,
     _native,
     _roc,
+    class_codes,
     regression_metrics,
 )
 from mlstages.components.evaluate.slices import SliceMetrics, _slices, slice_notes
@@ -163,8 +163,8 @@ def evaluate(
         )
 
     model_classes = _model_classes(model, classes)
-    true_codes = _encode(_class_labels(labels, model_classes, label_column), model_classes)
-    pred_codes = _encode(np.asarray(predicted, dtype=object), model_classes)
+    true_codes = class_codes(_class_labels(labels, model_classes, label_column), model_classes)
+    pred_codes = class_codes(np.asarray(predicted, dtype=object), model_classes)
     if proba is not None and proba.shape[1] != len(model_classes):
         raise InputDataError(
             f"the model gives {proba.shape[1]} class probabilities but classes lists {len(model_classes)}: "

@@ -71,8 +71,8 @@ def classification_metrics(
     probabilities ``proba`` (columns in ``classes`` order, or None); undefined metrics are None."""
     classes = list(classes)
     return _classification_metrics(
-        _encode(np.asarray(y_true, dtype=object), classes),
-        _encode(np.asarray(y_pred, dtype=object), classes),
+        class_codes(np.asarray(y_true, dtype=object), classes),
+        class_codes(np.asarray(y_pred, dtype=object), classes),
         proba,
         len(classes),
     )
@@ -131,8 +131,8 @@ def _roc_auc(true_codes: np.ndarray, proba: np.ndarray, n_classes: int) -> float
     return float(np.mean([roc_auc_score(true_codes == code, proba[:, code]) for code in present]))
 
 
-def _encode(y: np.ndarray, classes: list[Any]) -> np.ndarray:
-    """Each label's position in ``classes``."""
+def class_codes(y: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """Each label's position in ``classes`` (the codes every metric here runs on)."""
     index = {_key(c): i for i, c in enumerate(classes)}
     return np.fromiter((index[_key(v)] for v in y), dtype=int, count=len(y))
 

@@ -24,6 +24,7 @@ def validate_model(
     min_slice_rows: int = 10,
     quality_floor: str = "default_gradient_boosting",
     floor_tolerance: float = 0.01,
+    floor_confidence: float = 0.95,
     model_registry: str = "",
     model_name: str = "model",
     candidate_uri: str = "",
@@ -65,7 +66,11 @@ def validate_model(
             rows), dummy (the most frequent class or the mean), or none. Compared on the metric
             train optimised (its scoring), on the whole test split.
         floor_tolerance: How much worse than that baseline the candidate may be, relative to the
-            baseline's value: 0.01 lets it be 1% worse (the noise of a small test split).
+            baseline's value: 0.01 lets it be 1% worse.
+        floor_confidence: A candidate below that floor is refused only when it is below on at
+            least this share of paired resamples of the test rows: on a small test split one row
+            moves a metric by more than the tolerance, and such a miss passes and says so. 0 holds
+            to the floor strictly.
         model_registry: The registry root (gs://bucket/prefix or a folder) holding the champion
             pointer; empty: no baseline.
         model_name: The model's name in the registry.
@@ -110,6 +115,7 @@ def validate_model(
         min_slice_rows=min_slice_rows,
         quality_floor=quality_floor,
         floor_tolerance=floor_tolerance,
+        floor_confidence=floor_confidence,
     )
     try:
         with open(evaluation.path, encoding="utf-8") as handle:

@@ -4,15 +4,21 @@ train fits two baselines on the same training rows as the model (a dummy, and sc
 HistGradientBoosting with its defaults) and evaluate scores them on the same test rows. The gate
 compares the candidate with the baseline named by ``quality_floor`` on the metric train optimised
 (its scorer, as evaluate names it), allowing ``floor_tolerance`` (relative: 0.01 lets the candidate
-be 1% worse, which absorbs the noise of a small test split). The other baseline is reported, not
-gated. A model with no baselines (exported before they existed) is reported as not gated.
+be 1% worse). A miss that the test split's noise explains (floor_noise.py: the candidate misses on
+fewer than ``floor_confidence`` of paired resamples of the test rows) passes, and says so: on a
+small split one row moves a metric by more than any sensible tolerance. The other baseline is
+reported, not gated. A model with no baselines (exported before they existed) is reported as not
+gated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mlstages.components.common.baselines import BASELINES
 from mlstages.components.evaluate.evaluate import EvaluationResult
 from mlstages.components.evaluate.metrics import HIGHER_IS_BETTER, PRIMARY_METRIC
+from mlstages.components.validate_model.floor_noise import PairedBootstrap
 from mlstages.components.validate_model.thresholds import (
     FAILED,
     MAX,
@@ -26,6 +32,11 @@ from mlstages.components.validate_model.thresholds import (
 )
 
 FLOOR = "floor"
+
+
+# (baseline name, metric) -> the paired resamples of the candidate and that baseline, or None when
+# they cannot be drawn (no rows or predictions at hand).
+Resampler = Callable[[str, str], "PairedBootstrap | None"]
 
 
 NO_FLOOR = "none"
@@ -58,9 +69,13 @@ def floor_metric(scoring: str, evaluation: EvaluationResult) -> str:
     return metric if metric in evaluation.metrics else PRIMARY_METRIC[evaluation.task]
 
 
-def floor_checks(evaluation: EvaluationResult, scoring: str, config: BlessingConfig) -> list[Check]:
+def floor_checks(
+    evaluation: EvaluationResult, scoring: str, config: BlessingConfig, resample: Resampler | None = None
+) -> list[Check]:
     """One check per baseline in the evaluation: gated for ``config.quality_floor``, reported for
-    the others; a single not-gated check when the evaluation holds no baselines."""
+    the others; a single not-gated check when the evaluation holds no baselines. ``resample`` draws
+    the paired resamples that judge a gated miss against the test split's noise (called only on a
+    miss); without it, the tolerance alone decides."""
     metric = floor_metric(scoring, evaluation)
     if config.quality_floor == NO_FLOOR:
         return []
@@ -78,14 +93,20 @@ def floor_checks(evaluation: EvaluationResult, scoring: str, config: BlessingCon
         ]
     value = evaluation.metrics.get(metric)
     return [
-        _check(name, metric, value, evaluation.baselines[name].get(metric), evaluation.rows, config)
+        _check(name, metric, value, evaluation.baselines[name].get(metric), evaluation.rows, config, resample)
         for name in BASELINES
         if name in evaluation.baselines
     ]
 
 
 def _check(
-    name: str, metric: str, value: float | None, reference: float | None, rows: int, config: BlessingConfig
+    name: str,
+    metric: str,
+    value: float | None,
+    reference: float | None,
+    rows: int,
+    config: BlessingConfig,
+    resample: Resampler | None,
 ) -> Check:
     higher = metric in HIGHER_IS_BETTER
     gated = name == config.quality_floor
@@ -124,6 +145,19 @@ def _check(
             threshold=bound,
             message=f"{text}; reported, not gated",
         )
+    if not passed and config.floor_confidence > 0 and resample is not None:
+        drawn = resample(name, metric)
+        if drawn is not None:
+            reach = drawn.margin_bound(
+                value, reference, config.floor_tolerance, higher, config.floor_confidence
+            )
+            passed = reach >= 0
+            text += (
+                f"; {'within' if passed else 'beyond'} the test split's noise: on paired resamples of "
+                f"{drawn.rows:,} test rows the candidate {'could' if passed else 'could not'} reach the floor at "
+                f"{config.floor_confidence:g} confidence (margin bound {reach:+.4g}, floor_confidence="
+                f"{config.floor_confidence:g}; 0 holds to the floor strictly)"
+            )
     if not passed:
         text += (
             f": the model is worse than {name}, fitted on the same rows with default settings; search "

@@ -200,6 +200,8 @@ class BlessingConfig:
         gradient boosting, the dummy, or "none" for no floor.
     floor_tolerance: how much worse than that baseline the candidate may be, relative to the
         baseline's value (0.01: 1%).
+    floor_confidence: a miss is refused only when the candidate misses the floor on at least this
+        share of paired resamples of the test rows (floor_noise.py); 0: the tolerance alone decides.
     """
 
     label_column: str
@@ -209,6 +211,7 @@ class BlessingConfig:
     min_slice_rows: int = DEFAULT_MIN_SLICE_ROWS
     quality_floor: str = DEFAULT_GRADIENT_BOOSTING
     floor_tolerance: float = 0.01
+    floor_confidence: float = 0.95
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_column, str) or not self.label_column.strip():
@@ -233,6 +236,13 @@ class BlessingConfig:
             raise ParameterError(
                 f"parameter floor_tolerance={tolerance!r} must be a number in [0, 1): how much worse than "
                 "the quality_floor baseline the candidate may be, relative to it (0.01 is 1%)"
+            )
+        confidence = self.floor_confidence
+        if not _is_number(confidence) or not math.isfinite(confidence) or not 0 <= confidence < 1:
+            raise ParameterError(
+                f"parameter floor_confidence={confidence!r} must be a number in [0, 1): the share of resamples "
+                "of the test rows on which a candidate must miss the floor to be refused (0.95), or 0 to "
+                "hold to the floor strictly"
             )
         if not isinstance(self.thresholds, tuple):
             object.__setattr__(self, "thresholds", parse_thresholds(self.thresholds, self.task))

@@ -37,6 +37,7 @@ from mlstages.components.common.errors import InputDataError
 from mlstages.components.evaluate.evaluate import EvaluationResult
 from mlstages.components.validate_model.baseline import evaluate_baseline, load_baseline
 from mlstages.components.validate_model.floor import floor_checks
+from mlstages.components.validate_model.floor_noise import floor_resampler
 from mlstages.components.validate_model.gate import Blessing, decide
 from mlstages.components.validate_model.robustness import INFRA_SAMPLE_ROWS, robustness_checks
 from mlstages.components.validate_model.thresholds import BlessingConfig, check_thresholds, gated_slices
@@ -69,13 +70,14 @@ def validate_model(
     serving code; its failure raises InfraValidationFailed.
     """
     from mlstages.components.common.artifacts import load_estimator
+    from mlstages.components.common.baselines import load_baselines
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import champion_uri, check_model_name, read_champion, version_of
     from mlstages.components.evaluate.evaluate import model_inputs
 
     check_model_name(model_name)
     card = ModelCard.read(model_dir)
-    model_inputs(card, config.label_column, config.task)
+    classes, input_columns = model_inputs(card, config.label_column, config.task)
     if evaluation.task != config.task or (
         evaluation.label_column and evaluation.label_column != config.label_column
     ):
@@ -135,7 +137,17 @@ def validate_model(
         notes.append(f"no champion at {champion_uri(model_registry, model_name)} yet")
 
     checks = check_thresholds(evaluation, baseline_eval, config.thresholds, config)
-    checks += floor_checks(evaluation, card.scoring, config)
+    resample = floor_resampler(
+        model,
+        lambda: load_baselines(str(model_dir), card.baselines),
+        test_df,
+        config.label_column,
+        config.task,
+        classes,
+        input_columns,
+        test_rows,
+    )
+    checks += floor_checks(evaluation, card.scoring, config, resample)
     checks += robustness_checks(model, test_df, card)
     blessing = decide(
         checks,

@@ -24,15 +24,14 @@ pytestmark = pytest.mark.skipif(
     reason="needs the built images and a container engine: run `make e2e-containers`",
 )
 
-# A smaller search than the default keeps the run quick; the wiring is the same.
-# The penguins test split has 69 rows, where one row moves f1_macro by about 1.5 points: the
-# quality floor's default 1% tolerance would judge a one-row difference from the default gradient
-# boosting (as it does with this seed's split), and this test is about the containers, not the floor.
+# A smaller search than the default keeps the run quick; the wiring is the same. With this seed
+# the model is one of the 69 test rows behind the default gradient boosting: the floor's default
+# floor_confidence passes that miss as the test split's noise (the gate says so), as a user's run
+# of these settings would.
 PARAMS = [
     "cv_folds=3",
     "model_families=[logistic_regression, random_forest]",
     "seed=11",
-    "floor_tolerance=0.05",
 ]
 TRAINING_STAGES = {
     "ingest",
