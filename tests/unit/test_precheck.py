@@ -62,6 +62,7 @@ CLASSIFICATION_CASES = [
     (["quality_floor=best"], "quality_floor='best'", "is not one of"),
     (["floor_tolerance=1.0"], "floor_tolerance=1.0", "[0, 1)"),
     (["floor_tolerance=-0.1"], "floor_tolerance=-0.1", "[0, 1)"),
+    (["floor_confidence=1"], "floor_confidence=1.0", "[0, 1)"),
     (["time_budget_seconds=-5"], "time_budget_seconds=-5", "positive number of seconds"),
     (["search=bayes"], "search='bayes'", "'halving', 'random', 'grid'"),
     (["cv_folds=1"], "cv_folds=1", "at least 2"),
