@@ -74,8 +74,9 @@ def run_size(
     memory_mb: int,
     keep_runs: bool,
     ignore_disk: bool,
+    paths: tuple[str, ...] = PATHS,
 ) -> dict[str, Any]:
-    """Every run of both paths at ``rows`` rows, summarized."""
+    """Every run of ``paths`` (both by default) at ``rows`` rows, summarized."""
     need = rows * RUN_FOLDER_BYTES_PER_ROW
     if not dataset_folder(workdir / "data", rows).is_dir():
         need += rows * DATA_BYTES_PER_ROW
@@ -94,10 +95,10 @@ def run_size(
         flush=True,
     )
     environment = {"MLSTAGES_MEMORY_MB": str(memory_mb)}
-    runs: dict[str, list[dict[str, Any]]] = {path: [] for path in PATHS}
+    runs: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
     for repeat in range(repeats):
         # Alternate the order so that neither path always runs on a machine the other just warmed.
-        order = PATHS if repeat % 2 == 0 else tuple(reversed(PATHS))
+        order = paths if repeat % 2 == 0 else tuple(reversed(paths))
         for path in order:
             run_dir = workdir / "runs" / f"{rows}-{path}-{repeat + 1}"
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -125,9 +126,9 @@ def run_size(
             )
             if not keep_runs:
                 shutil.rmtree(run_dir, ignore_errors=True)
-    reference = runs["in_process"][0]["outcome"]
+    reference = runs[paths[-1]][0]["outcome"]
     differences = sorted(
-        {d for path in PATHS for r in runs[path] for d in same_outcome(reference, r["outcome"])}
+        {d for path in paths for r in runs[path] for d in same_outcome(reference, r["outcome"])}
     )
     if differences:
         print("WARNING: the runs did not all produce the same model: " + "; ".join(differences), flush=True)
@@ -147,7 +148,7 @@ def run_size(
         "dataset": {k: v for k, v in dataset.items() if k != "cached"},
         "training_parameters": TRAINING_PARAMS,
         "inference_parameters": INFERENCE_PARAMS,
-        "paths": PATH_DESCRIPTIONS,
+        "paths": {path: PATH_DESCRIPTIONS[path] for path in paths},
         "repeats": repeats,
         "sample_interval_seconds": SAMPLE_INTERVAL_SECONDS,
         "blas_threads": blas_threads or "library default",
@@ -156,7 +157,7 @@ def run_size(
             "workdir": str(workdir),
             "free_bytes_before": free,
             "dataset_parquet_bytes": dataset["parquet_bytes"],
-            "largest_run_folder_bytes": max(r["run_folder_bytes"] for p in PATHS for r in runs[p]),
+            "largest_run_folder_bytes": max(r["run_folder_bytes"] for p in paths for r in runs[p]),
         },
         "summary": summarize(runs, dataset),
         "same_model": not differences,
@@ -258,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         help="measure nothing: summarize the runs kept in the results JSON again and rewrite the Markdown",
     )
     parser.add_argument("--ignore-disk", action="store_true", help="run even when the free space looks short")
+    parser.add_argument(
+        "--pipelines-only",
+        action="store_true",
+        help="run only the pipelines (no single-process path, so no wall-time ratio): for sizes "
+        "where both paths would not fit the time at hand",
+    )
     # Internal: run one path in this interpreter (the benchmark starts itself this way).
     parser.add_argument("--measure", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -288,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             memory_mb=args.memory_mb,
             keep_runs=args.keep_runs,
             ignore_disk=args.ignore_disk,
+            paths=("pipelines",) if args.pipelines_only else PATHS,
         )
         path = save(report, args.results_dir, args.quick)
         print(f"Results: {path}", flush=True)

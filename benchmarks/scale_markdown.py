@@ -62,8 +62,8 @@ def markdown(document: dict[str, Any]) -> str:
         ratio = summary["paired_ratio_median"]
         lines.append(
             f"| {report['dataset']['rows']:,} | {data / MIB:,.0f} | {pipelines['phase_seconds']['training']:,.1f} "
-            f"| {ratio['training']:.2f} | {pipelines['phase_seconds']['inference']:,.1f} | "
-            f"{ratio['inference']:.2f} | {_fmt(peak, MIB, 0)} ({task}) | "
+            f"| {_fmt(ratio['training'], digits=2)} | {pipelines['phase_seconds']['inference']:,.1f} | "
+            f"{_fmt(ratio['inference'], digits=2)} | {_fmt(peak, MIB, 0)} ({task}) | "
             f"{_fmt(training_peak / data if training_peak else None, digits=2)} | "
             f"{_fmt(batch.get('rows_per_second'), digits=0)} | {len(missed)} of {len(summary['targets'])} |"
         )
@@ -77,7 +77,9 @@ def section(report: dict[str, Any]) -> list[str]:
     dataset, summary = report["dataset"], report["summary"]
     rows = dataset["rows"]
     data_bytes = dataset["in_memory_bytes"]
-    pipelines, single = summary["paths"]["pipelines"], summary["paths"]["in_process"]
+    pipelines = summary["paths"]["pipelines"]
+    # A --pipelines-only run measured no single-process path: its columns read n/a.
+    single = summary["paths"].get("in_process") or {"stages": {p: {} for p in PHASES}}
     params = report["training_parameters"]
     code = report["code"]
     outcome = report["outcome"]
@@ -113,7 +115,15 @@ def section(report: dict[str, Any]) -> list[str]:
         "max_fit_rows and max_train_rows left to the memory allowance. Inference: the champion, "
         "`batch_rows` 65,536, shards to the embedded object store.",
         "",
-        ("Every run of both paths gave the same " if report["same_model"] else "**The runs differ**: ")
+        (
+            (
+                "Every run gave the same "
+                if len(report["paths"]) == 1
+                else "Every run of both paths gave the same "
+            )
+            if report["same_model"]
+            else "**The runs differ**: "
+        )
         + f"model (C={(outcome.get('best_params') or {}).get('C')}, trained on {outcome.get('train_rows') or 0:,} "
         f"rows, CV f1_macro {outcome.get('cv_score') or 0:.4f}, test accuracy {metrics.get('accuracy') or 0:.4f}, "
         f"ROC-AUC {metrics.get('roc_auc') or 0:.4f}), blessed {outcome.get('blessed')}, deployed "
@@ -124,6 +134,12 @@ def section(report: dict[str, Any]) -> list[str]:
         "",
         *[f"- `{name}`: {text}" for name, text in report["paths"].items()],
     ]
+    if "in_process" not in report["paths"]:
+        lines += [
+            "",
+            "Only the pipelines ran at this size (`--pipelines-only`: both paths would not fit the time "
+            "at hand): its in-process columns read n/a and it has no wall-time ratio.",
+        ]
     if report["model_differences"]:
         lines += ["", "Differences: " + "; ".join(report["model_differences"])]
     lines += ["", "### Per stage", ""]
@@ -173,19 +189,22 @@ def section(report: dict[str, Any]) -> list[str]:
     ]
     paired = summary["paired_ratio_median"]
     for phase in PHASES:
-        mine, theirs = pipelines["phase_seconds"][phase], single["phase_seconds"][phase]
+        mine, theirs = pipelines["phase_seconds"][phase], (single.get("phase_seconds") or {}).get(phase)
         peak_mine = pipelines["phase_tree_peak_rss_bytes"][phase]
-        peak_theirs = single["phase_tree_peak_rss_bytes"][phase]
+        peak_theirs = (single.get("phase_tree_peak_rss_bytes") or {}).get(phase)
         lines.append(
-            f"| {phase} | {mine:,.1f} | {theirs:,.1f} | {mine / theirs:.2f} | **{paired[phase]:.2f}** | "
+            f"| {phase} | {mine:,.1f} | {_fmt(theirs)} | {_fmt(mine / theirs if theirs else None, digits=2)} | "
+            f"**{_fmt(paired[phase], digits=2)}** | "
             f"{_fmt(peak_mine, MIB, 0)} | {_fmt(peak_mine / data_bytes if peak_mine else None, digits=2)} | "
             f"{_fmt(peak_theirs, MIB, 0)} | {_fmt(peak_theirs / data_bytes if peak_theirs else None, digits=2)} |"
         )
+    theirs_seconds, theirs_peak = single.get("process_seconds"), single.get("tree_peak_rss_bytes")
     lines.append(
-        f"| whole run | {pipelines['process_seconds']:,.1f} | {single['process_seconds']:,.1f} | "
-        f"{pipelines['process_seconds'] / single['process_seconds']:.2f} | {paired['run']:.2f} | "
+        f"| whole run | {pipelines['process_seconds']:,.1f} | {_fmt(theirs_seconds)} | "
+        f"{_fmt(pipelines['process_seconds'] / theirs_seconds if theirs_seconds else None, digits=2)} | "
+        f"{_fmt(paired['run'], digits=2)} | "
         f"{_fmt(pipelines['tree_peak_rss_bytes'], MIB, 0)} | {pipelines['tree_peak_rss_bytes'] / data_bytes:.2f} | "
-        f"{_fmt(single['tree_peak_rss_bytes'], MIB, 0)} | {single['tree_peak_rss_bytes'] / data_bytes:.2f} |"
+        f"{_fmt(theirs_peak, MIB, 0)} | {_fmt(theirs_peak / data_bytes if theirs_peak else None, digits=2)} |"
     )
     lines += [
         "",
@@ -194,8 +213,8 @@ def section(report: dict[str, Any]) -> list[str]:
         "is the path's process and all its descendants (for the pipelines: the kfp.local driver, the "
         "object store and the running task), RSS summed (shared pages count once per process). CPU "
         f"seconds of the whole tree (user + system): pipelines {pipelines['cpu_seconds']:,.1f}, in-process "
-        f"{single['cpu_seconds']:,.1f} (ratio **{summary['cpu_ratio']:.2f}**: CPU time is much less "
-        "disturbed by other work than wall time).",
+        f"{_fmt(single.get('cpu_seconds'))} (ratio **{_fmt(summary['cpu_ratio'], digits=2)}**: CPU time is much "
+        "less disturbed by other work than wall time).",
         "",
         "The runs alternate (pipelines, in-process, in-process, pipelines, ...), so run k of each path ran "
         "back to back with the other's: the ratio of each such pair (wall time of the whole phase) is "
@@ -224,7 +243,9 @@ def section(report: dict[str, Any]) -> list[str]:
         )
     lines += ["", "### Machine load", ""]
     for path in PATHS:
-        item = summary["paths"][path]
+        item = summary["paths"].get(path)
+        if item is None:
+            continue
         for number, (seconds, load) in enumerate(
             zip(item["each_run_seconds"], item["load_average_1min"], strict=True), start=1
         ):

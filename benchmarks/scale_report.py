@@ -138,6 +138,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]], dataset: dict[str, Any]) ->
     rows = runs["pipelines"][0]["rows"]
     per_path: dict[str, Any] = {}
     for path in PATHS:
+        if not runs.get(path):  # a --pipelines-only run has no single-process path
+            continue
         analyzed = [r["analysis"] for r in runs[path]]
         stages: dict[str, dict[str, Any]] = {}
         for phase in PHASES:
@@ -178,7 +180,11 @@ def summarize(runs: dict[str, list[dict[str, Any]]], dataset: dict[str, Any]) ->
         "paths": per_path,
         "pairs": pairs,
         "paired_ratio_median": {p: _median([pair["ratio"][p] for pair in pairs]) for p in (*PHASES, "run")},
-        "cpu_ratio": per_path["pipelines"]["cpu_seconds"] / per_path["in_process"]["cpu_seconds"],
+        "cpu_ratio": (
+            per_path["pipelines"]["cpu_seconds"] / per_path["in_process"]["cpu_seconds"]
+            if "in_process" in per_path
+            else None
+        ),
         "targets": targets(per_path, dataset, pairs),
     }
 
@@ -188,7 +194,7 @@ def paired_ratios(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]
     ran back to back, under about the same load; a ratio per pair drifts less with other people's
     work than a ratio of medians taken over the whole benchmark."""
     pairs = []
-    for mine, theirs in zip(runs["pipelines"], runs["in_process"], strict=False):
+    for mine, theirs in zip(runs["pipelines"], runs.get("in_process", []), strict=False):
         seconds = {
             "pipelines": {**mine["analysis"]["phase_seconds"], "run": mine["process_seconds"]},
             "in_process": {**theirs["analysis"]["phase_seconds"], "run": theirs["process_seconds"]},
@@ -213,7 +219,7 @@ def targets(
 ) -> list[dict[str, Any]]:
     """Each of issue 15's targets: what, the value, the bound, met or not (None: not applicable)."""
     found: list[dict[str, Any]] = []
-    pipelines, single = per_path["pipelines"], per_path["in_process"]
+    pipelines, single = per_path["pipelines"], per_path.get("in_process")
     for phase in PHASES:
         for stage, item in pipelines["stages"][phase].items():
             peak = item["peak_rss_bytes"]
@@ -241,6 +247,8 @@ def targets(
             }
         )
     for phase in PHASES:
+        if single is None:
+            continue  # no single-process path measured: no wall-time ratio
         mine, theirs = pipelines["phase_seconds"][phase], single["phase_seconds"][phase]
         ratio = _median([pair["ratio"][phase] for pair in pairs])
         found.append(
