@@ -176,3 +176,18 @@ def test_the_resampler_scores_the_fitted_models_on_raw_rows():
 def test_floor_confidence_is_checked(value):
     with pytest.raises(ParameterError, match="parameter floor_confidence=.* must be a number in \\[0, 1\\)"):
         config(floor_confidence=value)
+
+
+def test_every_metric_the_floor_can_gate_has_a_weighted_form():
+    from mlstages.components.evaluate.metrics import PRIMARY_METRIC
+    from mlstages.components.validate_model.floor import _SCORER_METRICS
+
+    truth, pred, proba = classification_case(200, 0.2, 0)
+    codes, pred_codes = class_codes(truth.astype(object), CLASSES), class_codes(pred.astype(object), CLASSES)
+    y = np.arange(200.0)
+    for metric in {*_SCORER_METRICS.values(), *PRIMARY_METRIC.values()}:
+        if metric in ("mse", "rmse", "mae", "median_absolute_error", "r2"):
+            value = weighted_metric(metric, y, y[::-1], None, np.ones(200), 0)
+        else:
+            value = weighted_metric(metric, codes, pred_codes, proba, np.ones(200), 3)
+        assert np.isfinite(value) or metric == "f1", metric  # f1 is the positive class's: binary only
