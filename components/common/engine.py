@@ -145,13 +145,14 @@ def _client(engine: str, workers: int | None, say: Callable[[str], None]) -> Ite
 
     count = workers or cpu_allowance()
     # One thread a worker: the work is pandas and NumPy that holds the GIL, and the workers inherit
-    # the task's thread limits (limit_threads) for BLAS. No dashboard: nothing would look at it.
+    # the task's thread limits (limit_threads) for BLAS.
     with (
         LocalCluster(
             n_workers=count,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # Any free port: a fixed one (8787) is taken by the next task's cluster on the machine.
+            dashboard_address=":0",
             worker_dashboard_address=None,
             silence_logs=logging.WARNING,
         ) as cluster,

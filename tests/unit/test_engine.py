@@ -1,0 +1,188 @@
+"""The engine parameter on a real Dask LocalCluster of worker processes (no mocks): the streaming
+stages give the same results on it as in the task's process, a scheduler given by address is
+used as it is, and a bad engine value or an unreachable scheduler fails in one line."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mixed_table import mixed_table
+from palmerpenguins import load_penguins
+from serving_helpers import export_penguins_classifier
+
+from mlstages.components.batch_predict import batch_predict as bp
+from mlstages.components.batch_predict.batch_predict import BatchPredictConfig, open_dataset
+from mlstages.components.common.dataset_files import write_dataset
+from mlstages.components.common.engine import check_engine, open_engine
+from mlstages.components.common.errors import ParameterError
+from mlstages.components.ingest.ingest import IngestConfig, read_source
+from mlstages.components.serving.model_dir import load_model_dir
+from mlstages.components.validate_data.config import ValidationConfig
+from mlstages.components.validate_data.validate_data import validate_dataset
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A LocalCluster of two worker processes that the tests reach by its scheduler's address."""
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def engine(cluster):
+    with open_engine(cluster.scheduler_address) as running:
+        yield running
+
+
+def _close(a, b, path="") -> None:
+    """Equal documents, numbers to 1e-9 relative."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), path
+        for key in a:
+            _close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), path
+    else:
+        assert a == b, path
+
+
+def test_statistics_on_the_cluster_are_those_of_the_task(engine, tmp_path):
+    df = mixed_table(3_000)
+    write_dataset(df, tmp_path / "data", part_rows=700)
+    config = ValidationConfig(policy="warn", label_column="city")
+
+    local = validate_dataset(tmp_path / "data", config, batch_rows=256)
+    spread = validate_dataset(tmp_path / "data", config, batch_rows=256, engine=engine)
+
+    assert local.statistics["exact"] and spread.statistics["exact"]
+    _close(local.statistics, spread.statistics)
+    assert spread.schema == local.schema
+    assert spread.anomalies == local.anomalies
+    assert spread.value_check_rows == local.value_check_rows
+
+
+def test_the_value_check_sample_is_the_same_rows_when_it_samples(engine, tmp_path):
+    df = mixed_table(2_000, seed=9)
+    write_dataset(df, tmp_path / "data", part_rows=300)
+    config = ValidationConfig(policy="warn")
+
+    local = validate_dataset(tmp_path / "data", config, value_check_rows=150)
+    spread = validate_dataset(tmp_path / "data", config, value_check_rows=150, engine=engine)
+
+    assert local.value_check_rows == spread.value_check_rows == 150
+    assert spread.anomalies == local.anomalies
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> Path:
+    return export_penguins_classifier(tmp_path_factory)
+
+
+def test_batch_scoring_on_the_cluster_writes_the_same_predictions(engine, classifier, tmp_path):
+    data = load_penguins()
+    data.insert(0, "order_id", np.arange(len(data), dtype="int64"))
+    write_dataset(data, tmp_path / "data", part_rows=100)
+    model, card = load_model_dir(str(classifier))
+
+    def score(out: str, **kwargs) -> bp.BatchResult:
+        return bp.batch_predict(
+            open_dataset(tmp_path / "data"),
+            model,
+            card,
+            BatchPredictConfig(batch_rows=40, id_column="order_id"),
+            output_uri=out,
+            model_name="penguins",
+            model_version="v1",
+            blessing=bp.CHAMPION,
+            **kwargs,
+        )
+
+    local = score(str(tmp_path / "local"))
+    spread = score(str(tmp_path / "spread"), engine=engine)
+
+    assert (spread.rows, spread.batches, len(spread.shards)) == (local.rows, local.batches, len(local.shards))
+    assert spread.prediction_counts == local.prediction_counts
+    # Each part's shards were written by a worker, the request ids name the part.
+    assert spread.shards == sorted(spread.shards, key=spread.shards.index)
+
+    def logged(folder: str) -> pd.DataFrame:
+        rows = read_source(IngestConfig(source_uri=folder))
+        return rows.sort_values(["order_id"]).reset_index(drop=True)
+
+    a, b = logged(str(tmp_path / "local")), logged(str(tmp_path / "spread"))
+    predicted = ["order_id", "prediction", *(c for c in a.columns if c.startswith("proba_"))]
+    pd.testing.assert_frame_equal(a[predicted], b[predicted])
+    assert b["request_id"].str.fullmatch(rf"{spread.request_prefix}-0000[0-3]-00000[0-2]").all()
+
+
+def test_engine_dask_starts_a_local_cluster_names_it_and_stops_it(tmp_path):
+    write_dataset(mixed_table(500), tmp_path / "data", part_rows=200)
+    config = ValidationConfig(policy="warn")
+    said: list[str] = []
+    with open_engine("dask", workers=2, say=said.append) as running:
+        assert running.distributed and len(running.workers) == 2
+        address = running.client.scheduler.address
+        result = validate_dataset(tmp_path / "data", config, engine=running)
+    assert result.statistics["dataset"]["rows"] == 550  # with the table's repeated rows
+    assert said[0].startswith(f"engine dask: scheduler {address}, 2 worker(s): ")
+    assert said[-1] == "engine dask: LocalCluster stopped"
+    # Stopped: nothing listens at the scheduler's address any more.
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=1):
+        pass
+
+
+def test_the_local_engine_runs_in_the_task_without_dask():
+    with open_engine("local") as running:
+        assert not running.distributed
+        assert running.map(abs, [-1, 2, -3]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "spark",
+            "parameter engine='spark' is not 'local', 'dask' or a Dask scheduler address such as tcp://host:8786",
+        ),
+        (
+            "tcp://scheduler",
+            "parameter engine='tcp://scheduler': a scheduler address needs a port, such as tcp://host:8786",
+        ),
+    ],
+)
+def test_a_bad_engine_value_is_refused_in_one_line(value, message):
+    with pytest.raises(ParameterError) as refused:
+        check_engine(value)
+    assert str(refused.value) == message
+    with pytest.raises(ParameterError, match="^parameter engine="):
+        ValidationConfig(engine=value)
+    with pytest.raises(ParameterError, match="^parameter engine="):
+        BatchPredictConfig(engine=value)
+
+
+def test_an_unreachable_scheduler_is_refused_in_one_line():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ParameterError) as refused, open_engine(f"tcp://127.0.0.1:{port}"):
+        pass
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"parameter engine='tcp://127.0.0.1:{port}': no Dask scheduler answered there")
