@@ -85,6 +85,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int,
         canary_traffic_percent: int,
         kubeflow_model_registry: str,
+        engine: str,
     ):
         arguments = dict(locals())
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition, not Python)
@@ -171,6 +172,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
         kubeflow_model_registry: str = "",
+        engine: str = "local",
     ):
         arguments = dict(locals())
         window_task = ingest(

@@ -125,6 +125,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
         kubeflow_model_registry: str = "",
+        engine: str = "local",
     ) -> TrainingOutputs:
         arguments = dict(locals())
         ingest_task = ingest(
@@ -148,6 +149,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             max_missing_share=max_missing_share,
             unlabelled_rows=unlabelled_rows,
             column_types=column_types,
+            engine=engine,
         )
         configure_task(validate_task, "validate_data", settings)
 
