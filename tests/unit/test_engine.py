@@ -186,3 +186,70 @@ def test_an_unreachable_scheduler_is_refused_in_one_line():
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(f"parameter engine='tcp://127.0.0.1:{port}': no Dask scheduler answered there")
+
+
+def test_the_daskcluster_a_task_would_create_fits_the_operators_crd():
+    """The Kubernetes path cannot run here (no cluster, no operator): what is checked is the
+    DaskCluster the task would create from the example settings, built by the operator package's
+    own make_cluster_spec and validated against the CRD schema that manifests/dask installs."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    from mlstages.components.common.engine import kubernetes_spec
+    from mlstages.tooling import catalog
+    from mlstages.tooling.platform import load_settings
+
+    pytest.importorskip("dask_kubernetes")
+    settings = load_settings(catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml").dask
+    assert settings is not None
+    spec = kubernetes_spec(json.loads(settings.to_json()), "mlstages-0123456789")
+
+    crd = yaml.safe_load((catalog.REPO_ROOT / "manifests" / "dask" / "daskcluster-crd.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
+    assert spec["apiVersion"] == f"{crd['spec']['group']}/{version['name']}"
+    assert spec["kind"] == crd["spec"]["names"]["kind"] == "DaskCluster"
+    jsonschema.validate(spec["spec"], version["schema"]["openAPIV3Schema"]["properties"]["spec"])
+
+    worker = spec["spec"]["worker"]
+    assert worker["replicas"] == settings.workers == 4
+    (container,) = worker["spec"]["containers"]
+    assert container["image"] == settings.image
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "4Gi"}
+    assert container["args"][:3] == ["dask-worker", "--nthreads", "1"]
+    (scheduler,) = spec["spec"]["scheduler"]["spec"]["containers"]
+    assert scheduler["image"] == settings.image
+
+    # A wrong type where the CRD wants an integer is caught by the same schema.
+    worker["replicas"] = "four"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(spec["spec"], version["schema"]["openAPIV3Schema"]["properties"]["spec"])
+
+
+def test_compiling_with_a_dask_section_gives_the_engine_stages_the_cluster_to_create(tmp_path):
+    from mlstages.components.common.engine import KUBERNETES_ENV
+    from mlstages.pipelines.inference import build_inference_pipeline
+    from mlstages.pipelines.training import build_training_pipeline
+    from mlstages.tooling import catalog
+    from mlstages.tooling.platform import load_settings
+
+    settings = load_settings(catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml")
+    from kfp import compiler
+
+    found = {}
+    for name, build in (("training", build_training_pipeline), ("inference", build_inference_pipeline)):
+        compiler.Compiler().compile(build(settings), str(tmp_path / f"{name}.yaml"))
+        for document in yaml_documents(tmp_path / f"{name}.yaml"):
+            for executor, spec in (document.get("deploymentSpec") or {}).get("executors", {}).items():
+                env = {e["name"]: e["value"] for e in spec["container"].get("env", [])}
+                found[executor] = env.get(KUBERNETES_ENV)
+    with_spec = {e for e, value in found.items() if value}
+    assert with_spec == {"exec-validate-data", "exec-batch-predict", "exec-batch-predict-2"}, with_spec
+    assert all(found[e] == settings.dask.to_json() for e in with_spec)
+
+
+def yaml_documents(path: Path) -> list[dict]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
