@@ -10,7 +10,7 @@ The ``engine`` parameter:
 - ``local`` (the default): ``map`` is a plain loop in the task's process; Dask is not imported.
 - ``dask``: a Dask distributed cluster started for the task and stopped when it ends, on failure
   too. Under kfp.local and in the tests, a ``LocalCluster`` of worker processes (one thread each,
-  as many as the task's CPU allowance). On Kubernetes, when the settings file has a ``dask``
+  as many as ``$MLSTAGES_DASK_WORKERS`` or else the task's CPU allowance). On Kubernetes, when the settings file has a ``dask``
   section (``mlstages compile --settings``), the task gets it as ``$MLSTAGES_DASK_KUBERNETES`` and
   creates a ``DaskCluster`` through the dask-kubernetes operator instead (``kubernetes_spec``):
   workers, resources and image from the settings, deleted when the task ends.
@@ -42,6 +42,9 @@ SCHEDULER_SCHEMES = ("tcp://", "tls://")
 # Set on the tasks by `mlstages compile --settings` when the settings file has a `dask` section:
 # the DaskCluster to create, as JSON (see tooling/platform.py).
 KUBERNETES_ENV = "MLSTAGES_DASK_KUBERNETES"
+# The worker processes of a LocalCluster, when set (the benchmarks and the tests set it); else the
+# task's CPU allowance.
+WORKERS_ENV = "MLSTAGES_DASK_WORKERS"
 # How long to wait for a scheduler given by address: long enough for a busy scheduler to answer,
 # short enough that a wrong address fails the task at once.
 CONNECT_TIMEOUT_SECONDS = 10
@@ -141,9 +144,7 @@ def _client(engine: str, workers: int | None, say: Callable[[str], None]) -> Ite
         with _kubernetes_cluster(json.loads(spec), say) as cluster, Client(cluster) as client:
             yield client
         return
-    from mlstages.components.common.threads import cpu_allowance
-
-    count = workers or cpu_allowance()
+    count = workers or _local_workers()
     # One thread a worker: the work is pandas and NumPy that holds the GIL, and the workers inherit
     # the task's thread limits (limit_threads) for BLAS.
     with (
@@ -160,6 +161,17 @@ def _client(engine: str, workers: int | None, say: Callable[[str], None]) -> Ite
     ):
         yield client
     say(f"engine {engine}: LocalCluster stopped")
+
+
+def _local_workers() -> int:
+    from mlstages.components.common.threads import cpu_allowance
+
+    configured = os.environ.get(WORKERS_ENV, "").strip()
+    if not configured:
+        return cpu_allowance()
+    if not configured.isdigit() or int(configured) < 1:
+        raise ParameterError(f"${WORKERS_ENV}={configured!r} must be a positive whole number of workers")
+    return int(configured)
 
 
 # --- Kubernetes -------------------------------------------------------------------------------------
