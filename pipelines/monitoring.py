@@ -205,6 +205,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
             max_metric_drop=max_metric_drop,
             metric_drops=metric_drops,
             max_missing_increase=max_missing_increase,
+            engine=engine,
         )
         # The retrain decision is made afresh for every window, never served from a cluster's cache.
         drift_task.set_caching_options(False)

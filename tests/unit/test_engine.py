@@ -4,12 +4,14 @@ used as it is, and a bad engine value or an unreachable scheduler fails in one l
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from drift_tables import WINDOW_TYPES, population, windows
 from mixed_table import mixed_table
 from palmerpenguins import load_penguins
 from serving_helpers import export_penguins_classifier
@@ -19,7 +21,10 @@ from mlstages.components.batch_predict.batch_predict import BatchPredictConfig, 
 from mlstages.components.common.dataset_files import write_dataset
 from mlstages.components.common.engine import check_engine, open_engine
 from mlstages.components.common.errors import ParameterError
+from mlstages.components.common.reference import build_reference
 from mlstages.components.ingest.ingest import IngestConfig, read_source
+from mlstages.components.monitor_drift.config import DriftConfig
+from mlstages.components.monitor_drift.monitor_drift import detect_drift_dataset
 from mlstages.components.serving.model_dir import load_model_dir
 from mlstages.components.validate_data.config import ValidationConfig
 from mlstages.components.validate_data.validate_data import validate_dataset
@@ -131,6 +136,16 @@ def test_batch_scoring_on_the_cluster_writes_the_same_predictions(engine, classi
     assert b["request_id"].str.fullmatch(rf"{spread.request_prefix}-0000[0-3]-00000[0-2]").all()
 
 
+@pytest.mark.parametrize("name", list(windows()))
+def test_drift_window_summaries_on_the_cluster_decide_as_in_the_task(engine, tmp_path, name):
+    reference = build_reference(population(8_000, seed=1), "y", WINDOW_TYPES)
+    write_dataset(windows()[name], tmp_path / "window", part_rows=333)
+    for config in (DriftConfig(), DriftConfig(method="psi")):
+        local = detect_drift_dataset(reference, tmp_path / "window", config, batch_rows=97)
+        spread = detect_drift_dataset(reference, tmp_path / "window", config, batch_rows=97, engine=engine)
+        _close(local.to_dict(), spread.to_dict())
+
+
 def test_engine_dask_starts_a_local_cluster_names_it_and_stops_it(tmp_path):
     write_dataset(mixed_table(500), tmp_path / "data", part_rows=200)
     config = ValidationConfig(policy="warn")
@@ -175,6 +190,8 @@ def test_a_bad_engine_value_is_refused_in_one_line(value, message):
         ValidationConfig(engine=value)
     with pytest.raises(ParameterError, match="^parameter engine="):
         BatchPredictConfig(engine=value)
+    with pytest.raises(ParameterError, match="^parameter engine="):
+        DriftConfig(engine=value)
 
 
 def test_an_unreachable_scheduler_is_refused_in_one_line():
@@ -237,16 +254,26 @@ def test_compiling_with_a_dask_section_gives_the_engine_stages_the_cluster_to_cr
     settings = load_settings(catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml")
     from kfp import compiler
 
+    from mlstages.pipelines.monitoring import build_monitoring_pipeline
+
     found = {}
-    for name, build in (("training", build_training_pipeline), ("inference", build_inference_pipeline)):
+    builds = {
+        "training": build_training_pipeline,
+        "inference": build_inference_pipeline,
+        "monitoring": build_monitoring_pipeline,
+    }
+    for name, build in builds.items():
         compiler.Compiler().compile(build(settings), str(tmp_path / f"{name}.yaml"))
         for document in yaml_documents(tmp_path / f"{name}.yaml"):
             for executor, spec in (document.get("deploymentSpec") or {}).get("executors", {}).items():
                 env = {e["name"]: e["value"] for e in spec["container"].get("env", [])}
-                found[executor] = env.get(KUBERNETES_ENV)
-    with_spec = {e for e, value in found.items() if value}
-    assert with_spec == {"exec-validate-data", "exec-batch-predict", "exec-batch-predict-2"}, with_spec
-    assert all(found[e] == settings.dask.to_json() for e in with_spec)
+                found[f"{name}:{executor}"] = env.get(KUBERNETES_ENV)
+    engine_stages = re.compile(r".*:exec-(validate-data|batch-predict|monitor-drift)(-\d+)?$")
+    assert {key for key in found if engine_stages.match(key)} == {
+        key for key, value in found.items() if value
+    }
+    assert "monitoring:exec-monitor-drift" in found and "inference:exec-batch-predict" in found
+    assert all(value == settings.dask.to_json() for value in found.values() if value)
 
 
 def yaml_documents(path: Path) -> list[dict]:
