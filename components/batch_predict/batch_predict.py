@@ -299,53 +299,15 @@ def batch_predict(
     if engine is not None and engine.distributed:
         from mlstages.components.batch_predict.parts import score_parts
 
-        written, rows, batches, counts = score_parts(engine, job, model, parquet.path, request_prefix)
-        return BatchResult(
-            rows=rows,
-            batches=batches,
-            shards=written,
-            output_uri=output_uri,
-            model_name=model_name,
-            model_version=model_version,
-            blessing=blessing,
-            columns=list(schema.names),
-            request_prefix=request_prefix,
-            seconds=time.perf_counter() - started,
-            classes=classes,
-            prediction_counts=counts,
+        scored = score_parts(engine, job, model, parquet.path, request_prefix)
+    else:
+        scored = job.score_frames(
+            model, iter_frames(parquet, columns, config.batch_rows), 0, f"{request_prefix}-", clock
         )
-    written: list[str] = []
-    rows = batches = 0
-    counts: dict[str, int] = {}
-    # One shard is encoded and uploaded while the next batch is predicted (Parquet encoding and
-    # uploads release the GIL); at most one waits, so memory stays at about two batches.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-predict-write") as writer:
-        pending: Future[str] | None = None
-        try:
-            for frame in iter_frames(parquet, columns, config.batch_rows):
-                size = len(frame)
-                now = clock()
-                table, predictions = job.score(model, frame, rows, f"{request_prefix}-{batches:06d}", now)
-                if pending is not None:
-                    written.append(pending.result())
-                pending = writer.submit(_write_shard, output_uri, table, now)
-                if card.is_classifier:
-                    _count(counts, predictions)
-                rows += size
-                batches += 1
-            if pending is not None:
-                written.append(pending.result())
-                pending = None
-        except BaseException:
-            if pending is not None:
-                with contextlib.suppress(Exception):
-                    written.append(pending.result())
-            _remove(written)
-            raise
     return BatchResult(
-        rows=rows,
-        batches=batches,
-        shards=written,
+        rows=scored.rows,
+        batches=scored.batches,
+        shards=scored.shards,
         output_uri=output_uri,
         model_name=model_name,
         model_version=model_version,
@@ -354,8 +316,19 @@ def batch_predict(
         request_prefix=request_prefix,
         seconds=time.perf_counter() - started,
         classes=classes,
-        prediction_counts=counts,
+        prediction_counts=scored.counts,
     )
+
+
+@dataclass
+class ScoredRows:
+    """What scoring some rows wrote: the shards in order, the rows and batches, the predicted
+    classes' counts."""
+
+    shards: list[str] = field(default_factory=list)
+    rows: int = 0
+    batches: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -401,6 +374,45 @@ class ScoringJob:
             self.model_version,
         )
         return table, predictions
+
+    def score_frames(
+        self,
+        model: Any,
+        frames: Iterator[pd.DataFrame],
+        first_row: int,
+        request_prefix: str,
+        clock: Callable[[], dt.datetime],
+    ) -> ScoredRows:
+        """Score ``frames`` (rows from ``first_row`` of the dataset on) and write one shard per
+        frame, request ids ``<request_prefix><batch number>``. On failure the shards written are
+        deleted before the error is raised."""
+        scored = ScoredRows()
+        # One shard is encoded and uploaded while the next batch is predicted (Parquet encoding
+        # and uploads release the GIL); at most one waits, so memory stays at about two batches.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-predict-write") as writer:
+            pending: Future[str] | None = None
+            try:
+                for frame in frames:
+                    now = clock()
+                    request_id = f"{request_prefix}{scored.batches:06d}"
+                    table, predictions = self.score(model, frame, first_row + scored.rows, request_id, now)
+                    if pending is not None:
+                        scored.shards.append(pending.result())
+                    pending = writer.submit(_write_shard, self.output_uri, table, now)
+                    if self.is_classifier:
+                        _count(scored.counts, predictions)
+                    scored.rows += len(frame)
+                    scored.batches += 1
+                if pending is not None:
+                    scored.shards.append(pending.result())
+                    pending = None
+            except BaseException:
+                if pending is not None:
+                    with contextlib.suppress(Exception):
+                        scored.shards.append(pending.result())
+                _remove(scored.shards)
+                raise
+        return scored
 
 
 def _write_shard(output_uri: str, table: Any, now: dt.datetime) -> str:

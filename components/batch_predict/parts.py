@@ -16,72 +16,50 @@ request prefix.)
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from typing import Any
 
-from mlstages.components.batch_predict.batch_predict import (
-    ScoringJob,
-    _count,
-    _remove,
-    _write_shard,
-    iter_frames,
-)
+from mlstages.components.batch_predict.batch_predict import ScoredRows, ScoringJob, _remove, iter_frames
 from mlstages.components.common.engine import Engine
 from mlstages.components.common.errors import MlstagesError
 
 
-@dataclass
-class PartScores:
-    """What one part's scoring wrote, or the error that stopped it."""
-
-    shards: list[str] = field(default_factory=list)
-    rows: int = 0
-    batches: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    error: MlstagesError | None = None
-
-
 def score_part(
     shard: tuple[str, int, int], *, job: ScoringJob, model: Any, request_prefix: str
-) -> PartScores:
-    """Score one part (its file, its first row's position, its number) and write its shards;
-    runs on a worker."""
+) -> ScoredRows | MlstagesError:
+    """Score one part (its file, its first row's position, its number) and write its shards, as
+    the task's loop does (``ScoringJob.score_frames``); runs on a worker. A refused batch is
+    returned, its part's shards already deleted."""
     from mlstages.components.common.dataset_files import _open
 
     file, start, number = shard
-    result = PartScores()
+    frames = iter_frames(_open(file, job.what), job.columns, job.batch_rows)
     try:
-        for frame in iter_frames(_open(file, job.what), job.columns, job.batch_rows):
-            now = dt.datetime.now(dt.timezone.utc)
-            request_id = f"{request_prefix}-{number:05d}-{result.batches:06d}"
-            table, predictions = job.score(model, frame, start + result.rows, request_id, now)
-            result.shards.append(_write_shard(job.output_uri, table, now))
-            if job.is_classifier:
-                _count(result.counts, predictions)
-            result.rows += len(frame)
-            result.batches += 1
+        return job.score_frames(model, frames, start, f"{request_prefix}-{number:05d}-", _now)
     except MlstagesError as exc:
-        _remove(result.shards)
-        return PartScores(error=exc)
-    return result
+        return exc
 
 
-def score_parts(
-    engine: Engine, job: ScoringJob, model: Any, path: Any, request_prefix: str
-) -> tuple[list[str], int, int, dict[str, int]]:
+def score_parts(engine: Engine, job: ScoringJob, model: Any, path: Any, request_prefix: str) -> ScoredRows:
     """Score every part of the dataset at ``path`` on ``engine``'s workers: the shards in part
     order, the rows and batches scored, the predicted classes' counts."""
     from mlstages.components.common.dataset_files import part_starts
 
     shards = [(file, start, n) for n, (file, start) in enumerate(part_starts(path, what=job.what))]
     parts = engine.map(score_part, shards, job=job, model=model, request_prefix=request_prefix)
-    failed = [p.error for p in parts if p.error is not None]
-    written = [uri for p in parts for uri in p.shards]
+    scored = [p for p in parts if isinstance(p, ScoredRows)]
+    failed = [p for p in parts if not isinstance(p, ScoredRows)]
     if failed:
-        _remove(written)
+        _remove([uri for p in scored for uri in p.shards])
         raise failed[0]
-    counts: dict[str, int] = {}
-    for part in parts:
+    total = ScoredRows()
+    for part in scored:
+        total.shards += part.shards
+        total.rows += part.rows
+        total.batches += part.batches
         for value, count in part.counts.items():
-            counts[value] = counts.get(value, 0) + count
-    return written, sum(p.rows for p in parts), sum(p.batches for p in parts), counts
+            total.counts[value] = total.counts.get(value, 0) + count
+    return total
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -214,7 +214,9 @@ def window_part(
 
     file, start = shard
     window = WindowAccumulator(reference, columns, label_column)
-    for batch in iter_part_batches(file, start, batch_rows=batch_rows, columns=window.needed_columns, what=what):
+    for batch in iter_part_batches(
+        file, start, batch_rows=batch_rows, columns=window.needed_columns, what=what
+    ):
         window.update(batch, start=int(batch.index[0]))
     return window
 

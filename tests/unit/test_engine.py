@@ -18,9 +18,10 @@ from serving_helpers import export_penguins_classifier
 
 from mlstages.components.batch_predict import batch_predict as bp
 from mlstages.components.batch_predict.batch_predict import BatchPredictConfig, open_dataset
+from mlstages.components.common import storage
 from mlstages.components.common.dataset_files import write_dataset
 from mlstages.components.common.engine import check_engine, open_engine
-from mlstages.components.common.errors import ParameterError
+from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.reference import build_reference
 from mlstages.components.ingest.ingest import IngestConfig, read_source
 from mlstages.components.monitor_drift.config import DriftConfig
@@ -134,6 +135,34 @@ def test_batch_scoring_on_the_cluster_writes_the_same_predictions(engine, classi
     predicted = ["order_id", "prediction", *(c for c in a.columns if c.startswith("proba_"))]
     pd.testing.assert_frame_equal(a[predicted], b[predicted])
     assert b["request_id"].str.fullmatch(rf"{spread.request_prefix}-0000[0-3]-00000[0-2]").all()
+
+
+def test_a_part_the_model_refuses_fails_the_run_and_leaves_no_shard(engine, classifier, tmp_path):
+    data = load_penguins()
+    data.loc[250:255, "bill_length_mm"] = np.inf  # the model refuses infinity, in the third part
+    write_dataset(data, tmp_path / "data", part_rows=100)
+    model, card = load_model_dir(str(classifier))
+    messages = []
+    for name, running in (("local", None), ("spread", engine)):
+        with pytest.raises(InputDataError) as refused:
+            bp.batch_predict(
+                open_dataset(tmp_path / "data"),
+                model,
+                card,
+                BatchPredictConfig(batch_rows=40),
+                output_uri=str(tmp_path / name),
+                model_name="penguins",
+                model_version="v1",
+                blessing=bp.FORCED,
+                engine=running,
+            )
+        messages.append(str(refused.value))
+        assert storage.list_uris(str(tmp_path / name)) == []
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(
+        "the model could not predict rows 240 to 279 of the dataset: InputDataError: column "
+        "'bill_length_mm' has an infinite value"
+    )
 
 
 @pytest.mark.parametrize("name", list(windows()))
