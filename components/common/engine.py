@@ -25,6 +25,7 @@ LocalCluster, object storage (gs://) for a cluster's pods.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -79,23 +80,39 @@ class Engine:
         return self.client is not None
 
     def map(self, func: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
-        """``[func(item, **shared) for item in items]``, on the cluster when there is one.
+        """``[func(item, **shared) for item in items]``, on the cluster when there is one."""
+        return list(self.imap(func, items, **shared))
 
-        ``shared`` values (a model, a config) are sent to every worker once, not once per item.
-        An exception raised by ``func`` is raised here, of the same type.
+    def imap(self, func: Callable[..., Any], items: Sequence[Any], **shared: Any) -> Iterator[Any]:
+        """``func(item, **shared)`` of each item, yielded in the order of ``items``.
+
+        On a cluster at most two items a worker are in flight: a stage that merges each result as
+        it comes holds a few parts' summaries, not all of them (a part's exact statistics are
+        hundreds of MB). ``shared`` values (a model, a reference) are sent to every worker once,
+        not once per item. An exception raised by ``func`` is raised here, of the same type.
         """
         if self.client is None:
-            return [func(item, **shared) for item in items]
+            for item in items:
+                yield func(item, **shared)
+            return
         if not items:
-            return []
+            return
         # Scattered inside a list: scatter reads a bare dict or list as many values, not one.
         sent = {k: self.client.scatter([v], broadcast=True)[0] for k, v in shared.items()}
-        futures = self.client.map(func, list(items), pure=False, **sent)
+        window = 2 * max(1, len(self.workers))
+        pending = list(items)
+        running: collections.deque[Any] = collections.deque()
         try:
-            return self.client.gather(futures)
-        finally:
-            for future in futures:
+            while pending or running:
+                while pending and len(running) < window:
+                    running.append(self.client.submit(func, pending.pop(0), pure=False, **sent))
+                future = running.popleft()
+                result = future.result()
                 future.release()
+                yield result
+        finally:
+            for future in running:
+                future.cancel()
 
 
 @contextlib.contextmanager

@@ -163,7 +163,7 @@ def detect_drift_dataset(
     window = WindowAccumulator(reference, columns, label_column)
     if window.needed_columns and engine is not None and engine.distributed:
         # Each part summarised on a worker, merged here in part order: the same summaries.
-        parts = engine.map(
+        parts = engine.imap(
             window_part,
             part_starts(path, what=what),
             reference=reference,

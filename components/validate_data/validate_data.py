@@ -166,7 +166,7 @@ def validate_dataset(
     # by row position, so the result is the same.
     if engine is not None and engine.distributed:
         shards = part_starts(path, what=what)
-        summaries = engine.map(
+        summaries = engine.imap(
             part_summary,
             shards,
             columns=kept,
@@ -176,8 +176,9 @@ def validate_dataset(
             limits=limits,
             what=what,
         )
-        accumulator, sampler = summaries[0]
-        for other, other_sample in summaries[1:]:
+        # Merged as they come, so the task holds a few parts' summaries at a time.
+        accumulator, sampler = next(summaries)
+        for other, other_sample in summaries:
             accumulator.merge(other)
             sampler.merge(other_sample)
     else:
