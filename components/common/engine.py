@@ -49,6 +49,8 @@ WORKERS_ENV = "MLSTAGES_DASK_WORKERS"
 # How long to wait for a scheduler given by address: long enough for a busy scheduler to answer,
 # short enough that a wrong address fails the task at once.
 CONNECT_TIMEOUT_SECONDS = 10
+# How long to wait for a first worker: a DaskCluster's worker pods may be pulling the image.
+WORKER_TIMEOUT_SECONDS = 300
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,13 @@ def open_engine(
         return
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(_client(engine, workers, say))
+        try:
+            client.wait_for_workers(1, timeout=WORKER_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise ParameterError(
+                f"parameter engine={engine!r}: the Dask scheduler at {client.scheduler.address} has no "
+                f"worker after {WORKER_TIMEOUT_SECONDS} s; start workers for it, or use engine='dask'"
+            ) from None
         info = client.scheduler_info()
         names = tuple(f"{w.get('name', '?')}@{address}" for address, w in sorted(info["workers"].items()))
         say(

@@ -309,3 +309,17 @@ def yaml_documents(path: Path) -> list[dict]:
     import yaml
 
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+
+
+def test_a_scheduler_without_workers_is_refused_in_one_line(monkeypatch):
+    from mlstages.components.common import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "WORKER_TIMEOUT_SECONDS", 2)
+    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=":0") as empty:
+        address = empty.scheduler_address
+        with pytest.raises(ParameterError) as refused, open_engine(address):
+            pass
+    assert str(refused.value) == (
+        f"parameter engine={address!r}: the Dask scheduler at {address} has no worker after 2 s; "
+        "start workers for it, or use engine='dask'"
+    )
