@@ -211,6 +211,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             task=preprocess_task.outputs["task"],
             slice_columns=slice_columns,
             model_uri=train_task.outputs["model_uri"],
+            engine=engine,
         )
         configure_task(evaluate_task, "evaluate", settings)
 

@@ -6,7 +6,7 @@ for 10M rows and 100 features); a batch at a time they hold one batch's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,5 +56,58 @@ def predict_batches(
         result[name] = (
             np.concatenate(parts) if parts else np.empty(0),
             np.concatenate(scored[name]) if scored[name] else None,
+        )
+    return result
+
+
+def predict_part(
+    shard: tuple[str, int],
+    *,
+    models: Mapping[str, Any],
+    columns: list[str],
+    probabilities: Mapping[str, bool],
+    batch_rows: int,
+    what: str,
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """``predict_batches`` of one dataset part (``dataset_files.part_starts``' shard); runs on a
+    worker of the engine."""
+    from mlstages.components.common.dataset_files import iter_part_batches
+
+    file, start = shard
+    batches = iter_part_batches(file, start, batch_rows=batch_rows, columns=columns, what=what)
+    return predict_batches(models, batches, columns, probabilities)
+
+
+def predict_parts(
+    engine: Any,
+    path: Any,
+    models: Mapping[str, Any],
+    columns: list[str],
+    probabilities: Mapping[str, bool],
+    *,
+    batch_rows: int,
+    what: str,
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """``predict_batches`` of every row of the dataset at ``path``, each part predicted on the
+    engine's workers (``common.engine``), the predictions put together in row order. Only the
+    predictions come back: the rows stay where the workers read them."""
+    from mlstages.components.common.dataset_files import part_starts
+
+    parts: Sequence[dict[str, tuple[np.ndarray, np.ndarray | None]]] = engine.map(
+        predict_part,
+        part_starts(path, what=what),
+        models=dict(models),
+        columns=columns,
+        probabilities=dict(probabilities),
+        batch_rows=batch_rows,
+        what=what,
+    )
+    result: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name in models:
+        predicted = [part[name][0] for part in parts if len(part[name][0])]
+        scored = [part[name][1] for part in parts if part[name][1] is not None]
+        result[name] = (
+            np.concatenate(predicted) if predicted else np.empty(0),
+            np.concatenate(scored) if scored else None,
         )
     return result

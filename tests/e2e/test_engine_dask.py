@@ -1,6 +1,7 @@
-"""`mlstages run training --set engine=dask` on the built-in data: validate_data's statistics pass
-runs on a LocalCluster of two worker processes that the task starts, names in its log and stops,
-and the run gives what the local engine gives: the same statistics, split and test metrics."""
+"""`mlstages run training --set engine=dask` on the built-in data: validate_data's statistics and
+evaluate's predictions run on a LocalCluster of two worker processes that each task starts, names
+in its log and stops, and the run gives what the local engine gives: the same statistics, split
+and test metrics."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ def test_training_with_engine_dask_gives_the_local_engines_results(tmp_path, mon
     capsys.readouterr()
     (spread_dir,) = (tmp_path / "dask" / "runs").iterdir()
 
-    log = (spread_dir / "validate-data" / "task.log").read_text(encoding="utf-8")
-    started = re.search(r"engine dask: scheduler (tcp://\S+), 2 worker\(s\): (\S+), (\S+)", log)
-    assert started, log[-2000:]
-    assert "engine dask: LocalCluster stopped" in log
+    for task in ("validate-data", "evaluate"):
+        log = (spread_dir / task / "task.log").read_text(encoding="utf-8")
+        started = re.search(r"engine dask: scheduler (tcp://\S+), 2 worker\(s\): (\S+), (\S+)", log)
+        assert started, log[-2000:]
+        assert "engine dask: LocalCluster stopped" in log
 
     for name in ("statistics", "schema"):
         local_text = Path(on_task.task("validate-data").artifacts[name]["uri"]).read_text(encoding="utf-8")

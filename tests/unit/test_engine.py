@@ -165,6 +165,30 @@ def test_a_part_the_model_refuses_fails_the_run_and_leaves_no_shard(engine, clas
     )
 
 
+def test_evaluation_on_the_cluster_gives_the_same_metrics(engine, classifier, tmp_path):
+    from mlstages.components.evaluate.evaluate import evaluate_dataset
+
+    data = load_penguins().dropna(subset=["species"])
+    write_dataset(data, tmp_path / "test", part_rows=90)
+    model, card = load_model_dir(str(classifier))
+
+    def evaluated(running):
+        return evaluate_dataset(
+            model,
+            {"copy": model},
+            tmp_path / "test",
+            "species",
+            "classification",
+            slice_columns=("island",),
+            classes=list(card.classes),
+            input_columns=card.input_names,
+            batch_rows=50,
+            engine=running,
+        ).to_dict()
+
+    _close(evaluated(None), evaluated(engine))
+
+
 @pytest.mark.parametrize("name", list(windows()))
 def test_drift_window_summaries_on_the_cluster_decide_as_in_the_task(engine, tmp_path, name):
     reference = build_reference(population(8_000, seed=1), "y", WINDOW_TYPES)
@@ -297,7 +321,7 @@ def test_compiling_with_a_dask_section_gives_the_engine_stages_the_cluster_to_cr
             for executor, spec in (document.get("deploymentSpec") or {}).get("executors", {}).items():
                 env = {e["name"]: e["value"] for e in spec["container"].get("env", [])}
                 found[f"{name}:{executor}"] = env.get(KUBERNETES_ENV)
-    engine_stages = re.compile(r".*:exec-(validate-data|batch-predict|monitor-drift)(-\d+)?$")
+    engine_stages = re.compile(r".*:exec-(validate-data|evaluate|batch-predict|monitor-drift)(-\d+)?$")
     assert {key for key in found if engine_stages.match(key)} == {
         key for key, value in found.items() if value
     }
