@@ -256,7 +256,13 @@ def evaluate_dataset(
     probabilities = {name: task != REGRESSION and hasattr(m, "predict_proba") for name, m in models.items()}
     if engine is not None and engine.distributed:
         predicted = predict_parts(
-            engine, path, models, inputs, probabilities, batch_rows=batch_rows, what="test split"
+            engine,
+            path,
+            models,
+            columns=inputs,
+            probabilities=probabilities,
+            batch_rows=batch_rows,
+            what="test split",
         )
     else:
         batches = iter_batches(path, batch_rows=batch_rows, columns=inputs, what="test split")
