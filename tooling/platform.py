@@ -40,7 +40,7 @@ Local runs (kfp.local) ignore everything here except caching.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +254,9 @@ def _dask_settings(raw: Any, where: str) -> DaskKubernetesSettings:
         raise ParameterError(
             f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    image = raw.get("image")
-    if not isinstance(image, str) or not image.strip():
-        raise ParameterError(f"{where}.image: the workers' image is required (the stage's own image fits)")
+    image = raw.get("image") or ""
+    if not isinstance(image, str):
+        raise ParameterError(f"{where}.image: expected an image name, got {image!r}")
     workers = _count(raw.get("workers", 2), f"{where}.workers")
     if not workers:
         raise ParameterError(f"{where}.workers: expected a whole number >= 1, got {workers!r}")
@@ -321,8 +321,12 @@ def configure_task(task: Any, stage: str, settings: PlatformSettings) -> Any:
         kubernetes.set_image_pull_secrets(task, settings.image_pull_secrets)
     if settings.dask is not None and stage in ENGINE_STAGES:
         # Read by common/engine.py: with engine=dask the task creates this DaskCluster instead of a
-        # LocalCluster. A task run with engine=local ignores it.
-        task.set_env_variable(KUBERNETES_ENV, settings.dask.to_json())
+        # LocalCluster. A task run with engine=local ignores it. Without an image the workers run
+        # the stage's own (the suite, dask, and the same registry prefix as the task).
+        from mlstages.components.common.images import image
+
+        spec = settings.dask if settings.dask.image else replace(settings.dask, image=image(stage))
+        task.set_env_variable(KUBERNETES_ENV, spec.to_json())
     if settings.gcs_credentials_secret:
         kubernetes.use_secret_as_volume(
             task, secret_name=settings.gcs_credentials_secret, mount_path=CREDENTIALS_MOUNT_PATH

@@ -207,7 +207,8 @@ def _local_workers() -> int:
 class DaskKubernetesSettings:
     """The ``dask`` section of a settings file: the DaskCluster a task creates for engine=dask."""
 
-    image: str
+    # Empty: the stage's own image (tooling/platform.py fills it in per task).
+    image: str = ""
     workers: int = 2
     worker_cpu: str = "1"
     worker_memory: str = "4Gi"

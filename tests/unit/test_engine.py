@@ -272,8 +272,13 @@ def test_the_daskcluster_a_task_would_create_fits_the_operators_crd():
     from mlstages.tooling.platform import load_settings
 
     pytest.importorskip("dask_kubernetes")
+    from dataclasses import replace
+
+    from mlstages.components.common.images import image
+
     settings = load_settings(catalog.PIPELINES_DIR / "settings" / "cluster.example.yaml").dask
-    assert settings is not None
+    assert settings is not None and settings.image == ""  # each stage's own image, filled in per task
+    settings = replace(settings, image=image("batch_predict"))
     spec = kubernetes_spec(json.loads(settings.to_json()), "mlstages-0123456789")
 
     crd = yaml.safe_load((catalog.REPO_ROOT / "manifests" / "dask" / "daskcluster-crd.yaml").read_text())
@@ -298,7 +303,10 @@ def test_the_daskcluster_a_task_would_create_fits_the_operators_crd():
 
 
 def test_compiling_with_a_dask_section_gives_the_engine_stages_the_cluster_to_create(tmp_path):
+    import json
+
     from mlstages.components.common.engine import KUBERNETES_ENV
+    from mlstages.components.common.images import image
     from mlstages.pipelines.inference import build_inference_pipeline
     from mlstages.pipelines.training import build_training_pipeline
     from mlstages.tooling import catalog
@@ -326,7 +334,13 @@ def test_compiling_with_a_dask_section_gives_the_engine_stages_the_cluster_to_cr
         key for key, value in found.items() if value
     }
     assert "monitoring:exec-monitor-drift" in found and "inference:exec-batch-predict" in found
-    assert all(value == settings.dask.to_json() for value in found.values() if value)
+    for key, value in found.items():
+        if value:  # the settings, with the stage's own image for the workers
+            stage = key.split(":exec-")[1].rsplit("-", 1)[0] if key[-1].isdigit() else key.split(":exec-")[1]
+            assert json.loads(value) == {
+                **json.loads(settings.dask.to_json()),
+                "image": image(stage.replace("-", "_")),
+            }, key
 
 
 def yaml_documents(path: Path) -> list[dict]:
