@@ -38,6 +38,7 @@ def build_inference_pipeline(settings: PlatformSettings | None = None):
         max_columns: int = 10000,
         max_cell_length: int = 1048576,
         max_line_length: int = 16777216,
+        engine: str = "local",
     ):
         ingest_task = ingest(
             source_uri=data_uri,
@@ -62,6 +63,7 @@ def build_inference_pipeline(settings: PlatformSettings | None = None):
                 id_column=id_column,
                 force=force,
                 batch_rows=batch_rows,
+                engine=engine,
                 **model,
             )
             # Every run writes new shards (their names are unique): a cached run would write none.

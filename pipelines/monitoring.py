@@ -86,6 +86,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int,
         canary_traffic_percent: int,
         kubeflow_model_registry: str,
+        engine: str,
     ):
         arguments = dict(locals())
         with dsl.If(retrain == True, name="retrain"):  # noqa: E712 (a KFP condition, not Python)
@@ -173,6 +174,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
         kubeflow_model_registry: str = "",
+        engine: str = "local",
     ):
         arguments = dict(locals())
         window_task = ingest(
@@ -205,6 +207,7 @@ def build_monitoring_pipeline(settings: PlatformSettings | None = None):
             max_metric_drop=max_metric_drop,
             metric_drops=metric_drops,
             max_missing_increase=max_missing_increase,
+            engine=engine,
         )
         # The retrain decision is made afresh for every window, never served from a cluster's cache.
         drift_task.set_caching_options(False)

@@ -126,6 +126,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         max_replicas: int = 1,
         canary_traffic_percent: int = -1,
         kubeflow_model_registry: str = "",
+        engine: str = "local",
     ) -> TrainingOutputs:
         arguments = dict(locals())
         ingest_task = ingest(
@@ -149,6 +150,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             max_missing_share=max_missing_share,
             unlabelled_rows=unlabelled_rows,
             column_types=column_types,
+            engine=engine,
         )
         configure_task(validate_task, "validate_data", settings)
 
@@ -210,6 +212,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             task=preprocess_task.outputs["task"],
             slice_columns=slice_columns,
             model_uri=train_task.outputs["model_uri"],
+            engine=engine,
         )
         configure_task(evaluate_task, "evaluate", settings)
 

@@ -23,7 +23,17 @@ CONSTRAINTS = REPO_ROOT / "containers" / "constraints.txt"
 
 # The extras whose packages run in an image or a local run; the lock pins all of them together so
 # that the images, the local environment and every stage resolve the same versions.
-LOCKED_EXTRAS = ("serve", "local", "sql", "postgres", "mysql", "containers", "kubeflow-registry")
+LOCKED_EXTRAS = (
+    "serve",
+    "local",
+    "sql",
+    "postgres",
+    "mysql",
+    "containers",
+    "kubeflow-registry",
+    "dask",
+    "dask-kubernetes",
+)
 
 
 DEFAULT_PYTHON_IMAGE = "docker.io/library/python:3.11-slim-bookworm"

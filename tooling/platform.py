@@ -40,10 +40,11 @@ Local runs (kfp.local) ignore everything here except caching.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from mlstages.components.common.engine import KUBERNETES_ENV, DaskKubernetesSettings
 from mlstages.components.common.errors import ParameterError
 
 CREDENTIALS_MOUNT_PATH = "/var/secrets/google"
@@ -51,6 +52,8 @@ CREDENTIALS_MOUNT_PATH = "/var/secrets/google"
 # and fetch_champion read the champion pointer, deploy moves it, monitor_drift decides on a window,
 # batch_predict reads the pointer and writes new shards on every run (a cached run writes none).
 NEVER_CACHED = ("validate_model", "deploy", "fetch_champion", "monitor_drift", "batch_predict")
+# The stages that take the engine parameter (common/engine.py).
+ENGINE_STAGES = ("validate_data", "evaluate", "batch_predict", "monitor_drift")
 # The patterns kfp's PipelineTask checks CPU and memory quantities against (it raises a bare
 # ValueError at compile time); checked here so a bad settings file names the key.
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")
@@ -93,6 +96,8 @@ class PlatformSettings:
     # Run-level: given to Kubeflow when a run is created, not compiled into the YAML.
     service_account: str | None = None
     pipeline_root: str | None = None
+    # engine=dask on Kubernetes: the DaskCluster the engine's stages create (common/engine.py).
+    dask: DaskKubernetesSettings | None = None
 
     def for_stage(self, stage: str) -> TaskSettings:
         return self.defaults.merged(self.stages.get(stage, TaskSettings()))
@@ -194,6 +199,7 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
         "image_pull_secrets",
         "service_account",
         "pipeline_root",
+        "dask",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -235,6 +241,38 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
         ],
         service_account=check_kubernetes_name(raw.get("service_account"), f"{source}: service_account"),
         pipeline_root=pipeline_root,
+        dask=_dask_settings(raw["dask"], f"{source}: dask") if raw.get("dask") is not None else None,
+    )
+
+
+def _dask_settings(raw: Any, where: str) -> DaskKubernetesSettings:
+    if not isinstance(raw, dict):
+        raise ParameterError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name for f in fields(DaskKubernetesSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ParameterError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    image = raw.get("image") or ""
+    if not isinstance(image, str):
+        raise ParameterError(f"{where}.image: expected an image name, got {image!r}")
+    workers = _count(raw.get("workers", 2), f"{where}.workers")
+    if not workers:
+        raise ParameterError(f"{where}.workers: expected a whole number >= 1, got {workers!r}")
+    env = raw.get("env") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ParameterError(f"{where}.env: expected a mapping of variable name to text")
+    return DaskKubernetesSettings(
+        image=image,
+        workers=workers,
+        worker_cpu=_quantity(raw.get("worker_cpu", "1"), _CPU, f"{where}.worker_cpu", '"1" or "500m"') or "1",
+        worker_memory=_quantity(raw.get("worker_memory", "4Gi"), _MEMORY, f"{where}.worker_memory", "4Gi")
+        or "4Gi",
+        namespace=check_kubernetes_name(raw.get("namespace"), f"{where}.namespace"),
+        env=env or None,
     )
 
 
@@ -281,6 +319,14 @@ def configure_task(task: Any, stage: str, settings: PlatformSettings) -> Any:
         kubernetes.set_timeout(task, own.timeout_seconds)
     if settings.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, settings.image_pull_secrets)
+    if settings.dask is not None and stage in ENGINE_STAGES:
+        # Read by common/engine.py: with engine=dask the task creates this DaskCluster instead of a
+        # LocalCluster. A task run with engine=local ignores it. Without an image the workers run
+        # the stage's own (the suite, dask, and the same registry prefix as the task).
+        from mlstages.components.common.images import image
+
+        spec = settings.dask if settings.dask.image else replace(settings.dask, image=image(stage))
+        task.set_env_variable(KUBERNETES_ENV, spec.to_json())
     if settings.gcs_credentials_secret:
         kubernetes.use_secret_as_volume(
             task, secret_name=settings.gcs_credentials_secret, mount_path=CREDENTIALS_MOUNT_PATH

@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from mlstages.components.common import registry, storage
 from mlstages.components.common.datasets import NUMERIC
+from mlstages.components.common.engine import DEFAULT_ENGINE, Engine, check_engine
 from mlstages.components.common.errors import InputDataError, MlstagesError, ParameterError
 from mlstages.components.common.model_card import ModelCard
 from mlstages.components.common.scoring import predict_frame
@@ -74,14 +75,17 @@ class BatchPredictConfig:
         id) instead of the model's input features.
     force: score with a version the gate did not bless.
     batch_rows: rows read, predicted and written at a time (one shard per batch).
+    engine: where the parts are scored: "local", "dask" or a scheduler address (``common.engine``).
     """
 
     output_uri: str = ""
     id_column: str = ""
     force: bool = False
     batch_rows: int = DEFAULT_BATCH_ROWS
+    engine: str = DEFAULT_ENGINE
 
     def __post_init__(self) -> None:
+        check_engine(self.engine)
         if not isinstance(self.output_uri, str):
             raise ParameterError(f"parameter output_uri={self.output_uri!r} must be a string")
         if self.output_uri.strip():
@@ -242,6 +246,7 @@ def batch_predict(
     blessing: str,
     what: str = "dataset",
     clock: Callable[[], dt.datetime] | None = None,
+    engine: Engine | None = None,
 ) -> BatchResult:
     """Score every row of ``parquet`` (``open_dataset``'s parts) with ``model`` and write
     one prediction-log shard per batch under ``output_uri`` (gs:// or a folder).
@@ -249,6 +254,9 @@ def batch_predict(
     Refused before anything is written: a missing input or id column, text where the model takes
     numbers, an output column name that clashes with the log's own, an empty dataset. When the model
     refuses a batch's values, the shards already written are deleted and the error names the rows.
+
+    ``engine``: an open ``common.engine.Engine``; a distributed one scores the parts on its
+    workers (``parts.score_parts``), which write the shards themselves.
     """
     clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
     columns = columns_to_read(parquet.schema_arrow, card, config.id_column, what)
@@ -275,56 +283,31 @@ def batch_predict(
     started = time.perf_counter()
     first = clock()
     request_prefix = f"batch-{first:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    written: list[str] = []
-    rows = batches = 0
-    counts: dict[str, int] = {}
-    # One shard is encoded and uploaded while the next batch is predicted (Parquet encoding and
-    # uploads release the GIL); at most one waits, so memory stays at about two batches.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-predict-write") as writer:
-        pending: Future[str] | None = None
-        try:
-            for frame in iter_frames(parquet, columns, config.batch_rows):
-                size = len(frame)
-                try:
-                    predictions, scores = predict_frame(model, frame[card.input_names], probabilities)
-                except (ValueError, TypeError) as exc:
-                    raise InputDataError(
-                        f"the model could not predict rows {rows:,} to {rows + size - 1:,} of the {what}: "
-                        f"{type(exc).__name__}: {_one_line(exc)}"
-                    ) from exc
-                now = clock()
-                table = log_table(
-                    schema,
-                    logged,
-                    frame,
-                    predictions,
-                    scores,
-                    pa.repeat(pa.scalar(f"{request_prefix}-{batches:06d}", pa.string()), size),
-                    np.arange(size, dtype="int64"),
-                    pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), size),
-                    model_name,
-                    model_version,
-                )
-                if pending is not None:
-                    written.append(pending.result())
-                pending = writer.submit(_write_shard, output_uri, table, now)
-                if card.is_classifier:
-                    _count(counts, predictions)
-                rows += size
-                batches += 1
-            if pending is not None:
-                written.append(pending.result())
-                pending = None
-        except BaseException:
-            if pending is not None:
-                with contextlib.suppress(Exception):
-                    written.append(pending.result())
-            _remove(written)
-            raise
+    job = ScoringJob(
+        schema=schema,
+        logged=logged,
+        columns=columns,
+        input_names=list(card.input_names),
+        probabilities=probabilities,
+        is_classifier=card.is_classifier,
+        batch_rows=config.batch_rows,
+        output_uri=output_uri,
+        model_name=model_name,
+        model_version=model_version,
+        what=what,
+    )
+    if engine is not None and engine.distributed:
+        from mlstages.components.batch_predict.parts import score_parts
+
+        scored = score_parts(engine, job, model, parquet.path, request_prefix)
+    else:
+        scored = job.score_frames(
+            model, iter_frames(parquet, columns, config.batch_rows), 0, f"{request_prefix}-", clock
+        )
     return BatchResult(
-        rows=rows,
-        batches=batches,
-        shards=written,
+        rows=scored.rows,
+        batches=scored.batches,
+        shards=scored.shards,
         output_uri=output_uri,
         model_name=model_name,
         model_version=model_version,
@@ -333,8 +316,103 @@ def batch_predict(
         request_prefix=request_prefix,
         seconds=time.perf_counter() - started,
         classes=classes,
-        prediction_counts=counts,
+        prediction_counts=scored.counts,
     )
+
+
+@dataclass
+class ScoredRows:
+    """What scoring some rows wrote: the shards in order, the rows and batches, the predicted
+    classes' counts."""
+
+    shards: list[str] = field(default_factory=list)
+    rows: int = 0
+    batches: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """What scoring a batch needs besides the model and the rows: the same on the task and on a
+    cluster's workers (it pickles)."""
+
+    schema: Any
+    logged: dict[str, str | None]
+    columns: list[str]
+    input_names: list[str]
+    probabilities: bool
+    is_classifier: bool
+    batch_rows: int
+    output_uri: str
+    model_name: str
+    model_version: str
+    what: str
+
+    def score(
+        self, model: Any, frame: pd.DataFrame, first_row: int, request_id: str, now: dt.datetime
+    ) -> tuple[Any, np.ndarray]:
+        """The prediction-log table of ``frame`` (rows from ``first_row`` of the dataset on), and
+        its predictions; a batch the model refuses is an InputDataError naming its rows."""
+        size = len(frame)
+        try:
+            predictions, scores = predict_frame(model, frame[self.input_names], self.probabilities)
+        except (ValueError, TypeError) as exc:
+            raise InputDataError(
+                f"the model could not predict rows {first_row:,} to {first_row + size - 1:,} of the "
+                f"{self.what}: {type(exc).__name__}: {_one_line(exc)}"
+            ) from exc
+        table = log_table(
+            self.schema,
+            self.logged,
+            frame,
+            predictions,
+            scores,
+            pa.repeat(pa.scalar(request_id, pa.string()), size),
+            np.arange(size, dtype="int64"),
+            pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), size),
+            self.model_name,
+            self.model_version,
+        )
+        return table, predictions
+
+    def score_frames(
+        self,
+        model: Any,
+        frames: Iterator[pd.DataFrame],
+        first_row: int,
+        request_prefix: str,
+        clock: Callable[[], dt.datetime],
+    ) -> ScoredRows:
+        """Score ``frames`` (rows from ``first_row`` of the dataset on) and write one shard per
+        frame, request ids ``<request_prefix><batch number>``. On failure the shards written are
+        deleted before the error is raised."""
+        scored = ScoredRows()
+        # One shard is encoded and uploaded while the next batch is predicted (Parquet encoding
+        # and uploads release the GIL); at most one waits, so memory stays at about two batches.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-predict-write") as writer:
+            pending: Future[str] | None = None
+            try:
+                for frame in frames:
+                    now = clock()
+                    request_id = f"{request_prefix}{scored.batches:06d}"
+                    table, predictions = self.score(model, frame, first_row + scored.rows, request_id, now)
+                    if pending is not None:
+                        scored.shards.append(pending.result())
+                    pending = writer.submit(_write_shard, self.output_uri, table, now)
+                    if self.is_classifier:
+                        _count(scored.counts, predictions)
+                    scored.rows += len(frame)
+                    scored.batches += 1
+                if pending is not None:
+                    scored.shards.append(pending.result())
+                    pending = None
+            except BaseException:
+                if pending is not None:
+                    with contextlib.suppress(Exception):
+                        scored.shards.append(pending.result())
+                _remove(scored.shards)
+                raise
+        return scored
 
 
 def _write_shard(output_uri: str, table: Any, now: dt.datetime) -> str:

@@ -22,6 +22,7 @@ def batch_predict(
     id_column: str = "",
     force: bool = False,
     batch_rows: int = 65536,
+    engine: str = "local",
 ) -> NamedTuple("Outputs", [("rows", int), ("shards", int), ("model_version", str)]):
     """Scores a dataset with a model version, streaming, and writes the predictions as sharded
     Parquet in the model server's prediction-log format.
@@ -56,6 +57,10 @@ def batch_predict(
         batch_rows: Rows read, predicted and written at a time; one shard per batch.
 
     Returns:
+        engine: Where the parts are scored: "local" (this task's process), "dask" (a Dask cluster
+            started for the task: a LocalCluster of worker processes, or on Kubernetes a
+            DaskCluster of the settings file; its workers write the shards) or the tcp:// address
+            of a running Dask scheduler. The predictions are the same on every engine.
         predictions: The shards (when output_uri is empty), or shards.json listing the shards
             written under output_uri; metadata: rows, shards, output_uri, model_version, blessing.
         summary: Markdown: rows, batches, the model version and why it was accepted, the output,
@@ -84,12 +89,13 @@ def batch_predict(
     )
     from mlstages.components.batch_predict.batch_predict import batch_predict as score
     from mlstages.components.common import registry, storage
+    from mlstages.components.common.engine import open_engine
     from mlstages.components.common.errors import ParameterError
     from mlstages.components.serving.log_format import model_version_of
     from mlstages.components.serving.model_dir import load_model_dir
 
     config = BatchPredictConfig(
-        output_uri=output_uri, id_column=id_column, force=force, batch_rows=batch_rows
+        output_uri=output_uri, id_column=id_column, force=force, batch_rows=batch_rows, engine=engine
     )
     parquet = open_dataset(dataset.path)
     with tempfile.TemporaryDirectory(prefix="mlstages-batch-") as scratch:
@@ -110,16 +116,18 @@ def batch_predict(
             model_dir, model_uri, card, model_registry=model_registry, model_name=model_name, force=force
         )
         target = output_uri.strip() or predictions.path
-        result = score(
-            parquet,
-            fitted,
-            card,
-            config,
-            output_uri=target,
-            model_name=model_name,
-            model_version=model_version_of(model_uri, card),
-            blessing=blessing,
-        )
+        with open_engine(config.engine) as running:
+            result = score(
+                parquet,
+                fitted,
+                card,
+                config,
+                output_uri=target,
+                model_name=model_name,
+                model_version=model_version_of(model_uri, card),
+                blessing=blessing,
+                engine=running,
+            )
     if output_uri.strip():
         os.makedirs(predictions.path, exist_ok=True)
         with open(os.path.join(predictions.path, "shards.json"), "w", encoding="utf-8") as handle:

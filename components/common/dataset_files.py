@@ -392,24 +392,48 @@ def iter_batches(
 ) -> Iterator[pd.DataFrame]:
     """The rows of a dataset as DataFrames of at most ``batch_rows`` rows, in order, each with the
     dtypes ``read_dataset`` gives and a RangeIndex continuing from the previous batch."""
-    import pyarrow as pa
-
     offset = 0
     for file in part_files(path, what=what):
-        parquet = _open(file, what)
-        schema = parquet.schema_arrow
-        wanted = list(columns) if columns is not None else None
-        try:
-            for batch in parquet.iter_batches(
-                batch_size=batch_rows, columns=wanted, use_pandas_metadata=True
-            ):
-                table = pa.Table.from_batches([batch]).replace_schema_metadata(schema.metadata)
-                frame = _to_pandas(table)
-                frame.index = pd.RangeIndex(offset, offset + len(frame))
-                offset += len(frame)
-                yield frame
-        except (OSError, pa.ArrowException) as exc:
-            raise InputDataError(f"{what} {file} cannot be read: {exc}") from exc
+        for frame in iter_part_batches(file, offset, batch_rows=batch_rows, columns=columns, what=what):
+            offset += len(frame)
+            yield frame
+
+
+def part_starts(path: str | os.PathLike, *, what: str = "dataset") -> list[tuple[str, int]]:
+    """Each part file with the position of its first row in the dataset, from the footers: the
+    shards an engine hands out (``engine.Engine.map``), each read with ``iter_part_batches``."""
+    starts, offset = [], 0
+    for file in part_files(path, what=what):
+        starts.append((str(file), offset))
+        offset += _open(file, what).metadata.num_rows
+    return starts
+
+
+def iter_part_batches(
+    file: str | os.PathLike,
+    start: int,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    columns: Sequence[str] | None = None,
+    what: str = "dataset",
+) -> Iterator[pd.DataFrame]:
+    """One part's rows as ``iter_batches`` gives them, the index counting from ``start``."""
+    import pyarrow as pa
+
+    file = Path(file)
+    parquet = _open(file, what)
+    schema = parquet.schema_arrow
+    wanted = list(columns) if columns is not None else None
+    offset = start
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_pandas_metadata=True):
+            table = pa.Table.from_batches([batch]).replace_schema_metadata(schema.metadata)
+            frame = _to_pandas(table)
+            frame.index = pd.RangeIndex(offset, offset + len(frame))
+            offset += len(frame)
+            yield frame
+    except (OSError, pa.ArrowException) as exc:
+        raise InputDataError(f"{what} {file} cannot be read: {exc}") from exc
 
 
 def read_dataset(

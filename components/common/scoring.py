@@ -50,11 +50,51 @@ def predict_batches(
             predicted[name].append(predictions)
             if scores is not None:
                 scored[name].append(scores)
-    result: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    for name in models:
-        parts = predicted[name]
-        result[name] = (
-            np.concatenate(parts) if parts else np.empty(0),
+    return _joined(models, predicted, scored)
+
+
+def _joined(
+    models: Mapping[str, Any],
+    predicted: Mapping[str, list[np.ndarray]],
+    scored: Mapping[str, list[np.ndarray]],
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Each model's predictions (and probabilities) of consecutive rows, put together."""
+    return {
+        name: (
+            np.concatenate(predicted[name]) if predicted[name] else np.empty(0),
             np.concatenate(scored[name]) if scored[name] else None,
         )
-    return result
+        for name in models
+    }
+
+
+def predict_part(
+    shard: tuple[str, int],
+    *,
+    models: Mapping[str, Any],
+    columns: list[str],
+    probabilities: Mapping[str, bool],
+    batch_rows: int,
+    what: str,
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """``predict_batches`` of one dataset part (``dataset_files.part_starts``' shard); runs on a
+    worker of the engine."""
+    from mlstages.components.common.dataset_files import iter_part_batches
+
+    file, start = shard
+    batches = iter_part_batches(file, start, batch_rows=batch_rows, columns=columns, what=what)
+    return predict_batches(models, batches, columns, probabilities)
+
+
+def predict_parts(engine: Any, path: Any, models: Mapping[str, Any], **options: Any) -> dict[str, Any]:
+    """``predict_batches`` of every row of the dataset at ``path``, each part predicted on the
+    engine's workers (``common.engine``) with ``predict_part``'s ``options``, the predictions put
+    together in row order. Only the predictions come back: the rows stay with the workers."""
+    from mlstages.components.common.dataset_files import part_starts
+
+    parts = engine.map(predict_part, part_starts(path, what=options["what"]), models=dict(models), **options)
+    return _joined(
+        models,
+        {name: [part[name][0] for part in parts] for name in models},
+        {name: [part[name][1] for part in parts if part[name][1] is not None] for name in models},
+    )

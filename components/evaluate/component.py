@@ -22,6 +22,7 @@ def evaluate(
     task: str,
     slice_columns: list = [],
     model_uri: str = "",
+    engine: str = "local",
 ) -> NamedTuple("Outputs", [("primary_metric", str), ("primary_value", float), ("test_rows", int)]):
     """Evaluates the exported model on the held-out test split, overall and per slice, predicting
     from the raw test rows as the served model will.
@@ -46,6 +47,10 @@ def evaluate(
             location (gs:// or a folder) other than the model artifact itself, the evaluation JSON
             is also written there as evaluation.json, a new file that never overwrites another, so
             drift monitoring compares later windows with these test-set metrics.
+        engine: Where the test rows are predicted: "local" (this task's process), "dask" (a Dask
+            cluster started for the task: a LocalCluster of worker processes, or on Kubernetes a
+            DaskCluster of the settings file) or the tcp:// address of a running Dask scheduler.
+            The metrics are the same on every engine.
 
     Returns:
         metrics: Every overall metric under its flat name (accuracy, f1_macro, roc_auc, rmse, ...),
@@ -70,6 +75,7 @@ def evaluate(
 
     from mlstages.components.common.artifacts import load_estimator
     from mlstages.components.common.baselines import load_baselines
+    from mlstages.components.common.engine import open_engine
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.registry import attach_evaluation
     from mlstages.components.evaluate.evaluate import evaluate_dataset, model_inputs
@@ -80,16 +86,18 @@ def evaluate(
     classes, input_columns = model_inputs(card, label_column, task)
     fitted = load_estimator(model.path, "model")
     # The test rows are streamed: the model and its baselines predict a batch at a time.
-    result = evaluate_dataset(
-        fitted,
-        load_baselines(model.path, card.baselines),
-        test.path,
-        label_column,
-        task,
-        slice_columns=tuple(slice_columns),
-        classes=classes,
-        input_columns=input_columns,
-    )
+    with open_engine(engine) as running:
+        result = evaluate_dataset(
+            fitted,
+            load_baselines(model.path, card.baselines),
+            test.path,
+            label_column,
+            task,
+            slice_columns=tuple(slice_columns),
+            classes=classes,
+            input_columns=input_columns,
+            engine=running,
+        )
     document = json.dumps(result.to_dict(), indent=2, allow_nan=False)
     html_report = render_html(result)
     markdown_report = render_markdown(result)

@@ -218,10 +218,13 @@ def evaluate_dataset(
     *,
     input_columns: Sequence[str],
     batch_rows: int = 65_536,
+    engine: Any = None,
 ) -> EvaluationResult:
     """``evaluate`` of the model and its baselines (their ``baselines`` entry: overall metrics) on
     the test dataset at ``path``, streamed: the models predict a batch at a time, and only the
-    label, the slice columns and the predictions are held, never the test rows' features."""
+    label, the slice columns and the predictions are held, never the test rows' features.
+    ``engine``: an open ``common.engine.Engine``; a distributed one predicts the parts on its
+    workers."""
     from mlstages.components.common.dataset_files import (
         dataset_columns,
         dataset_rows,
@@ -229,7 +232,7 @@ def evaluate_dataset(
         read_dataset,
         read_dataset_head,
     )
-    from mlstages.components.common.scoring import predict_batches
+    from mlstages.components.common.scoring import predict_batches, predict_parts
 
     columns = dataset_columns(path, what="test split")
     inputs = [str(c) for c in input_columns]
@@ -251,8 +254,19 @@ def evaluate_dataset(
     frame = read_dataset(path, what="test split", columns=list(dict.fromkeys([label_column, *slice_columns])))
     models = {"model": model, **baselines}
     probabilities = {name: task != REGRESSION and hasattr(m, "predict_proba") for name, m in models.items()}
-    batches = iter_batches(path, batch_rows=batch_rows, columns=inputs, what="test split")
-    predicted = predict_batches(models, batches, inputs, probabilities)
+    if engine is not None and engine.distributed:
+        predicted = predict_parts(
+            engine,
+            path,
+            models,
+            columns=inputs,
+            probabilities=probabilities,
+            batch_rows=batch_rows,
+            what="test split",
+        )
+    else:
+        batches = iter_batches(path, batch_rows=batch_rows, columns=inputs, what="test split")
+        predicted = predict_batches(models, batches, inputs, probabilities)
     result = evaluate(
         model,
         frame,

@@ -26,6 +26,7 @@ def monitor_drift(
     max_metric_drop: float = 0.05,
     metric_drops: dict = {},
     max_missing_increase: float = 0.1,
+    engine: str = "local",
 ) -> NamedTuple("Outputs", [("retrain", bool), ("reasons", str), ("drift_share", float)]):
     """Compares a window of current data with the training reference, feature by feature, and
     decides whether to retrain.
@@ -65,6 +66,10 @@ def monitor_drift(
             when given, replaces max_metric_drop.
         max_missing_increase: A feature also drifts when its missing share rose by more than this
             (0.1 = 10 percentage points).
+        engine: Where the window is summarised: "local" (this task's process), "dask" (a Dask
+            cluster started for the task: a LocalCluster of worker processes, or on Kubernetes a
+            DaskCluster of the settings file) or the tcp:// address of a running Dask scheduler.
+            The decision is the same on every engine.
 
     Returns:
         drift_report: HTML report: the decision and its reasons, one row per feature with its test,
@@ -90,6 +95,7 @@ def monitor_drift(
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator
+    from mlstages.components.common.engine import open_engine
     from mlstages.components.common.model_card import ModelCard
     from mlstages.components.common.reference import load_reference
     from mlstages.components.monitor_drift.config import DriftConfig
@@ -104,6 +110,7 @@ def monitor_drift(
         max_metric_drop=metric_drops or max_metric_drop,
         max_missing_increase=max_missing_increase,
         label_column=label_column,
+        engine=engine,
     )
     reference_stats = load_reference(reference.path)
     fitted, model_card = None, None
@@ -111,7 +118,10 @@ def monitor_drift(
         model_card = ModelCard.read(model.path)
         fitted = load_estimator(model.path, "model")
     # The window is read a batch at a time: its size is not limited by the task's memory.
-    outcome = detect_drift_dataset(reference_stats, current.path, config, model=fitted, model_card=model_card)
+    with open_engine(config.engine) as running:
+        outcome = detect_drift_dataset(
+            reference_stats, current.path, config, model=fitted, model_card=model_card, engine=running
+        )
     document = json.dumps(outcome.to_dict(), indent=2, allow_nan=False)
     html_report = render_html(outcome)
     markdown_report = render_markdown(outcome)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlstages.components.common.engine import DEFAULT_ENGINE, check_engine
 from mlstages.components.common.errors import ParameterError, require_choice
 
 KS = "ks"
@@ -143,6 +144,8 @@ class DriftConfig:
         the task's primary metric (f1_macro, rmse), or {metric: drop}.
     max_missing_increase: a feature also drifts when its missing share rose by more than this.
     label_column: the label in the current window; "" for the reference's.
+    engine: where the window is summarised: "local", "dask" or a scheduler address
+        (``common.engine``); the summaries are the same on every engine.
     """
 
     drift_share: float = 0.5
@@ -152,8 +155,10 @@ class DriftConfig:
     max_metric_drop: float | Mapping[str, float] = 0.05
     max_missing_increase: float = 0.1
     label_column: str = ""
+    engine: str = DEFAULT_ENGINE
 
     def __post_init__(self) -> None:
+        check_engine(self.engine)
         if not _is_number(self.drift_share) or not 0 < self.drift_share <= 1:
             raise ParameterError(
                 f"parameter drift_share={self.drift_share!r} must be greater than 0 and at most 1"

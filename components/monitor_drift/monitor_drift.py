@@ -60,6 +60,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlstages.components.common.engine import Engine
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.model_card import ModelCard
 from mlstages.components.common.reference import (
@@ -133,16 +134,20 @@ def detect_drift_dataset(
     model: Any = None,
     model_card: ModelCard | None = None,
     batch_rows: int | None = None,
+    engine: Engine | None = None,
 ) -> DriftResult:
     """``detect_drift`` of the window at ``path`` (a folder of Parquet parts or one file), read a
     batch at a time (see ``window``). Performance is measured on every labelled row of a window
-    that fits the task's memory, else on a seeded sample of its rows (the result says so)."""
+    that fits the task's memory, else on a seeded sample of its rows (the result says so).
+    ``engine``: an open ``common.engine.Engine``; a distributed one summarises the parts on its
+    workers."""
     from mlstages.components.common.dataset_files import (
         DEFAULT_BATCH_ROWS,
         bytes_per_row,
         dataset_columns,
         dataset_rows,
         iter_batches,
+        part_starts,
         read_dataset_head,
         sample_rows,
     )
@@ -156,7 +161,20 @@ def detect_drift_dataset(
     columns = dataset_columns(path, what=what)
     label_column = _prepare(reference, config, model_card)
     window = WindowAccumulator(reference, columns, label_column)
-    if window.needed_columns:
+    if window.needed_columns and engine is not None and engine.distributed:
+        # Each part summarised on a worker, merged here in part order: the same summaries.
+        parts = engine.imap(
+            window_part,
+            part_starts(path, what=what),
+            reference=reference,
+            columns=columns,
+            label_column=label_column,
+            batch_rows=batch_rows or DEFAULT_BATCH_ROWS,
+            what=what,
+        )
+        for part in parts:
+            window.merge(part)
+    elif window.needed_columns:
         for batch in iter_batches(
             path, batch_rows=batch_rows or DEFAULT_BATCH_ROWS, columns=window.needed_columns, what=what
         ):
@@ -180,6 +198,27 @@ def detect_drift_dataset(
                 f"{rows:,} rows)",
             )
     return _decide(reference, window, config, label_column, performance, model)
+
+
+def window_part(
+    shard: tuple[str, int],
+    *,
+    reference: Mapping[str, Any],
+    columns: list[str],
+    label_column: str | None,
+    batch_rows: int,
+    what: str,
+) -> WindowAccumulator:
+    """The window summary of one part (its file and first row's position); runs on a worker."""
+    from mlstages.components.common.dataset_files import iter_part_batches
+
+    file, start = shard
+    window = WindowAccumulator(reference, columns, label_column)
+    for batch in iter_part_batches(
+        file, start, batch_rows=batch_rows, columns=window.needed_columns, what=what
+    ):
+        window.update(batch, start=int(batch.index[0]))
+    return window
 
 
 def _prepare(reference: Mapping[str, Any], config: DriftConfig, model_card: ModelCard | None) -> str | None:

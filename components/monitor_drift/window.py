@@ -51,15 +51,28 @@ class ColumnWindow:
 
     def _see(self, series: pd.Series) -> None:
         self.rows += len(series)
+        self._see_dtype(series.dtype)
+
+    def _see_dtype(self, dtype: Any) -> None:
         # The whole column's dtype: a bool or int column has batches of objects or floats where
         # values are missing, and pandas gives the whole table the wider type.
+        if dtype is None:
+            return
         if self.dtype is None or (
-            pd.api.types.is_numeric_dtype(self.dtype) and not pd.api.types.is_numeric_dtype(series.dtype)
+            pd.api.types.is_numeric_dtype(self.dtype) and not pd.api.types.is_numeric_dtype(dtype)
         ):
-            self.dtype = series.dtype
-        elif str(self.dtype) != str(series.dtype) and pd.api.types.is_numeric_dtype(series.dtype):
-            if not pd.api.types.is_bool_dtype(self.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+            self.dtype = dtype
+        elif str(self.dtype) != str(dtype) and pd.api.types.is_numeric_dtype(dtype):
+            if not pd.api.types.is_bool_dtype(self.dtype) and not pd.api.types.is_bool_dtype(dtype):
                 self.dtype = np.dtype(np.float64)
+
+    def merge(self, other: ColumnWindow) -> None:
+        """Add the summary of the rows after this one's (the next part of the window): what
+        ``update`` would have given on those rows, exactly while the summaries are under their
+        bounds."""
+        self.rows += other.rows
+        self.missing += other.missing
+        self._see_dtype(other.dtype)
 
     @property
     def numeric_dtype(self) -> bool:
@@ -104,6 +117,21 @@ class NumericWindow(ColumnWindow):
         if self.discrete is not None:
             self.discrete.update(values)
 
+    def merge(self, other: ColumnWindow) -> None:
+        assert isinstance(other, NumericWindow)
+        super().merge(other)
+        if not self.not_numbers:
+            # Once a value is not a number nothing else is compared, as in ``update``.
+            self.finite += other.finite
+            self.values.merge(other.values)
+            if self.bin_counts is not None and other.bin_counts is not None:
+                self.bin_counts += other.bin_counts
+            if self.discrete is not None and other.discrete is not None:
+                self.discrete.merge(other.discrete)
+        self.not_numbers += [v for v in other.not_numbers if v not in self.not_numbers][
+            : _EXAMPLES - len(self.not_numbers)
+        ]
+
     def sorted_values(self) -> np.ndarray:
         return self.values.sorted_values()
 
@@ -139,6 +167,17 @@ class DiscreteCounts:
             if len(self.every) > self.limit:
                 self.every = None
 
+    def merge(self, other: DiscreteCounts) -> None:
+        self.total += other.total
+        self.known += other.known
+        if self.every is None or other.every is None:
+            self.every = None
+            return
+        for value, count in other.every.items():
+            self.every[value] = self.every.get(value, 0) + count
+        if len(self.every) > self.limit:
+            self.every = None
+
     def counts(self) -> dict[str, int]:
         if self.every is not None:
             result: dict[str, int] = {}
@@ -165,6 +204,15 @@ class CategoricalWindow(ColumnWindow):
         self._see(series)
         counts, missing = category_counts(series)
         self.missing += missing
+        self._count(counts)
+
+    def merge(self, other: ColumnWindow) -> None:
+        assert isinstance(other, CategoricalWindow)
+        super().merge(other)
+        self._count(other.counts)  # in the order the other part first saw them
+        self.new += other.new
+
+    def _count(self, counts: Mapping[str, int]) -> None:
         kept = self.counts
         for key, count in counts.items():
             if key in kept:
@@ -213,6 +261,12 @@ class WindowAccumulator:
         for name, summary in self.summaries.items():
             summary.update(batch[name], positions)
         self.rows += len(batch)
+
+    def merge(self, other: WindowAccumulator) -> None:
+        """Add the window summary of the rows after this one's (the next part)."""
+        for name, summary in self.summaries.items():
+            summary.merge(other.summaries[name])
+        self.rows += other.rows
 
     def summary(self, name: str) -> ColumnWindow | None:
         """The column's summary; None when the window lacks the column."""

@@ -26,6 +26,7 @@ def validate_data(
     max_domain_size: int = 100,
     unlabelled_rows: str = "drop",
     column_types: dict = {},
+    engine: str = "local",
     input_schema: Input[Artifact] = None,
 ) -> NamedTuple("Outputs", [("passed", bool), ("anomaly_count", int)]):
     """Computes statistics of a dataset, infers a schema or checks the data against a given one,
@@ -63,6 +64,10 @@ def validate_data(
         column_types: Column name to numeric, categorical, boolean, datetime, text or ignore, as
             preprocess reads it: the data is validated as declared (numbers written as text
             parsed), a declared column gets no doubtful-type warning, and ignore skips the column.
+        engine: Where the statistics pass runs: "local" (this task's process), "dask" (a Dask
+            cluster started for the task: a LocalCluster of worker processes, or on Kubernetes a
+            DaskCluster of the settings file) or the tcp:// address of a running Dask scheduler.
+            The statistics are the same on every engine.
         input_schema: A schema to check against (JSON, as written to the schema output of an
             earlier run, possibly edited). Without it a schema is inferred from the data.
 
@@ -85,6 +90,7 @@ def validate_data(
     from collections import namedtuple
 
     from mlstages.components.common.artifact_metadata import within_budget
+    from mlstages.components.common.engine import open_engine
     from mlstages.components.validate_data.config import ValidationConfig
     from mlstages.components.validate_data.report import render_html, render_markdown
     from mlstages.components.validate_data.schema import load_schema
@@ -101,9 +107,11 @@ def validate_data(
         max_domain_size=max_domain_size,
         unlabelled_rows=unlabelled_rows,
         column_types=column_types,
+        engine=engine,
     )
     given_schema = load_schema(input_schema.path) if input_schema is not None else None
-    result = validate_dataset(dataset.path, config, schema=given_schema)
+    with open_engine(config.engine) as running:
+        result = validate_dataset(dataset.path, config, schema=given_schema, engine=running)
     # Fail before writing anything. KFP does not upload the outputs of a failed task, so a report
     # written now would never reach the UI: the exception text lists every error instead, and
     # policy="warn" gives the full report.

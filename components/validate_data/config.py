@@ -13,6 +13,7 @@ from mlstages.components.common.datasets import (
     CATEGORICAL,
     TEXT,
 )
+from mlstages.components.common.engine import DEFAULT_ENGINE, check_engine
 from mlstages.components.common.errors import (
     ParameterError,
     require_choice,
@@ -100,6 +101,8 @@ class ValidationConfig:
     column_types: column -> numeric, categorical, boolean, datetime, text or ignore, as preprocess
         reads it (``column_checks.apply_column_types``): the data is validated as declared, a
         declared column is not reported as a doubtful type, and an 'ignore' column is not validated.
+    engine: where the statistics pass runs: "local", "dask" or a scheduler address
+        (``common.engine``); the statistics are the same on every engine.
     """
 
     label_column: str = ""
@@ -118,8 +121,10 @@ class ValidationConfig:
     max_domain_size: int = 100
     unlabelled_rows: str = DEFAULT_UNLABELLED_ROWS
     column_types: Mapping[str, str] = field(default_factory=dict)
+    engine: str = DEFAULT_ENGINE
 
     def __post_init__(self) -> None:
+        check_engine(self.engine)
         if not isinstance(self.label_column, str):
             raise ParameterError(
                 f"parameter label_column must be a column name (text), got {self.label_column!r}"

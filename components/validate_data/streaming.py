@@ -173,6 +173,21 @@ class RowSample:
         if self._kept > 2 * self.size or (self._threshold is None and self._kept > self.size):
             self._shrink()
 
+    def merge(self, other: RowSample) -> None:
+        """Add the sample of other rows (another part's) taken with the same size and seed: the
+        result is the sample of all of them, as the keys depend only on the row positions."""
+        if (other.size, other._salt) != (self.size, self._salt):
+            raise ValueError("only samples of the same size and seed merge")
+        if other._threshold is not None and (self._threshold is None or other._threshold < self._threshold):
+            # Each side's kept rows hold its ``size`` lowest keys, so the union's lowest are below
+            # both thresholds.
+            self._threshold = other._threshold
+        self._frames += other._frames
+        self._keys += other._keys
+        self._kept += other._kept
+        if self._kept > self.size:
+            self._shrink()
+
     def _shrink(self) -> None:
         frame = pd.concat(self._frames) if len(self._frames) > 1 else self._frames[0]
         keys = np.concatenate(self._keys)

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.column_checks import IGNORE, apply_column_types, check_column_types
+from mlstages.components.common.engine import Engine
 from mlstages.components.common.errors import (
     ValidationFailed,
 )
@@ -131,14 +132,17 @@ def validate_dataset(
     batch_rows: int | None = None,
     value_check_rows: int = VALUE_CHECK_ROWS,
     limits: Limits | None = None,
+    engine: Engine | None = None,
 ) -> ValidationResult:
     """``validate`` of the dataset at ``path`` (a folder of Parquet parts or one file), streamed
     (see the module docstring): the same result as ``validate`` of the whole table while every
-    summary is exact; beyond, the statistics say which figures are estimates."""
+    summary is exact; beyond, the statistics say which figures are estimates. ``engine``: an open
+    ``common.engine.Engine``; a distributed one reads the parts on its workers."""
     from mlstages.components.common.dataset_files import (
         DEFAULT_BATCH_ROWS,
         dataset_columns,
         iter_batches,
+        part_starts,
         read_dataset_head,
     )
 
@@ -157,13 +161,33 @@ def validate_dataset(
             yield _typed(batch, declared)
 
     # One pass: the statistics of the typed rows, and the sample of raw rows the type checks read
-    # (taken on the way, so the data is not read again for it).
-    accumulator = StatisticsAccumulator(limits)
-    sampler = RowSample(value_check_rows, VALUE_CHECK_SEED)
-    for batch in raw_batches(None):
-        start = int(batch.index[0]) if len(batch) else accumulator.rows
-        sampler.update(batch, start)
-        accumulator.update(_typed(batch, declared), start=start)
+    # (taken on the way, so the data is not read again for it). On a cluster, one pass per part
+    # on the workers, merged here in part order: the summaries are mergeable, the sample is keyed
+    # by row position, so the result is the same.
+    if engine is not None and engine.distributed:
+        shards = part_starts(path, what=what)
+        summaries = engine.imap(
+            part_summary,
+            shards,
+            columns=kept,
+            declared=declared,
+            batch_rows=batch_rows,
+            sample_rows=value_check_rows,
+            limits=limits,
+            what=what,
+        )
+        # Merged as they come, so the task holds a few parts' summaries at a time.
+        accumulator, sampler = next(summaries)
+        for other, other_sample in summaries:
+            accumulator.merge(other)
+            sampler.merge(other_sample)
+    else:
+        accumulator = StatisticsAccumulator(limits)
+        sampler = RowSample(value_check_rows, VALUE_CHECK_SEED)
+        for batch in raw_batches(None):
+            start = int(batch.index[0]) if len(batch) else accumulator.rows
+            sampler.update(batch, start)
+            accumulator.update(_typed(batch, declared), start=start)
     if accumulator.columns is None:  # no rows: the columns and their types from the footer
         accumulator.update(_typed(head[kept], declared), start=0)
     rows = accumulator.rows
@@ -200,6 +224,30 @@ def validate_dataset(
     passed = not any(a.severity == ERROR for a in anomalies)
     sampled = len(sample) if len(sample) < rows else None
     return ValidationResult(statistics, schema, anomalies, passed, source, config.policy, sampled)
+
+
+def part_summary(
+    shard: tuple[str, int],
+    *,
+    columns: Sequence[str],
+    declared: dict[str, str],
+    batch_rows: int,
+    sample_rows: int,
+    limits: Limits | None,
+    what: str,
+) -> tuple[StatisticsAccumulator, RowSample]:
+    """The statistics and the value-check sample of one part (``part_starts``' shard: its file
+    and the position of its first row), for ``validate_dataset`` to merge; runs on a worker."""
+    from mlstages.components.common.dataset_files import iter_part_batches
+
+    file, start = shard
+    accumulator = StatisticsAccumulator(limits)
+    sampler = RowSample(sample_rows, VALUE_CHECK_SEED)
+    for batch in iter_part_batches(file, start, batch_rows=batch_rows, columns=columns, what=what):
+        first = int(batch.index[0]) if len(batch) else start
+        sampler.update(batch, first)
+        accumulator.update(_typed(batch, declared), start=first)
+    return accumulator, sampler
 
 
 def _typed(df: pd.DataFrame, declared: dict[str, str], *, check: bool = False) -> pd.DataFrame:

@@ -101,3 +101,31 @@ def test_a_version_the_gate_blessed_is_scored_into_the_predictions_artifact(kfp_
     artifact = task.artifacts["predictions"]
     assert artifact["metadata"]["blessing"] == "blessed" and task.parameters["rows"] == 344
     assert len(read_source(IngestConfig(source_uri=artifact["uri"]))) == 344
+
+
+def test_engine_dask_scores_on_a_local_cluster_that_the_task_names_and_stops(
+    kfp_local, published, monkeypatch, capfd
+):
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("MLSTAGES_DASK_WORKERS", "2")
+    registry.attach_evaluation(
+        published["version"], b'{"task": "classification", "metrics": {"accuracy": 0.97}}'
+    )
+    registry.set_champion(published["root"], "penguins", published["version"])
+
+    inference_pipeline(
+        data_uri=published["data"],
+        model_registry=published["root"],
+        model_name="penguins",
+        output_uri=published["out"],
+        batch_rows=100,
+        engine="dask",
+    )
+
+    task = _task(kfp_local, "batch-predict")
+    assert task.parameters["rows"] == 344 and task.parameters["shards"] == 4
+    text = capfd.readouterr().out  # the task's output, as kfp.local passes it on
+    assert "engine dask: scheduler tcp://" in text and ", 2 worker(s): " in text
+    assert "engine dask: LocalCluster stopped" in text
+    logged = read_source(IngestConfig(source_uri=published["out"]))
+    assert len(logged) == 344 and logged["request_id"].str.contains(r"-00000-00000[0-3]$").all()

@@ -201,3 +201,36 @@ def test_an_empty_window_fails_before_writing(kfp_local, capfd):
     # <root>/<run>/<task>/<output>: the window was written, the failed monitor task wrote nothing.
     assert list(root.rglob("reference.json"))
     assert not [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[1] == "monitor-drift"]
+
+
+@dsl.pipeline
+def monitor_on_engine(window: str, engine: str) -> DecisionOutputs:
+    prepared = penguins_model_and_window(window=window)
+    monitored = monitor_drift(
+        current=prepared.outputs["current"],
+        reference=prepared.outputs["model"],
+        model=prepared.outputs["model"],
+        engine=engine,
+    )
+    return DecisionOutputs(
+        result=monitored.outputs["result"],
+        retrain=monitored.outputs["retrain"],
+        reasons=monitored.outputs["reasons"],
+        drift_share=monitored.outputs["drift_share"],
+    )
+
+
+def test_engine_dask_decides_as_the_local_engine(kfp_local, monkeypatch, capfd):
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("MLSTAGES_DASK_WORKERS", "2")
+    local = monitor_on_engine(window="shifted", engine="local")
+    spread = monitor_on_engine(window="shifted", engine="dask")
+    output = capfd.readouterr().out  # the tasks' output, as kfp.local passes it on
+    assert "engine dask: scheduler tcp://" in output and "engine dask: LocalCluster stopped" in output
+    assert (spread.outputs["retrain"], spread.outputs["reasons"]) == (
+        local.outputs["retrain"],
+        local.outputs["reasons"],
+    )
+    assert json.loads(Path(spread.outputs["result"].path).read_text()) == json.loads(
+        Path(local.outputs["result"].path).read_text()
+    )

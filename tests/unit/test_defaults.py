@@ -55,6 +55,8 @@ COMPONENT_OWN = {
     ("training_data", "sql_query"),
     ("evaluate", "slice_columns"),
     ("evaluate", "model_uri"),
+    # evaluate has no config dataclass; its engine is checked by common.engine.check_engine.
+    ("evaluate", "engine"),
     ("batch_predict", "model_uri"),
     ("batch_predict", "model_registry"),
     ("batch_predict", "model_name"),

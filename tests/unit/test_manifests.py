@@ -6,6 +6,7 @@
   attribute's type (the SDK's ``openapi_types`` / ``attribute_map``, followed recursively).
 - kustomize: references resolve; where ``kubectl`` is installed (it carries kustomize), the base
   and the overlays are built and their output validated the same way.
+- The dask-kubernetes operator's CRDs in dask/ are the package's own (engine=dask on Kubernetes).
 - RBAC: the Role allows InferenceServices only, in one namespace, and every verb deploy sends to the
   Kubernetes API stand-in (tests/k8s_standin.py) is in it. RBAC enforcement itself needs a real
   cluster and is not tested.
@@ -29,7 +30,7 @@ from mlstages.components.deploy.report import example_inference_service_yaml
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 OVERLAYS = ("overlays/namespace", "overlays/bucket")
-CORE_KINDS = {"ServiceAccount", "Role", "RoleBinding", "Namespace"}
+CORE_KINDS = {"ServiceAccount", "Role", "RoleBinding", "Namespace", "CustomResourceDefinition"}
 KSERVE_KINDS = {"InferenceService": "V1beta1InferenceService", "ServingRuntime": "V1alpha1ServingRuntime"}
 # Kubernetes quantities are strings or numbers, although the SDK types them as strings.
 QUANTITY_MAPS = {("V1ResourceRequirements", "limits"), ("V1ResourceRequirements", "requests")}
@@ -376,6 +377,25 @@ def test_kustomize_builds_and_every_object_it_outputs_is_valid(folder):
         for name in ("mlstages-model-reader", "mlstages-deployer"):
             assert "iam.gke.io/gcp-service-account" in accounts[name]["metadata"]["annotations"]
         assert accounts["mlstages-model-reader"]["automountServiceAccountToken"] is False
+
+
+def test_the_dask_crds_are_the_operator_packages_own_and_the_task_may_only_manage_its_cluster():
+    dask_kubernetes = pytest.importorskip("dask_kubernetes")
+    crds = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds"
+    for name in ("daskcluster", "daskworkergroup"):
+        vendored = (MANIFESTS / "dask" / f"{name}-crd.yaml").read_text(encoding="utf-8")
+        assert vendored == (crds / f"{name}.yaml").read_text(encoding="utf-8"), (
+            f"manifests/dask/{name}-crd.yaml differs from dask-kubernetes' own: copy it again"
+        )
+    documents = {doc["kind"]: doc for doc in load_documents(MANIFESTS / "dask" / "rbac.yaml")}
+    assert set(documents) == {"Role", "RoleBinding"}
+    groups = {g for rule in documents["Role"]["rules"] for g in rule["apiGroups"]}
+    assert groups == {"kubernetes.dask.org", ""}
+    core = [r for r in documents["Role"]["rules"] if r["apiGroups"] == [""]]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in core)  # the operator makes the pods
+    assert documents["RoleBinding"]["roleRef"]["name"] == documents["Role"]["metadata"]["name"]
+    kinds = {o["kind"] for o in resolved_objects(MANIFESTS / "dask")}
+    assert kinds == {"CustomResourceDefinition", "Role", "RoleBinding"}
 
 
 def test_the_readme_describes_every_file():

@@ -82,6 +82,8 @@ CLASSIFICATION_CASES = [
     (["selection=chi", "max_features=3"], "selection='chi'", "is not one of"),
     (["canary_traffic_percent=101"], "canary_traffic_percent=101", "from 0 to 100"),
     (["model_name=My_Model"], "model_name='My_Model'", "InferenceService name"),
+    (["engine=spark"], "engine='spark'", "a Dask scheduler address such as tcp://host:8786"),
+    (["engine=tcp://scheduler"], "engine='tcp://scheduler'", "needs a port"),
 ]
 
 

@@ -1,0 +1,266 @@
+"""Where the streaming stages run their per-shard work: in the task's process, or on Dask.
+
+``open_engine(engine)`` is a context manager giving an ``Engine`` whose ``map(func, items)``
+applies a picklable top-level function to every item (a dataset part, say) and returns the
+results in the order of ``items``. The stage then merges them (mergeable statistics, the
+parts' counts): the same merge whatever the engine, so the result does not depend on it.
+
+The ``engine`` parameter:
+
+- ``local`` (the default): ``map`` is a plain loop in the task's process; Dask is not imported.
+- ``dask``: a Dask distributed cluster started for the task and stopped when it ends, on failure
+  too. Under kfp.local and in the tests, a ``LocalCluster`` of worker processes (one thread each,
+  as many as ``$MLSTAGES_DASK_WORKERS`` or else the task's CPU allowance). On Kubernetes, when the settings file has a ``dask``
+  section (``mlstages compile --settings``), the task gets it as ``$MLSTAGES_DASK_KUBERNETES`` and
+  creates a ``DaskCluster`` through the dask-kubernetes operator instead (``kubernetes_spec``):
+  workers, resources and image from the settings, deleted when the task ends.
+- ``tcp://host:port`` (or ``tls://``): the scheduler of a cluster that already runs; the task only
+  connects to it.
+
+Why a process pool is not enough: a LocalCluster is the same scheduler, protocol and worker code
+as a cluster's, so what runs here runs on a cluster. The workers read the parts themselves (only
+their paths travel), so the parts must be where the workers can read them: local folders for a
+LocalCluster, object storage (gs://) for a cluster's pods.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlstages.components.common.errors import ParameterError
+
+LOCAL, DASK = "local", "dask"
+DEFAULT_ENGINE = LOCAL
+ENGINES = (LOCAL, DASK)
+SCHEDULER_SCHEMES = ("tcp://", "tls://")
+# Set on the tasks by `mlstages compile --settings` when the settings file has a `dask` section:
+# the DaskCluster to create, as JSON (see tooling/platform.py).
+KUBERNETES_ENV = "MLSTAGES_DASK_KUBERNETES"
+# The worker processes of a LocalCluster, when set (the benchmarks and the tests set it); else the
+# task's CPU allowance.
+WORKERS_ENV = "MLSTAGES_DASK_WORKERS"
+# How long to wait for a scheduler given by address: long enough for a busy scheduler to answer,
+# short enough that a wrong address fails the task at once.
+CONNECT_TIMEOUT_SECONDS = 10
+# How long to wait for a first worker: a DaskCluster's worker pods may be pulling the image.
+WORKER_TIMEOUT_SECONDS = 300
+
+log = logging.getLogger(__name__)
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if the suite can run on it; otherwise a ParameterError in one line."""
+    if isinstance(engine, str) and (engine in ENGINES or engine.startswith(SCHEDULER_SCHEMES)):
+        if engine.startswith(SCHEDULER_SCHEMES) and ":" not in engine.split("://", 1)[1]:
+            raise ParameterError(
+                f"parameter engine={engine!r}: a scheduler address needs a port, such as tcp://host:8786"
+            )
+        return engine
+    raise ParameterError(
+        f"parameter engine={engine!r} is not 'local', 'dask' or a Dask scheduler address such as "
+        "tcp://host:8786"
+    )
+
+
+@dataclass
+class Engine:
+    """Runs ``map`` on the task's process (``client`` None) or on a Dask cluster."""
+
+    name: str
+    client: Any = None
+    workers: tuple[str, ...] = ()
+
+    @property
+    def distributed(self) -> bool:
+        return self.client is not None
+
+    def map(self, func: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
+        """``[func(item, **shared) for item in items]``, on the cluster when there is one."""
+        return list(self.imap(func, items, **shared))
+
+    def imap(self, func: Callable[..., Any], items: Sequence[Any], **shared: Any) -> Iterator[Any]:
+        """``func(item, **shared)`` of each item, yielded in the order of ``items``.
+
+        On a cluster at most two items a worker are in flight: a stage that merges each result as
+        it comes holds a few parts' summaries, not all of them (a part's exact statistics are
+        hundreds of MB). ``shared`` values (a model, a reference) are sent to every worker once,
+        not once per item. An exception raised by ``func`` is raised here, of the same type.
+        """
+        if self.client is None:
+            for item in items:
+                yield func(item, **shared)
+            return
+        if not items:
+            return
+        # Scattered inside a list: scatter reads a bare dict or list as many values, not one.
+        sent = {k: self.client.scatter([v], broadcast=True)[0] for k, v in shared.items()}
+        window = 2 * max(1, len(self.workers))
+        pending = list(items)
+        running: collections.deque[Any] = collections.deque()
+        try:
+            while pending or running:
+                while pending and len(running) < window:
+                    running.append(self.client.submit(func, pending.pop(0), pure=False, **sent))
+                future = running.popleft()
+                result = future.result()
+                future.release()
+                yield result
+        finally:
+            for future in running:
+                future.cancel()
+
+
+@contextlib.contextmanager
+def open_engine(
+    engine: str = DEFAULT_ENGINE, *, workers: int | None = None, say: Callable[[str], None] = print
+) -> Iterator[Engine]:
+    """The engine named by the ``engine`` parameter, started for the block and stopped after it
+    (see the module docstring). ``workers``: for a LocalCluster, its worker processes (default:
+    the task's CPU allowance). ``say`` logs where the work runs (the task's log)."""
+    check_engine(engine)
+    if engine == LOCAL:
+        yield Engine(LOCAL)
+        return
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(_client(engine, workers, say))
+        try:
+            client.wait_for_workers(1, timeout=WORKER_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise ParameterError(
+                f"parameter engine={engine!r}: the Dask scheduler at {client.scheduler.address} has no "
+                f"worker after {WORKER_TIMEOUT_SECONDS} s; start workers for it, or use engine='dask'"
+            ) from None
+        info = client.scheduler_info()
+        names = tuple(f"{w.get('name', '?')}@{address}" for address, w in sorted(info["workers"].items()))
+        say(
+            f"engine {engine}: scheduler {client.scheduler.address}, {len(names)} worker(s): {', '.join(names)}"
+        )
+        yield Engine(engine, client, names)
+
+
+@contextlib.contextmanager
+def _client(engine: str, workers: int | None, say: Callable[[str], None]) -> Iterator[Any]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ParameterError(
+            f"parameter engine={engine!r} needs Dask: pip install 'mlstages[dask]' (the images of the "
+            "streaming stages have it)"
+        ) from exc
+    if engine.startswith(SCHEDULER_SCHEMES):
+        try:
+            client = Client(engine, timeout=CONNECT_TIMEOUT_SECONDS)
+        except (OSError, TimeoutError) as exc:
+            raise ParameterError(
+                f"parameter engine={engine!r}: no Dask scheduler answered there within "
+                f"{CONNECT_TIMEOUT_SECONDS} s ({type(exc).__name__})"
+            ) from None
+        with client:
+            yield client
+        return
+    spec = os.environ.get(KUBERNETES_ENV, "").strip()
+    if spec:
+        with _kubernetes_cluster(json.loads(spec), say) as cluster, Client(cluster) as client:
+            yield client
+        return
+    count = workers or _local_workers()
+    # One thread a worker: the work is pandas and NumPy that holds the GIL, and the workers inherit
+    # the task's thread limits (limit_threads) for BLAS.
+    with (
+        LocalCluster(
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
+            # Any free port: a fixed one (8787) is taken by the next task's cluster on the machine.
+            dashboard_address=":0",
+            worker_dashboard_address=None,
+            silence_logs=logging.WARNING,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+    say(f"engine {engine}: LocalCluster stopped")
+
+
+def _local_workers() -> int:
+    from mlstages.components.common.threads import cpu_allowance
+
+    configured = os.environ.get(WORKERS_ENV, "").strip()
+    if not configured:
+        return cpu_allowance()
+    if not configured.isdigit() or int(configured) < 1:
+        raise ParameterError(f"${WORKERS_ENV}={configured!r} must be a positive whole number of workers")
+    return int(configured)
+
+
+# --- Kubernetes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaskKubernetesSettings:
+    """The ``dask`` section of a settings file: the DaskCluster a task creates for engine=dask."""
+
+    # Empty: the stage's own image (tooling/platform.py fills it in per task).
+    image: str = ""
+    workers: int = 2
+    worker_cpu: str = "1"
+    worker_memory: str = "4Gi"
+    namespace: str | None = None
+    # The operator's pods need to read the parts and write shards: the same secret as the tasks.
+    env: Mapping[str, str] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in self.__dict__.items() if v is not None}, sort_keys=True)
+
+
+def kubernetes_spec(settings: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The DaskCluster resource (kubernetes.dask.org/v1) for ``settings``, as the operator's own
+    ``make_cluster_spec`` builds it: a scheduler and ``workers`` workers of ``image``, each worker
+    requesting and limited to ``worker_cpu`` and ``worker_memory``, one thread a worker."""
+    from dask_kubernetes.operator import make_cluster_spec
+
+    resources = {
+        "requests": {"cpu": str(settings["worker_cpu"]), "memory": str(settings["worker_memory"])},
+        "limits": {"cpu": str(settings["worker_cpu"]), "memory": str(settings["worker_memory"])},
+    }
+    spec = make_cluster_spec(
+        name=name,
+        image=settings["image"],
+        n_workers=int(settings["workers"]),
+        resources=resources,
+        env=dict(settings.get("env") or {}),
+        worker_command=["dask-worker", "--nthreads", "1"],
+    )
+    if settings.get("namespace"):
+        spec["metadata"]["namespace"] = settings["namespace"]
+    return spec
+
+
+@contextlib.contextmanager
+def _kubernetes_cluster(settings: Mapping[str, Any], say: Callable[[str], None]) -> Iterator[Any]:
+    """A DaskCluster created through the operator, deleted when the block ends (on failure too:
+    ``shutdown_on_close`` deletes the resource, and the operator its pods)."""
+    import uuid
+
+    from dask_kubernetes.operator import KubeCluster
+
+    name = f"mlstages-{uuid.uuid4().hex[:10]}"
+    cluster = KubeCluster(
+        custom_cluster_spec=kubernetes_spec(settings, name),
+        namespace=settings.get("namespace"),
+        shutdown_on_close=True,
+        quiet=True,
+    )
+    say(f"engine dask: DaskCluster {name} created through the dask-kubernetes operator")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        say(f"engine dask: DaskCluster {name} deleted")
