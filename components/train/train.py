@@ -81,22 +81,46 @@ class TrainResult:
     search_seconds: float
 
 
-def train(
+@dataclass(frozen=True)
+class SearchData:
+    """What the search scores candidates on, prepared the same way by train and by a trial branch
+    (``trials.py``), so that both score the same rows.
+
+    features: every held training row, transformed by the feature pipeline.
+    y: their labels.
+    columns: the raw input columns the served model takes.
+    search_index: the positions of the rows searched (all, or a seeded sample).
+    category_groups: the features' one-hot groups, which gradient boosting splits natively.
+    check_rows, first_rows: a few raw rows for the prediction and array-output checks.
+    """
+
+    features: pd.DataFrame
+    y: np.ndarray
+    columns: list[str]
+    search_index: np.ndarray
+    category_groups: list[tuple[str, list[int]]]
+    check_rows: pd.DataFrame
+    first_rows: pd.DataFrame
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.search_index) < len(self.y)
+
+    def search_matrix(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The searched rows' features and labels: every row, the features themselves rather than
+        an iloc copy of them."""
+        if not self.sampled:
+            return self.features, self.y
+        return self.features.iloc[self.search_index], self.y[self.search_index]
+
+
+def prepare_search(
     train_df: pd.DataFrame,
     feature_pipeline: Any,
     config: TrainConfig,
-    *,
     input_columns: Sequence[str] | None = None,
-) -> TrainResult:
-    """Search every configured family with cross-validation and return the best one, refit.
-
-    ``feature_pipeline`` is already fitted on ``train_df`` and is not refit. ``input_columns`` are
-    the raw columns the served model takes, in order; by default the columns the feature pipeline
-    was fitted on (``feature_names_in_``), else every column but the label.
-    """
-    from sklearn.base import clone
-    from sklearn.pipeline import Pipeline
-
+) -> SearchData:
+    """The training rows checked and transformed once, and the rows the search runs on."""
     if len(train_df) == 0:
         raise InputDataError("the training data has no rows")
     y = _check_label(train_df, config.label_column, config.task)
@@ -113,22 +137,55 @@ def train(
     first_rows = raw.iloc[:_ARRAY_CHECK_ROWS]
     del raw
     search_index = _search_sample(y, config)
-    sampled = len(search_index) < len(y)
-    _check_folds(y[search_index], config, sampled=sampled)
+    _check_folds(y[search_index], config, sampled=len(search_index) < len(y))
+    category_groups = onehot_groups(feature_pipeline, [str(c) for c in features.columns])
+    return SearchData(features, y, columns, search_index, category_groups, check_rows, first_rows)
 
+
+def train(
+    train_df: pd.DataFrame,
+    feature_pipeline: Any,
+    config: TrainConfig,
+    *,
+    input_columns: Sequence[str] | None = None,
+    outcomes: Sequence[FamilyOutcome] | None = None,
+) -> TrainResult:
+    """Search every configured family with cross-validation and return the best one, refit.
+
+    ``feature_pipeline`` is already fitted on ``train_df`` and is not refit. ``input_columns`` are
+    the raw columns the served model takes, in order; by default the columns the feature pipeline
+    was fitted on (``feature_names_in_``), else every column but the label. ``outcomes`` are the
+    families' searches when they ran elsewhere (trial branches across pods, ``trials.py``), in
+    ``model_families`` order: then only the baselines are scored here, and the winner is chosen
+    from them exactly as from the search's own.
+    """
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    data = prepare_search(train_df, feature_pipeline, config, input_columns)
     started = time.monotonic()
-    # Every row searched: the features themselves, not an iloc copy of them.
-    search_features = features.iloc[search_index] if sampled else features
-    search_y = y[search_index] if sampled else y
+    search_features, search_y = data.search_matrix()
+    features, y, category_groups = data.features, data.y, data.category_groups
+    columns, search_rows, check_rows, first_rows = (
+        data.columns,
+        len(data.search_index),
+        data.check_rows,
+        data.first_rows,
+    )
+    # The features are held once, here: `del features` below must free them before the fit.
+    del data
     baselines = score_baselines(
         search_features, search_y, cv_folds(config), config.scoring, config.task, config.seed, config.n_jobs
     )
-    category_groups = onehot_groups(feature_pipeline, [str(c) for c in features.columns])
-    outcomes = search_families(
-        search_features, search_y, config, started=started, category_groups=category_groups
-    )
-    search_seconds = time.monotonic() - started
-    table = _rank(_candidates_table(outcomes, baselines, config, len(search_index)))
+    if outcomes is None:
+        outcomes = search_families(
+            search_features, search_y, config, started=started, category_groups=category_groups
+        )
+        search_seconds = time.monotonic() - started
+    else:
+        # The branches ran side by side: the baselines here, then the slowest branch.
+        search_seconds = time.monotonic() - started + max((o.seconds for o in outcomes), default=0.0)
+    table = _rank(_candidates_table(outcomes, baselines, config, search_rows))
     chosen = table.loc[table["rank"] == 1].iloc[0]
     best_family, best_score = str(chosen["family"]), float(chosen["mean_cv_score"])
     best_params = dict(json.loads(chosen["params"]))
@@ -166,7 +223,7 @@ def train(
         classes=classes,
         search_results=table,
         train_rows=len(train_df),
-        search_rows=len(search_index),
+        search_rows=search_rows,
         input_columns=list(columns),
         feature_names=feature_names,
         baselines=baselines,
