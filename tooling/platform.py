@@ -16,6 +16,9 @@ kfp-kubernetes) or come from workload identity; no credential value enters the c
                                       # workload identity
     gcs_credentials_key: key.json
     image_pull_secrets: [regcred]
+    trials:                           # the search across pods (compile time; off by default)
+      across_pods: true               # one search_family pod per model family (dsl.ParallelFor)
+      parallelism: 3                  # branches at once; 0: every family at once
     service_account: mlstages-runner # the run's Kubernetes service account (workload identity)
     pipeline_root: gs://my-bucket/pipeline-root
 
@@ -34,7 +37,14 @@ moving window) and are compiled with caching off whatever the settings say: a re
 by default, and a cached answer there would be a stale champion, a skipped deploy or an old
 retrain decision. A setting that turns their caching on is refused.
 
-Local runs (kfp.local) ignore everything here except caching.
+``trials`` decides the training pipeline's shape: with ``across_pods``, the search runs as one
+``search_family`` task per model family in a ``dsl.ParallelFor`` (at most ``parallelism`` at
+once) and train chooses among their outcomes (components/train/trials.py); without it (the
+default) train searches every family in its own pod, as before. Per-branch resources go under
+``stages: {search_family: ...}``.
+
+Local runs (kfp.local) ignore everything here except caching and ``trials`` (the pipeline's
+shape; kfp.local runs at most 2 ParallelFor branches at once whatever the parallelism).
 """
 
 from __future__ import annotations
@@ -84,12 +94,22 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class TrialsSettings:
+    """The search across pods: off by default (train searches every family in its pod).
+    parallelism: ParallelFor branches at once, 0 for every family at once."""
+
+    across_pods: bool = False
+    parallelism: int = 0
+
+
+@dataclass(frozen=True)
 class PlatformSettings:
     defaults: TaskSettings = field(default_factory=TaskSettings)
     stages: dict[str, TaskSettings] = field(default_factory=dict)
     gcs_credentials_secret: str | None = None
     gcs_credentials_key: str = "key.json"
     image_pull_secrets: list[str] = field(default_factory=list)
+    trials: TrialsSettings = field(default_factory=TrialsSettings)
     # Run-level: given to Kubeflow when a run is created, not compiled into the YAML.
     service_account: str | None = None
     pipeline_root: str | None = None
@@ -192,6 +212,7 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
         "gcs_credentials_secret",
         "gcs_credentials_key",
         "image_pull_secrets",
+        "trials",
         "service_account",
         "pipeline_root",
     }
@@ -233,9 +254,25 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
         image_pull_secrets=[
             n for s in pull_secrets if (n := check_kubernetes_name(s, f"{source}: image_pull_secrets"))
         ],
+        trials=_trials(raw.get("trials") or {}, f"{source}: trials"),
         service_account=check_kubernetes_name(raw.get("service_account"), f"{source}: service_account"),
         pipeline_root=pipeline_root,
     )
+
+
+def _trials(raw: Any, where: str) -> TrialsSettings:
+    if not isinstance(raw, dict):
+        raise ParameterError(f"{where}: expected a mapping (across_pods, parallelism), got {raw!r}")
+    known = {f.name for f in fields(TrialsSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ParameterError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    across_pods = raw.get("across_pods", False)
+    if not isinstance(across_pods, bool):
+        raise ParameterError(f"{where}.across_pods: expected true or false, got {across_pods!r}")
+    return TrialsSettings(across_pods, _count(raw.get("parallelism"), f"{where}.parallelism") or 0)
 
 
 def load_settings(path: str | Path | None) -> PlatformSettings:

@@ -4,7 +4,7 @@ train.py runs them."""
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from mlstages.components.common.images import image
 
@@ -20,6 +20,7 @@ def train(
     model_card: Output[HTML],
     label_column: str,
     task: str,
+    trials: Input[list[Artifact]] = None,
     model_families: list = [],
     search: str = "halving",
     n_iter: int = 10,
@@ -54,6 +55,10 @@ def train(
             engineer_features; it is not refit.
         label_column: The column to predict.
         task: classification or regression.
+        trials: The search's outcomes when it ran across pods (one search_family branch per
+            family, collected from a dsl.ParallelFor): then only the baselines are scored here
+            and the winner is chosen from the outcomes exactly as from the search in this pod.
+            Not given (the default): every family is searched here.
         model_families: Families to search, in order of preference; empty for every family of the
             task. Classification: logistic_regression, random_forest, gradient_boosting; regression:
             linear_regression (Ridge), random_forest, gradient_boosting (histogram-based boosting).
@@ -106,15 +111,8 @@ def train(
     import shutil
     from collections import namedtuple
 
-    from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata
-    from mlstages.components.common.dataset_files import (
-        bytes_per_row,
-        dataset_rows,
-        read_dataset,
-        sample_rows,
-    )
+    from mlstages.components.common.artifacts import file_sha256, read_metadata
     from mlstages.components.common.datasets import column_types
-    from mlstages.components.common.memory import rows_within
     from mlstages.components.common.model_card_report import render_card_html
     from mlstages.components.common.reference import build_reference_from_dataset, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model, read_champion
@@ -124,6 +122,8 @@ def train(
     from mlstages.components.train.lineage import model_lineage, train_parameters
     from mlstages.components.train.report import render_html, render_markdown
     from mlstages.components.train.train import train as run_training
+    from mlstages.components.train.training_rows import load_training_rows
+    from mlstages.components.train.trials import collect_outcomes
 
     check_model_name(model_name)
     config = TrainConfig(
@@ -140,26 +140,12 @@ def train(
         max_search_rows=max_search_rows,
         max_train_rows=max_train_rows,
     )
-    feature_pipeline = load_estimator(features.path, "features")
-    declared = read_metadata(features.path).get("input_columns") or {}
-    available = dataset_rows(train.path, what="training split")
-    # A held row costs its raw values plus the feature matrix's: float64, a copy for the
-    # estimator's array input and the one an estimator or baseline makes (three, measured by
-    # benchmarks/peak_stacks.py). Half the allowance goes to them, the rest to the models.
-    feature_count = len(read_metadata(features.path).get("feature_names") or ()) or 100
-    per_row = bytes_per_row(train.path, what="training split") + 24 * feature_count
-    held_rows = config.max_train_rows or rows_within(0.5, per_row, floor=10_000)
-    train_df = (
-        read_dataset(train.path, what="training split")
-        if available <= held_rows
-        else sample_rows(train.path, held_rows, seed, what="training split").reset_index(drop=True)
+    rows = load_training_rows(train.path, features.path, config)
+    train_df, available, declared = rows.train_df, rows.available, rows.declared
+    outcomes = None if trials is None else collect_outcomes([t.path for t in trials], config)
+    result = run_training(
+        train_df, rows.feature_pipeline, config, input_columns=rows.input_columns, outcomes=outcomes
     )
-    # The served model takes the columns the feature pipeline was fitted on, in that order; a
-    # pipeline that does not record them is trusted to its metadata (in training-data order).
-    input_columns = None
-    if declared and not hasattr(feature_pipeline, "feature_names_in_"):
-        input_columns = [c for c in train_df.columns if c in declared]
-    result = run_training(train_df, feature_pipeline, config, input_columns=input_columns)
     # Types from the feature pipeline's record of its inputs, else from the training data.
     input_types = column_types(train_df[result.input_columns])
     input_types.update({c: t for c, t in declared.items() if c in input_types})
