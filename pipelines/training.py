@@ -56,7 +56,8 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             branch = search_family(
                 train=train_split,
                 features=features,
-                task=task,
+                # From the item, not preprocess' output: kfp.local 2.17 would pass the item instead.
+                task=item.learning_task,
                 family=item.family,
                 trials_started=item.trials_started,
                 **inputs_of(search_family, search_arguments, exclude=("task", "train", "features")),

@@ -30,7 +30,8 @@ def plan_trials(
             limit does not start its search after this many seconds from now.
 
     Returns:
-        Output: [{"family": name, "trials_started": UNIX time or 0}], one per branch.
+        Output: [{"family": name, "learning_task": task, "trials_started": UNIX time or 0}],
+            one per branch.
     """
     # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
     # before anything heavy is imported.

@@ -118,12 +118,12 @@ def test_trials_across_pods_choose_the_in_pod_winner_with_the_same_scores(table,
 def test_the_plan_lists_the_families_cheapest_first_with_the_budget_origin():
     config = TrainConfig("y", "classification", model_families=("random_forest", "logistic_regression"))
     assert plan_trials(config, now=1000.0) == [
-        {"family": "logistic_regression", "trials_started": 0.0},
-        {"family": "random_forest", "trials_started": 0.0},
+        {"family": "logistic_regression", "learning_task": "classification", "trials_started": 0.0},
+        {"family": "random_forest", "learning_task": "classification", "trials_started": 0.0},
     ]
     budgeted = TrainConfig("y", "regression", time_budget_seconds=60)
     assert plan_trials(budgeted, now=1000.0) == [
-        {"family": f, "trials_started": 1000.0}
+        {"family": f, "learning_task": "regression", "trials_started": 1000.0}
         for f in ("linear_regression", "gradient_boosting", "random_forest")
     ]
 
