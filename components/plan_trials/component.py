@@ -42,10 +42,5 @@ def plan_trials(
     from mlstages.components.plan_trials.plan_trials import plan_trials as plan
     from mlstages.components.train.config import TrainConfig
 
-    config = TrainConfig(
-        label_column=label_column,
-        task=task,
-        model_families=tuple(model_families),
-        time_budget_seconds=time_budget_seconds,
-    )
+    config = TrainConfig.from_parameters(locals())
     return plan(config)

@@ -74,20 +74,7 @@ def search_family(
     from mlstages.components.train.training_rows import load_training_rows
     from mlstages.components.train.trials import save_outcome
 
-    config = TrainConfig(
-        label_column=label_column,
-        task=task,
-        model_families=tuple(model_families),
-        search=search,
-        n_iter=n_iter,
-        time_budget_seconds=time_budget_seconds,
-        cv_folds=cv_folds,
-        scoring=scoring,
-        search_space=search_space,
-        seed=seed,
-        max_search_rows=max_search_rows,
-        max_train_rows=max_train_rows,
-    )
+    config = TrainConfig.from_parameters(locals())
     rows = load_training_rows(train.path, features.path, config)
     data = prepare_search(rows.train_df, rows.feature_pipeline, config, rows.input_columns)
     del rows

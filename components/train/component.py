@@ -126,20 +126,7 @@ def train(
     from mlstages.components.train.trials import collect_outcomes
 
     check_model_name(model_name)
-    config = TrainConfig(
-        label_column=label_column,
-        task=task,
-        model_families=tuple(model_families),
-        search=search,
-        n_iter=n_iter,
-        time_budget_seconds=time_budget_seconds,
-        cv_folds=cv_folds,
-        scoring=scoring,
-        search_space=search_space,
-        seed=seed,
-        max_search_rows=max_search_rows,
-        max_train_rows=max_train_rows,
-    )
+    config = TrainConfig.from_parameters(locals())
     rows = load_training_rows(train.path, features.path, config)
     train_df, available, declared = rows.train_df, rows.available, rows.declared
     outcomes = None if trials is None else collect_outcomes([t.path for t in trials], config)
@@ -151,6 +138,11 @@ def train(
     input_types.update({c: t for c, t in declared.items() if c in input_types})
     html_report = render_html(result)
     markdown_report = render_markdown(result)
+    if outcomes is not None:
+        markdown_report += (
+            f"\nThe families were searched across pods ({len(outcomes)} search_family tasks); this "
+            "task scored the baselines on the same folds and chose among their outcomes.\n"
+        )
     if len(train_df) < available:
         markdown_report += (
             f"\nThe model was searched and refit on a seeded sample of {len(train_df):,} of the "
