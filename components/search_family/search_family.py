@@ -8,6 +8,7 @@ import json
 import time
 
 from mlstages.components.common.errors import InputDataError
+from mlstages.components.common.reports import markdown_text
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.search import FamilyOutcome, budget_skipped, search_family, search_order
 from mlstages.components.train.train import SearchData
@@ -40,8 +41,9 @@ def outcome_markdown(outcome: FamilyOutcome, config: TrainConfig, rows: int) -> 
         f"{candidates} candidate(s) of {outcome.family} cross-validated ({config.search} search, "
         f"{config.cv_folds} folds) on {rows:,} rows in {outcome.seconds:.1f} s.",
         "",
+        # The parameters' values come from the user's search_space: escaped.
         f"Best mean {config.scoring}: {outcome.best_score:.6g} with "
-        f"`{json.dumps(outcome.best_params, sort_keys=True, default=str)}`.",
+        f"{markdown_text(json.dumps(outcome.best_params, sort_keys=True, default=str))}.",
         "",
     ]
     return "\n".join(lines)

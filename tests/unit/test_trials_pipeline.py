@@ -78,3 +78,12 @@ def test_across_pods_the_search_is_a_parallel_for_of_search_family_collected_by_
 def test_bad_trials_settings_are_named(raw, message):
     with pytest.raises(ParameterError, match=message):
         parse_settings(raw)
+
+
+def test_the_monitoring_pipelines_retraining_searches_across_pods_too():
+    settings = parse_settings({"trials": {"across_pods": True, "parallelism": 2}})
+    spec = _spec(compile.pipeline_yaml("monitoring", settings))
+    assert {"exec-plan-trials", "exec-search-family"} <= _executors(spec)
+    assert "exec-plan-trials" not in _executors(
+        _spec(catalog.pipeline_yaml_path("monitoring").read_text(encoding="utf-8"))
+    )
