@@ -137,14 +137,18 @@ def _count(value: Any, where: str) -> int | None:
     return value
 
 
+def _refuse_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ParameterError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+
 def _toleration(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ParameterError(f"{where}: expected a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - _TOLERATION_KEYS)
-    if unknown:
-        raise ParameterError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOLERATION_KEYS))}"
-        )
+    _refuse_unknown(raw, _TOLERATION_KEYS, where)
     if raw.get("operator") is not None and raw["operator"] not in _TOLERATION_OPERATORS:
         raise ParameterError(
             f"{where}.operator: {raw['operator']!r} is not one of {', '.join(_TOLERATION_OPERATORS)}"
@@ -160,12 +164,7 @@ def _toleration(raw: Any, where: str) -> dict[str, Any]:
 def _task_settings(raw: Any, where: str) -> TaskSettings:
     if not isinstance(raw, dict):
         raise ParameterError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in fields(TaskSettings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ParameterError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
+    _refuse_unknown(raw, {f.name for f in fields(TaskSettings)}, where)
     node_selector = raw.get("node_selector") or {}
     if not isinstance(node_selector, dict):
         raise ParameterError(f"{where}.node_selector: expected a mapping of label to value")
@@ -216,11 +215,7 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
         "service_account",
         "pipeline_root",
     }
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ParameterError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
+    _refuse_unknown(raw, known, source)
     raw_stages = raw.get("stages") or {}
     if not isinstance(raw_stages, dict):
         raise ParameterError(f"{source}: stages: expected a mapping of stage name to settings")
@@ -263,12 +258,7 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
 def _trials(raw: Any, where: str) -> TrialsSettings:
     if not isinstance(raw, dict):
         raise ParameterError(f"{where}: expected a mapping (across_pods, parallelism), got {raw!r}")
-    known = {f.name for f in fields(TrialsSettings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ParameterError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
+    _refuse_unknown(raw, {f.name for f in fields(TrialsSettings)}, where)
     across_pods = raw.get("across_pods", False)
     if not isinstance(across_pods, bool):
         raise ParameterError(f"{where}.across_pods: expected true or false, got {across_pods!r}")
