@@ -9,12 +9,9 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
+from feature_helpers import fit_features
 from palmerpenguins import load_penguins
-from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from mlstages.components.common.errors import InputDataError
@@ -39,29 +36,6 @@ SPACES = {
 def one_thread_per_fit():
     with threadpool_limits(limits=1):
         yield
-
-
-def fit_features(df: pd.DataFrame, label: str) -> ColumnTransformer:
-    raw = df.drop(columns=[label])
-    numeric = [c for c in raw.columns if pd.api.types.is_numeric_dtype(raw[c])]
-    categorical = [c for c in raw.columns if c not in numeric]
-    return (
-        ColumnTransformer(
-            [
-                ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
-                (
-                    "cat",
-                    make_pipeline(
-                        SimpleImputer(strategy="most_frequent"),
-                        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                    ),
-                    categorical,
-                ),
-            ]
-        )
-        .set_output(transform="pandas")
-        .fit(raw)
-    )
 
 
 def penguins(label: str) -> pd.DataFrame:
