@@ -9,7 +9,9 @@ from mlstages.components.deploy.component import deploy
 from mlstages.components.engineer_features.component import engineer_features
 from mlstages.components.evaluate.component import evaluate
 from mlstages.components.ingest.component import ingest
+from mlstages.components.plan_trials.component import plan_trials
 from mlstages.components.preprocess.component import preprocess
+from mlstages.components.search_family.component import search_family
 from mlstages.components.train.component import train
 from mlstages.components.validate_data.component import validate_data
 from mlstages.components.validate_model.component import validate_model
@@ -33,8 +35,35 @@ def inputs_of(pipeline: Any, arguments: dict[str, Any], exclude: tuple[str, ...]
 
 def build_training_pipeline(settings: PlatformSettings | None = None):
     """The training pipeline with the platform ``settings`` (resources, secrets, caching) applied
-    to its tasks; without settings it carries no cluster-specific configuration."""
+    to its tasks; without settings it carries no cluster-specific configuration. With
+    ``settings.trials.across_pods`` the search runs as one task per model family
+    (``search_trials``) and train chooses among their outcomes."""
     settings = settings or PlatformSettings()
+
+    def search_trials(train_split: Any, features: Any, task: Any, search_arguments: dict[str, Any]) -> Any:
+        """plan_trials, then one search_family task per family in a ParallelFor: their outcomes,
+        collected for train."""
+        plan_task = plan_trials(
+            task=task, **inputs_of(plan_trials, search_arguments, exclude=("task", "train", "features"))
+        )
+        configure_task(plan_task, "plan_trials", settings)
+        # It reads the clock (the time budget's origin): a cached plan would start the budget at
+        # an old run's time. After the settings, which may turn caching on for every task.
+        plan_task.set_caching_options(False)
+        with dsl.ParallelFor(
+            plan_task.output, parallelism=settings.trials.parallelism, name="trials"
+        ) as item:
+            branch = search_family(
+                train=train_split,
+                features=features,
+                # From the item, not preprocess' output: kfp.local 2.17 would pass the item instead.
+                task=item.learning_task,
+                family=item.family,
+                trials_started=item.trials_started,
+                **inputs_of(search_family, search_arguments, exclude=("task", "train", "features")),
+            )
+            configure_task(branch, "search_family", settings)
+        return dsl.Collected(branch.outputs["outcome"])
 
     # The condition lives in a nested pipeline that takes the decision as a parameter: kfp.local
     # 2.17 resolves a dsl.If on a NamedTuple output of a task as a pipeline input and always
@@ -185,23 +214,35 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         )
         configure_task(features_task, "engineer_features", settings)
 
+        search_arguments = {
+            "label_column": label_column,
+            "model_families": model_families,
+            "search": search,
+            "n_iter": n_iter,
+            "time_budget_seconds": time_budget_seconds,
+            "cv_folds": cv_folds,
+            "scoring": scoring,
+            "search_space": search_space,
+            "seed": seed,
+            "max_search_rows": max_search_rows,
+            "max_train_rows": max_train_rows,
+        }
+        trials = {}
+        if settings.trials.across_pods:
+            trials["trials"] = search_trials(
+                preprocess_task.outputs["train"],
+                features_task.outputs["features"],
+                preprocess_task.outputs["task"],
+                search_arguments,
+            )
         train_task = train(
             train=preprocess_task.outputs["train"],
             features=features_task.outputs["features"],
-            label_column=label_column,
             task=preprocess_task.outputs["task"],
-            model_families=model_families,
-            search=search,
-            n_iter=n_iter,
-            time_budget_seconds=time_budget_seconds,
-            cv_folds=cv_folds,
-            scoring=scoring,
-            search_space=search_space,
-            seed=seed,
-            max_search_rows=max_search_rows,
-            max_train_rows=max_train_rows,
             model_registry=model_registry,
             model_name=model_name,
+            **search_arguments,
+            **trials,
         )
         configure_task(train_task, "train", settings)
 

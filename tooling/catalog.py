@@ -22,6 +22,8 @@ COMPONENTS: dict[str, str] = {
     "validate_data": "mlstages.components.validate_data.component:validate_data",
     "preprocess": "mlstages.components.preprocess.component:preprocess",
     "engineer_features": "mlstages.components.engineer_features.component:engineer_features",
+    "plan_trials": "mlstages.components.plan_trials.component:plan_trials",
+    "search_family": "mlstages.components.search_family.component:search_family",
     "train": "mlstages.components.train.component:train",
     "evaluate": "mlstages.components.evaluate.component:evaluate",
     "validate_model": "mlstages.components.validate_model.component:validate_model",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def _run(args: argparse.Namespace) -> int:
     from mlstages.components.common.registry import model_name_for
-    from mlstages.tooling import local
+    from mlstages.tooling import local, platform
 
     # Your data starts from defaults that fit any table; no data means the built-in dataset.
     default_file = catalog.pipeline_params_path if args.data else catalog.builtin_params_path
@@ -27,9 +27,12 @@ def _run(args: argparse.Namespace) -> int:
         params["data_uri"] = args.data
         if "model_name" not in params and "model_name" in local.declared_params(args.pipeline):
             params["model_name"] = model_name_for(args.data)
+    settings = platform.load_settings(args.settings) if args.settings else None
     _precheck(args.pipeline, params)
     workdir.check_workdir(args.workdir)
-    report = local.run_pipeline(args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose)
+    report = local.run_pipeline(
+        args.pipeline, params, workdir=Path(args.workdir), verbose=args.verbose, settings=settings
+    )
     print(local.format_report(report))
     return 0
 
@@ -348,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", metavar="URI", help="data to train on: a path, gs://, http(s):// or database URL"
     )
     run.add_argument("--workdir", default=".mlstages", help="folder for runs and the embedded store")
+    run.add_argument(
+        "--settings",
+        type=Path,
+        help="platform settings YAML; locally only caching and trials (the search across pods: "
+        "trials: {across_pods: true}) make a difference",
+    )
     run.add_argument(
         "--verbose",
         action="store_true",

@@ -163,9 +163,12 @@ def run_pipeline(
     bucket: str | None = None,
     containers: bool = False,
     verbose: bool = False,
+    settings: Any = None,
 ) -> RunReport:
     """Run a pipeline locally and return what every task produced. With ``bucket``, the object
-    store is already running (the caller's); otherwise it is started for this run.
+    store is already running (the caller's); otherwise it is started for this run. ``settings``
+    (PlatformSettings) build the pipeline as ``mlstages compile --settings`` does: locally only
+    caching and the search across pods (``trials``) make a difference.
 
     With ``containers``, every task runs in its own image through kfp.local's DockerRunner (the
     Docker API at DOCKER_HOST: Docker, or podman's service from containers.podman_socket) instead
@@ -213,7 +216,7 @@ def run_pipeline(
         progress(f"Running pipeline {pipeline_name} with kfp.local ({type(runner).__name__}) ...")
         with guard as task_containers, supervised, local_run_environment(), run_names() as names:
             try:
-                catalog.pipeline(pipeline_name)(**params)
+                catalog.pipeline(pipeline_name, settings)(**params)
             except RuntimeError as exc:
                 if not supervisor.failures:
                     raise

@@ -16,6 +16,9 @@ kfp-kubernetes) or come from workload identity; no credential value enters the c
                                       # workload identity
     gcs_credentials_key: key.json
     image_pull_secrets: [regcred]
+    trials:                           # the search across pods (compile time; off by default)
+      across_pods: true               # one search_family pod per model family (dsl.ParallelFor)
+      parallelism: 3                  # branches at once; 0: every family at once
     service_account: mlstages-runner # the run's Kubernetes service account (workload identity)
     pipeline_root: gs://my-bucket/pipeline-root
 
@@ -34,7 +37,14 @@ moving window) and are compiled with caching off whatever the settings say: a re
 by default, and a cached answer there would be a stale champion, a skipped deploy or an old
 retrain decision. A setting that turns their caching on is refused.
 
-Local runs (kfp.local) ignore everything here except caching.
+``trials`` decides the training pipeline's shape: with ``across_pods``, the search runs as one
+``search_family`` task per model family in a ``dsl.ParallelFor`` (at most ``parallelism`` at
+once) and train chooses among their outcomes (components/train/trials.py); without it (the
+default) train searches every family in its own pod, as before. Per-branch resources go under
+``stages: {search_family: ...}``.
+
+Local runs (kfp.local) ignore everything here except caching and ``trials`` (the pipeline's
+shape; kfp.local runs at most 2 ParallelFor branches at once whatever the parallelism).
 """
 
 from __future__ import annotations
@@ -87,12 +97,22 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class TrialsSettings:
+    """The search across pods: off by default (train searches every family in its pod).
+    parallelism: ParallelFor branches at once, 0 for every family at once."""
+
+    across_pods: bool = False
+    parallelism: int = 0
+
+
+@dataclass(frozen=True)
 class PlatformSettings:
     defaults: TaskSettings = field(default_factory=TaskSettings)
     stages: dict[str, TaskSettings] = field(default_factory=dict)
     gcs_credentials_secret: str | None = None
     gcs_credentials_key: str = "key.json"
     image_pull_secrets: list[str] = field(default_factory=list)
+    trials: TrialsSettings = field(default_factory=TrialsSettings)
     # Run-level: given to Kubeflow when a run is created, not compiled into the YAML.
     service_account: str | None = None
     pipeline_root: str | None = None
@@ -122,14 +142,18 @@ def _count(value: Any, where: str) -> int | None:
     return value
 
 
+def _refuse_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ParameterError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+
 def _toleration(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ParameterError(f"{where}: expected a mapping, got {raw!r}")
-    unknown = sorted(set(raw) - _TOLERATION_KEYS)
-    if unknown:
-        raise ParameterError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOLERATION_KEYS))}"
-        )
+    _refuse_unknown(raw, _TOLERATION_KEYS, where)
     if raw.get("operator") is not None and raw["operator"] not in _TOLERATION_OPERATORS:
         raise ParameterError(
             f"{where}.operator: {raw['operator']!r} is not one of {', '.join(_TOLERATION_OPERATORS)}"
@@ -145,12 +169,7 @@ def _toleration(raw: Any, where: str) -> dict[str, Any]:
 def _task_settings(raw: Any, where: str) -> TaskSettings:
     if not isinstance(raw, dict):
         raise ParameterError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in fields(TaskSettings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ParameterError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
+    _refuse_unknown(raw, {f.name for f in fields(TaskSettings)}, where)
     node_selector = raw.get("node_selector") or {}
     if not isinstance(node_selector, dict):
         raise ParameterError(f"{where}.node_selector: expected a mapping of label to value")
@@ -197,15 +216,12 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
         "gcs_credentials_secret",
         "gcs_credentials_key",
         "image_pull_secrets",
+        "trials",
         "service_account",
         "pipeline_root",
         "dask",
     }
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ParameterError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
+    _refuse_unknown(raw, known, source)
     raw_stages = raw.get("stages") or {}
     if not isinstance(raw_stages, dict):
         raise ParameterError(f"{source}: stages: expected a mapping of stage name to settings")
@@ -239,6 +255,7 @@ def parse_settings(raw: dict[str, Any], *, source: str = "settings") -> Platform
         image_pull_secrets=[
             n for s in pull_secrets if (n := check_kubernetes_name(s, f"{source}: image_pull_secrets"))
         ],
+        trials=_trials(raw.get("trials") or {}, f"{source}: trials"),
         service_account=check_kubernetes_name(raw.get("service_account"), f"{source}: service_account"),
         pipeline_root=pipeline_root,
         dask=_dask_settings(raw["dask"], f"{source}: dask") if raw.get("dask") is not None else None,
@@ -274,6 +291,16 @@ def _dask_settings(raw: Any, where: str) -> DaskKubernetesSettings:
         namespace=check_kubernetes_name(raw.get("namespace"), f"{where}.namespace"),
         env=env or None,
     )
+
+
+def _trials(raw: Any, where: str) -> TrialsSettings:
+    if not isinstance(raw, dict):
+        raise ParameterError(f"{where}: expected a mapping (across_pods, parallelism), got {raw!r}")
+    _refuse_unknown(raw, {f.name for f in fields(TrialsSettings)}, where)
+    across_pods = raw.get("across_pods", False)
+    if not isinstance(across_pods, bool):
+        raise ParameterError(f"{where}.across_pods: expected true or false, got {across_pods!r}")
+    return TrialsSettings(across_pods, _count(raw.get("parallelism"), f"{where}.parallelism") or 0)
 
 
 def load_settings(path: str | Path | None) -> PlatformSettings:

@@ -88,6 +88,9 @@ STAGES: dict[str, StageConfig] = {
         columns=("derived_features",),
     ),
     "train": StageConfig("mlstages.components.train.config:TrainConfig"),
+    # The trials across pods take train's settings (family and trials_started are their own).
+    "plan_trials": StageConfig("mlstages.components.train.config:TrainConfig"),
+    "search_family": StageConfig("mlstages.components.train.config:TrainConfig"),
     "evaluate": StageConfig(columns=("slice_columns",)),
     "validate_model": StageConfig(
         "mlstages.components.validate_model.thresholds:BlessingConfig", columns=("slice_columns",)

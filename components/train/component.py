@@ -4,7 +4,7 @@ train.py runs them."""
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from mlstages.components.common.images import image
 
@@ -20,6 +20,7 @@ def train(
     model_card: Output[HTML],
     label_column: str,
     task: str,
+    trials: Input[list[Artifact]] = None,
     model_families: list = [],
     search: str = "halving",
     n_iter: int = 10,
@@ -54,6 +55,10 @@ def train(
             engineer_features; it is not refit.
         label_column: The column to predict.
         task: classification or regression.
+        trials: The search's outcomes when it ran across pods (one search_family branch per
+            family, collected from a dsl.ParallelFor): then only the baselines are scored here
+            and the winner is chosen from the outcomes exactly as from the search in this pod.
+            Not given (the default): every family is searched here.
         model_families: Families to search, in order of preference; empty for every family of the
             task. Classification: logistic_regression, random_forest, gradient_boosting; regression:
             linear_regression (Ridge), random_forest, gradient_boosting (histogram-based boosting).
@@ -106,16 +111,8 @@ def train(
     import shutil
     from collections import namedtuple
 
-    from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata
-    from mlstages.components.common.dataset_files import (
-        dataset_columns,
-        dataset_rows,
-        iter_batches,
-        iter_positions,
-        sample_positions,
-    )
+    from mlstages.components.common.artifacts import file_sha256, read_metadata
     from mlstages.components.common.datasets import column_types
-    from mlstages.components.common.memory import rows_within
     from mlstages.components.common.model_card_report import render_card_html
     from mlstages.components.common.reference import build_reference_from_dataset, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model, read_champion
@@ -123,57 +120,28 @@ def train(
     from mlstages.components.train.config import TrainConfig
     from mlstages.components.train.export import export_model
     from mlstages.components.train.lineage import model_lineage, train_parameters
-    from mlstages.components.train.matrix import build_matrix, resolve_input_columns
     from mlstages.components.train.report import render_html, render_markdown
     from mlstages.components.train.train import train_on_matrix
+    from mlstages.components.train.training_rows import load_training_rows
+    from mlstages.components.train.trials import collect_outcomes
 
     check_model_name(model_name)
-    config = TrainConfig(
-        label_column=label_column,
-        task=task,
-        model_families=tuple(model_families),
-        search=search,
-        n_iter=n_iter,
-        time_budget_seconds=time_budget_seconds,
-        cv_folds=cv_folds,
-        scoring=scoring,
-        search_space=search_space,
-        seed=seed,
-        max_search_rows=max_search_rows,
-        max_train_rows=max_train_rows,
-    )
-    feature_pipeline = load_estimator(features.path, "features")
-    declared = read_metadata(features.path).get("input_columns") or {}
-    available = dataset_rows(train.path, what="training split")
-    # The raw rows are transformed a batch at a time into one float64 matrix (train/matrix.py): a
-    # held row costs the matrix's row, a copy of it (a fold, or an estimator's input) and one
-    # more an estimator or baseline makes. Half the allowance goes to them, the rest to the models.
-    feature_count = len(read_metadata(features.path).get("feature_names") or ()) or 100
-    held_rows = config.max_train_rows or rows_within(0.5, 24 * feature_count, floor=10_000)
-    split_columns = dataset_columns(train.path, what="training split")
-    # The served model takes the columns the feature pipeline was fitted on, in that order; a
-    # pipeline that does not record them is trusted to its metadata (in training-data order).
-    given = None
-    if declared and not hasattr(feature_pipeline, "feature_names_in_"):
-        given = [c for c in split_columns if c in declared]
-    input_columns = resolve_input_columns(split_columns, feature_pipeline, label_column, given)
-    # Without the label the batches are read whole, so the matrix names the missing column.
-    needed = [*input_columns, label_column] if label_column in split_columns else None
-    if available <= held_rows:
-        batches = iter_batches(train.path, columns=needed, what="training split")
-        rows = available
-    else:
-        positions = sample_positions(available, held_rows, seed)
-        batches = iter_positions(train.path, positions, columns=needed, what="training split")
-        rows = len(positions)
-    matrix = build_matrix(batches, rows, input_columns, feature_pipeline, config)
-    result = train_on_matrix(matrix, feature_pipeline, config)
+    config = TrainConfig.from_parameters(locals())
+    rows = load_training_rows(train.path, features.path, config)
+    available, declared = rows.available, rows.declared
+    outcomes = None if trials is None else collect_outcomes([t.path for t in trials], config)
+    result = train_on_matrix(rows.matrix, rows.feature_pipeline, config, outcomes=outcomes)
     # Types from the feature pipeline's record of its inputs, else from a sample of the rows.
-    input_types = column_types(matrix.check_rows[result.input_columns])
+    input_types = column_types(rows.matrix.check_rows[result.input_columns])
     input_types.update({c: t for c, t in declared.items() if c in input_types})
-    del matrix
+    del rows  # the matrix goes before the reference is built and the model written
     html_report = render_html(result)
     markdown_report = render_markdown(result)
+    if outcomes is not None:
+        markdown_report += (
+            f"\nThe families were searched across pods ({len(outcomes)} search_family tasks); this "
+            "task scored the baselines on the same folds and chose among their outcomes.\n"
+        )
     if result.train_rows < available:
         markdown_report += (
             f"\nThe model was searched and refit on a seeded sample of {result.train_rows:,} of the "

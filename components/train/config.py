@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -216,6 +216,16 @@ class TrainConfig:
             raise ParameterError(f"parameter n_jobs={self.n_jobs} must be -1 (all cores) or positive")
         object.__setattr__(self, "scoring", _check_scoring(self.scoring, self.task))
         object.__setattr__(self, "search_space", _check_search_space(self))
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> TrainConfig:
+        """The config from a component's parameters (its ``locals()``): the fields among them,
+        model_families (a KFP list) as a tuple. train, search_family and plan_trials take the same
+        settings under the same names, so they build their config one way."""
+        given = {f.name: parameters[f.name] for f in fields(cls) if f.name in parameters}
+        if "model_families" in given:
+            given["model_families"] = tuple(given["model_families"])
+        return cls(**given)
 
     def space(self, family: str) -> dict[str, list[Any]]:
         """The search space used for ``family``: the caller's, or the default one."""

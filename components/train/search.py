@@ -79,32 +79,39 @@ def search_families(
     come back in ``model_families`` order. ``started`` is when the budget began (default: now);
     ``category_groups`` are the features' one-hot groups, which gradient boosting splits natively."""
     started = time.monotonic() if started is None else started
-    order = sorted(config.model_families, key=lambda f: _SEARCH_COST.get(f, len(_SEARCH_COST)))
     outcomes: dict[str, FamilyOutcome] = {}
-    for position, family in enumerate(order):
-        spent = time.monotonic() - started
-        # The first family always runs, so that a budget spent on the baselines still searches.
-        if position and config.time_budget_seconds and spent >= config.time_budget_seconds:
-            outcomes[family] = FamilyOutcome(
-                family,
-                None,
-                None,
-                {},
-                0.0,
-                skipped=f"time budget of {config.time_budget_seconds:g} s spent after {spent:.0f} s",
-            )
+    for position, family in enumerate(search_order(config)):
+        skipped = budget_skipped(position, config, time.monotonic() - started)
+        if skipped:
+            outcomes[family] = FamilyOutcome(family, None, None, {}, 0.0, skipped=skipped)
             continue
-        outcomes[family] = _search_family(family, features, y, config, category_groups)
+        outcomes[family] = search_family(family, features, y, config, category_groups)
     return [outcomes[f] for f in config.model_families]
 
 
-def _search_family(
+def search_order(config: TrainConfig) -> list[str]:
+    """The configured families in the order they are searched: cheapest first."""
+    return sorted(config.model_families, key=lambda f: _SEARCH_COST.get(f, len(_SEARCH_COST)))
+
+
+def budget_skipped(position: int, config: TrainConfig, spent: float) -> str:
+    """Why the family at ``position`` of ``search_order`` is not searched when ``spent`` seconds
+    of the time budget are gone, or "" when it is."""
+    # The first family always runs, so that a budget spent on the baselines still searches.
+    if position and config.time_budget_seconds and spent >= config.time_budget_seconds:
+        return f"time budget of {config.time_budget_seconds:g} s spent after {spent:.0f} s"
+    return ""
+
+
+def search_family(
     family: str,
     features: pd.DataFrame,
     y: np.ndarray,
     config: TrainConfig,
-    category_groups: Sequence[tuple[str, Sequence[int]]],
+    category_groups: Sequence[tuple[str, Sequence[int]]] = (),
 ) -> FamilyOutcome:
+    """One family's candidates cross-validated on ``config``'s folds: what ``search_families``
+    does for each family, and a trial branch (``trials.py``) for its one."""
     from sklearn.exceptions import FitFailedWarning
 
     began = time.monotonic()

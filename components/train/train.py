@@ -79,54 +79,121 @@ class TrainResult:
     search_seconds: float
 
 
-def train(
+@dataclass(frozen=True)
+class SearchData:
+    """What the search scores candidates on, prepared the same way by train and by a trial branch
+    (``trials.py``), so that both score the same rows.
+
+    features: every held training row, transformed (a DataFrame over the matrix, no copy).
+    y: their labels.
+    search_index: the positions of the rows searched (all, or a seeded sample).
+    category_groups: the features' one-hot groups, which gradient boosting splits natively.
+    """
+
+    features: pd.DataFrame
+    y: np.ndarray
+    search_index: np.ndarray
+    category_groups: list[tuple[str, list[int]]]
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.search_index) < len(self.y)
+
+    def search_matrix(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """The searched rows' features and labels: every row, the features themselves rather than
+        an iloc copy of them."""
+        if not self.sampled:
+            return self.features, self.y
+        return self.features.iloc[self.search_index], self.y[self.search_index]
+
+
+def search_data(matrix: TrainingMatrix, feature_pipeline: Any, config: TrainConfig) -> SearchData:
+    """The rows the search runs on, from the transformed training rows (``build_matrix``)."""
+    search_index = _search_sample(matrix.y, config)
+    _check_folds(matrix.y[search_index], config, sampled=len(search_index) < matrix.rows)
+    category_groups = onehot_groups(feature_pipeline, matrix.feature_names)
+    return SearchData(matrix.frame(), matrix.y, search_index, category_groups)
+
+
+def training_matrix(
     train_df: pd.DataFrame,
     feature_pipeline: Any,
     config: TrainConfig,
-    *,
     input_columns: Sequence[str] | None = None,
-) -> TrainResult:
-    """Search every configured family with cross-validation and return the best one, refit.
-
-    ``feature_pipeline`` is already fitted on ``train_df`` and is not refit. ``input_columns`` are
-    the raw columns the served model takes, in order; by default the columns the feature pipeline
-    was fitted on (``feature_names_in_``), else every column but the label.
-    """
+) -> TrainingMatrix:
+    """A DataFrame's rows checked and transformed, a slice at a time, as the train task streams a
+    split's (``training_rows.load_training_rows``)."""
     if len(train_df) == 0:
         raise InputDataError("the training data has no rows")
     check_label(train_df, config.label_column, what="training split")
     columns = resolve_input_columns(
         [str(c) for c in train_df.columns], feature_pipeline, config.label_column, input_columns
     )
-    matrix = build_matrix(frame_batches(train_df), len(train_df), columns, feature_pipeline, config)
-    return train_on_matrix(matrix, feature_pipeline, config)
+    return build_matrix(frame_batches(train_df), len(train_df), columns, feature_pipeline, config)
 
 
-def train_on_matrix(matrix: TrainingMatrix, feature_pipeline: Any, config: TrainConfig) -> TrainResult:
+def prepare_search(
+    train_df: pd.DataFrame,
+    feature_pipeline: Any,
+    config: TrainConfig,
+    input_columns: Sequence[str] | None = None,
+) -> SearchData:
+    """``search_data`` of a DataFrame's rows."""
+    matrix = training_matrix(train_df, feature_pipeline, config, input_columns)
+    return search_data(matrix, feature_pipeline, config)
+
+
+def train(
+    train_df: pd.DataFrame,
+    feature_pipeline: Any,
+    config: TrainConfig,
+    *,
+    input_columns: Sequence[str] | None = None,
+    outcomes: Sequence[FamilyOutcome] | None = None,
+) -> TrainResult:
+    """Search every configured family with cross-validation and return the best one, refit.
+
+    ``feature_pipeline`` is already fitted on ``train_df`` and is not refit. ``input_columns`` are
+    the raw columns the served model takes, in order; by default the columns the feature pipeline
+    was fitted on (``feature_names_in_``), else every column but the label. ``outcomes`` are the
+    families' searches when they ran elsewhere (trial branches across pods, ``trials.py``), in
+    ``model_families`` order: then only the baselines are scored here, and the winner is chosen
+    from them exactly as from the search's own.
+    """
+    matrix = training_matrix(train_df, feature_pipeline, config, input_columns)
+    return train_on_matrix(matrix, feature_pipeline, config, outcomes=outcomes)
+
+
+def train_on_matrix(
+    matrix: TrainingMatrix,
+    feature_pipeline: Any,
+    config: TrainConfig,
+    *,
+    outcomes: Sequence[FamilyOutcome] | None = None,
+) -> TrainResult:
     """``train`` on rows already transformed (``build_matrix``), as the train task streams them."""
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
     y = matrix.y
-    search_index = _search_sample(y, config)
-    sampled = len(search_index) < len(y)
-    _check_folds(y[search_index], config, sampled=sampled)
-
+    data = search_data(matrix, feature_pipeline, config)
+    search_rows, category_groups = len(data.search_index), data.category_groups
     started = time.monotonic()
-    frame = matrix.frame()
-    # Every row searched: the features themselves, not an iloc copy of them.
-    search_features = frame.iloc[search_index] if sampled else frame
-    search_y = y[search_index] if sampled else y
+    search_features, search_y = data.search_matrix()
+    del data
     baselines = score_baselines(
         search_features, search_y, cv_folds(config), config.scoring, config.task, config.seed, config.n_jobs
     )
-    category_groups = onehot_groups(feature_pipeline, matrix.feature_names)
-    outcomes = search_families(
-        search_features, search_y, config, started=started, category_groups=category_groups
-    )
-    search_seconds = time.monotonic() - started
-    del search_features, frame
-    table = _rank(_candidates_table(outcomes, baselines, config, len(search_index)))
+    if outcomes is None:
+        outcomes = search_families(
+            search_features, search_y, config, started=started, category_groups=category_groups
+        )
+        search_seconds = time.monotonic() - started
+    else:
+        # The branches ran side by side: the baselines here, then the slowest branch.
+        search_seconds = time.monotonic() - started + max((o.seconds for o in outcomes), default=0.0)
+    del search_features
+    table = _rank(_candidates_table(outcomes, baselines, config, search_rows))
     chosen = table.loc[table["rank"] == 1].iloc[0]
     best_family, best_score = str(chosen["family"]), float(chosen["mean_cv_score"])
     best_params = dict(json.loads(chosen["params"]))
@@ -161,7 +228,7 @@ def train_on_matrix(matrix: TrainingMatrix, feature_pipeline: Any, config: Train
         classes=classes,
         search_results=table,
         train_rows=matrix.rows,
-        search_rows=len(search_index),
+        search_rows=search_rows,
         input_columns=list(matrix.input_columns),
         feature_names=list(matrix.feature_names),
         baselines=baselines,

@@ -26,6 +26,8 @@ CONFIGS = {
     "preprocess": "mlstages.components.preprocess.config:PreprocessConfig",
     "engineer_features": "mlstages.components.engineer_features.engineer_features:FeatureConfig",
     "train": "mlstages.components.train.config:TrainConfig",
+    "plan_trials": "mlstages.components.train.config:TrainConfig",
+    "search_family": "mlstages.components.train.config:TrainConfig",
     "validate_model": "mlstages.components.validate_model.thresholds:BlessingConfig",
     "deploy": "mlstages.components.deploy.config:DeployConfig",
     "monitor_drift": "mlstages.components.monitor_drift.config:DriftConfig",

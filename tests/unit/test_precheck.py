@@ -223,6 +223,10 @@ def test_each_component_builds_its_config_as_the_precheck_does():
         inputs = set(component.component_spec.inputs or {})
         class_name = entry.config.rpartition(":")[2]
         tree = ast.parse(textwrap.dedent(inspect.getsource(component.python_func)))
+        if f"{class_name}.from_parameters(locals())" in ast.unparse(tree):
+            # Every parameter to the field of the same name, by construction: nothing to rename.
+            assert not entry.renamed and not entry.converted and not entry.merged, stage
+            continue
         (call,) = [
             node
             for node in ast.walk(tree)

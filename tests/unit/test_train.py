@@ -9,12 +9,12 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from feature_helpers import fit_features
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification, make_regression
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from mlstages.components.common.artifacts import file_sha256, load_estimator, read_metadata, save_estimator
@@ -45,27 +45,6 @@ def one_thread_per_fit():
     # makes these tiny fits many times slower than running them on one thread.
     with threadpool_limits(limits=1):
         yield
-
-
-def fit_features(df: pd.DataFrame, label: str) -> ColumnTransformer:
-    """A fitted feature pipeline like engineer_features' output: raw columns in, numbers out."""
-    raw = df.drop(columns=[label])
-    numeric = [c for c in raw.columns if pd.api.types.is_numeric_dtype(raw[c])]
-    categorical = [c for c in raw.columns if c not in numeric]
-    transformer = ColumnTransformer(
-        [
-            ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
-            (
-                "cat",
-                make_pipeline(
-                    SimpleImputer(strategy="most_frequent"),
-                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                ),
-                categorical,
-            ),
-        ]
-    ).set_output(transform="pandas")
-    return transformer.fit(raw)
 
 
 def classification_frame(n_classes: int = 2, rows: int = 120, seed: int = 0) -> pd.DataFrame:

@@ -169,14 +169,14 @@ def test_halving_rounds_keep_enough_rows_in_the_first_round(rows, candidates, ro
 
 def test_a_spent_time_budget_skips_later_families_and_says_so(cancer, monkeypatch):
     df, features = cancer
-    real = search_module._search_family
+    real = search_module.search_family
 
     def slow(family, *args):
         outcome = real(family, *args)
         time.sleep(1.2)
         return outcome
 
-    monkeypatch.setattr(search_module, "_search_family", slow)
+    monkeypatch.setattr(search_module, "search_family", slow)
     families = ("logistic_regression", "random_forest", "gradient_boosting")
     config = TrainConfig(
         "target",
