@@ -111,6 +111,7 @@ def serve_in_background(
     prediction_log_max_rows: int = DEFAULT_MAX_ROWS,
     prediction_log_max_seconds: float = DEFAULT_MAX_SECONDS,
     request_log: bool = True,
+    python: str | os.PathLike | None = None,
 ) -> Iterator[ServerHandle]:
     """Run ``python -m mlstages.components.serving`` on a free port until the block ends.
 
@@ -118,7 +119,9 @@ def serve_in_background(
     SIGKILL after a few seconds), with every process it started. The log is removed with it unless
     ``log_dir`` is given. ``prediction_log`` and its two limits are passed on to ``serve``; the
     buffered prediction log is written when the server stops. ``request_log=False`` logs only server
-    errors, not one line per request.
+    errors, not one line per request. ``python`` is the interpreter that runs the server (default:
+    this one); another checkout's ``.venv/bin/python`` serves with that checkout's code, as
+    benchmarks/serving_ab.py does to compare two.
 
     Raises:
         ServerStartError: the server exited or was not ready within ``start_timeout_seconds``;
@@ -139,7 +142,7 @@ def serve_in_background(
                 f"--prediction_log_max_seconds={prediction_log_max_seconds}",
             ]
         process, handle = _start(
-            model_uri, name, host, start_timeout_seconds, max_body_bytes, folder, options
+            model_uri, name, host, start_timeout_seconds, max_body_bytes, folder, options, python
         )
         try:
             yield handle
@@ -158,6 +161,7 @@ def _start(
     max_body_bytes: int,
     folder: Path,
     options: Sequence[str] = (),
+    python: str | os.PathLike | None = None,
 ) -> tuple[subprocess.Popen, ServerHandle]:
     """Start the server on a free port and wait until it is ready. A port found free can be taken
     by another process before the server binds it; then it starts again on another port."""
@@ -167,7 +171,7 @@ def _start(
         port = free_port()
         log_path = folder / f"{name}-{port}.log"
         command = [
-            sys.executable,
+            str(python or sys.executable),
             "-m",
             "mlstages.components.serving",
             f"--model_uri={model_uri}",
