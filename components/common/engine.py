@@ -249,7 +249,15 @@ def _kubernetes_cluster(settings: Mapping[str, Any], say: Callable[[str], None])
     ``shutdown_on_close`` deletes the resource, and the operator its pods)."""
     import uuid
 
-    from dask_kubernetes.operator import KubeCluster
+    try:
+        from dask_kubernetes.operator import KubeCluster
+    except ImportError as exc:
+        raise ParameterError(
+            "parameter engine='dask' with the settings file's dask section creates a DaskCluster "
+            "through the dask-kubernetes operator, whose client this image lacks: build the stage "
+            "images with --build-arg DASK_KUBERNETES=1, or give engine a running scheduler's tcp:// "
+            "address"
+        ) from exc
 
     name = f"mlstages-{uuid.uuid4().hex[:10]}"
     cluster = KubeCluster(

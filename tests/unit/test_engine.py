@@ -361,3 +361,16 @@ def test_a_scheduler_without_workers_is_refused_in_one_line(monkeypatch):
         f"parameter engine={address!r}: the Dask scheduler at {address} has no worker after 2 s; "
         "start workers for it, or use engine='dask'"
     )
+
+
+def test_the_operator_path_without_its_client_in_the_image_says_how_to_build_it(monkeypatch):
+    """The default stage images carry dask and distributed but not the operator's client: a task
+    asked to create a DaskCluster there fails in one line naming the build argument."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask_kubernetes.operator", None)  # what `import` meets in such an image
+    monkeypatch.setenv(
+        "MLSTAGES_DASK_KUBERNETES", '{"image": "x", "workers": 1, "worker_cpu": "1", "worker_memory": "1Gi"}'
+    )
+    with pytest.raises(ParameterError, match="--build-arg DASK_KUBERNETES=1"), open_engine("dask"):
+        pass
