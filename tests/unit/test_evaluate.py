@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from feature_helpers import fit_features
 from sklearn import metrics as skm
-from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification, make_regression
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.model_card import ModelCard
@@ -25,23 +24,8 @@ from mlstages.components.evaluate.slices import MISSING_SLICE, OTHER_SLICE
 
 def raw_pipeline(df: pd.DataFrame, label: str, estimator) -> Pipeline:
     """An exported-model look-alike: feature pipeline + estimator, fitted on raw rows."""
-    raw = df.drop(columns=[label])
-    numeric = [c for c in raw.columns if pd.api.types.is_numeric_dtype(raw[c])]
-    categorical = [c for c in raw.columns if c not in numeric]
-    features = ColumnTransformer(
-        [
-            ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
-            (
-                "cat",
-                make_pipeline(
-                    SimpleImputer(strategy="most_frequent"),
-                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                ),
-                categorical,
-            ),
-        ]
-    ).set_output(transform="pandas")
-    return Pipeline([("features", features), ("model", estimator)]).fit(raw, df[label])
+    features = fit_features(df, label)
+    return Pipeline([("features", features), ("model", estimator)]).fit(df.drop(columns=[label]), df[label])
 
 
 def classification_data(n_classes: int, rows: int = 300, seed: int = 0) -> pd.DataFrame:

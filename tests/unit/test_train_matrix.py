@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from feature_helpers import fit_features
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import StandardScaler
@@ -25,7 +26,7 @@ from mlstages.components.train.matrix import (
     frame_batches,
     resolve_input_columns,
 )
-from tests.unit.test_train import classification_frame, fit_features, regression_frame
+from tests.unit.test_train import classification_frame, regression_frame
 
 COLUMNS = ["a", "b", "c", "d", "colour"]
 
