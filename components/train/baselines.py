@@ -22,6 +22,7 @@ import pandas as pd
 
 from mlstages.components.common.baselines import BASELINES_FILE, DEFAULT_GRADIENT_BOOSTING, DUMMY
 from mlstages.components.train.config import CLASSIFICATION, base_estimator
+from mlstages.components.train.holdout_fit import fit_on_matrix
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def fit_baselines(
 
     fitted = {}
     for name, estimator in baseline_estimators(task, seed).items():
-        estimator.fit(features, y)
+        fit_on_matrix(estimator, features, y, seed)
         fitted[name] = Pipeline([("features", feature_pipeline), ("model", estimator)])
     return fitted
 

@@ -30,6 +30,7 @@ from mlstages.components.train.config import (
     family_estimator,
     routed_params,
 )
+from mlstages.components.train.holdout_fit import fit_on_matrix
 from mlstages.components.train.matrix import (
     TrainingMatrix,
     build_matrix,
@@ -211,7 +212,7 @@ def train_on_matrix(
     # whole feature pipeline takes for one row.
     served_features = feature_pipeline if matrix.array_pipeline is None else matrix.array_pipeline
     fit_input = matrix.fit_input()
-    estimator.fit(fit_input, y)
+    fit_on_matrix(estimator, fit_input, y, config.seed)
     model = Pipeline([("features", served_features), ("model", estimator)])
     _check_predictions(model, matrix.check_rows, config)
     classes = [native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None

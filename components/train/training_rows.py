@@ -40,8 +40,10 @@ def load_training_rows(train_path: str, features_path: str, config: TrainConfig)
     feature_metadata = read_metadata(features_path)
     declared = feature_metadata.get("input_columns") or {}
     available = dataset_rows(train_path, what="training split")
-    # A held row costs the matrix's row, a copy of it (a fold, or an estimator's input) and one
-    # more an estimator or baseline makes. Half the allowance goes to them, the rest to the models.
+    # A held row costs the matrix's row, a copy of it (a fold, or an estimator's input: random
+    # forests take float32, the native-category booster its own codes) and room for one more an
+    # estimator may make (the default booster no longer does: holdout_fit.py). Half the allowance
+    # goes to them, the rest to the models.
     feature_count = len(feature_metadata.get("feature_names") or ()) or 100
     held_rows = config.max_train_rows or rows_within(0.5, 24 * feature_count, floor=10_000)
     split_columns = dataset_columns(train_path, what="training split")
