@@ -6,6 +6,7 @@ that every stage reads the same label column the same way.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError, require_choice
@@ -26,6 +27,34 @@ DEFAULT_UNLABELLED_ROWS = "drop"
 _MIN_ROWS_PER_CLASS_ON_AVERAGE = 2
 _MAX_ROWS_LISTED = 5
 
+# Label values deduplicated at a time: pandas' unique and value_counts size their hash table by
+# the rows, 500 MiB for 20M rows, however few the classes.
+_DISTINCT_CHUNK_ROWS = 1 << 22
+
+
+def distinct_values(y: pd.Series) -> pd.Series:
+    """The distinct values of ``y``, in order of first appearance (as ``y.unique()``), found a chunk
+    of rows at a time."""
+    if len(y) <= _DISTINCT_CHUNK_ROWS:
+        return pd.Series(y.unique(), dtype=y.dtype)
+    parts = [
+        y.iloc[s : s + _DISTINCT_CHUNK_ROWS].drop_duplicates() for s in range(0, len(y), _DISTINCT_CHUNK_ROWS)
+    ]
+    return pd.Series(pd.concat(parts).unique(), dtype=y.dtype)
+
+
+def value_counts(y: pd.Series) -> pd.Series:
+    """Rows per distinct value, most frequent first (ties in order of first appearance), counted a
+    chunk of rows at a time."""
+    parts = [
+        y.iloc[s : s + _DISTINCT_CHUNK_ROWS].value_counts(sort=False)
+        for s in range(0, len(y), _DISTINCT_CHUNK_ROWS)
+    ]
+    if not parts:
+        return pd.Series([], dtype="int64")
+    counts = pd.concat(parts).groupby(level=0, sort=False, observed=True).sum()
+    return counts.sort_values(ascending=False, kind="stable")
+
 
 def detect_task(y: pd.Series) -> str:
     """``"classification"`` or ``"regression"``, from the label's values.
@@ -38,12 +67,19 @@ def detect_task(y: pd.Series) -> str:
     """
     if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
         return CLASSIFICATION
-    values = y.dropna()
+    # An integer column holds no missing value and no fraction: no copy of 50M labels to learn that.
+    numpy_integer = isinstance(y.dtype, np.dtype) and y.dtype.kind in "iu"
+    values = y if numpy_integer else y.dropna()
     if values.empty:
         return REGRESSION
-    as_float = values.astype("float64")
-    whole = bool((as_float == as_float.round()).all())
-    distinct = values.nunique()
+    whole = numpy_integer or all(
+        bool((chunk == chunk.round()).all())
+        for chunk in (
+            values.iloc[s : s + _DISTINCT_CHUNK_ROWS].astype("float64")
+            for s in range(0, len(values), _DISTINCT_CHUNK_ROWS)
+        )
+    )
+    distinct = len(distinct_values(values))
     if (
         whole
         and distinct <= MAX_CLASSES_FOR_NUMERIC_LABEL
@@ -139,7 +175,7 @@ def check_label(df: pd.DataFrame, label_column: str, *, what: str, task: str | N
             "rows (preprocess does with unlabelled_rows='drop')"
         )
     if task is not None and resolve_task(y, task) == CLASSIFICATION:
-        classes = y.unique()
+        classes = distinct_values(y).to_numpy()
         if len(classes) < 2:
             raise InputDataError(
                 f"label column {label_column!r} of the {what} has a single class ({classes[0]!r}) in "
@@ -150,5 +186,5 @@ def check_label(df: pd.DataFrame, label_column: str, *, what: str, task: str | N
 
 def class_counts(y: pd.Series) -> dict[str, int]:
     """Rows per class, most frequent first, with class names as strings (JSON-able)."""
-    counts = y.value_counts(sort=True)
+    counts = value_counts(y)
     return {str(label): int(n) for label, n in counts.items()}

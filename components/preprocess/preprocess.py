@@ -60,7 +60,12 @@ from mlstages.components.preprocess.config import (
     SPLIT_NAMES,
     PreprocessConfig,
 )
-from mlstages.components.preprocess.split import _check_not_empty, _split
+from mlstages.components.preprocess.split import (
+    _check_not_empty,
+    _split,
+    index_is_positions,
+    row_positions,
+)
 
 
 @dataclass(frozen=True)
@@ -169,13 +174,19 @@ def plan_split(labels: pd.DataFrame, columns: pd.DataFrame, config: PreprocessCo
     check_column_types(config.column_types, columns)
     task = resolve_task(y, config.task)
     split = _split(labels, y, task, config)
-    parts = {"train": split.train, "test": split.test}
+    # Rows are named by their index labels: the dataset positions of a dataset read from disk.
+    positions = row_positions(labels) if index_is_positions(labels.index) else labels.index.to_numpy()
     return SplitPlan(
         task=task,
         method=split.method,
-        train_positions=split.train.index.to_numpy(),
-        test_positions=split.test.index.to_numpy(),
-        label_summary={name: _label_summary(part[config.label_column], task) for name, part in parts.items()},
+        train_positions=positions[split.train],
+        test_positions=positions[split.test],
+        label_summary={
+            name: split.class_counts(index)
+            if split.codes is not None
+            else _label_summary(y.iloc[index], task)
+            for name, index in (("train", split.train), ("test", split.test))
+        },
         notes=split.notes,
         unlabelled_rows_dropped=unlabelled,
     )

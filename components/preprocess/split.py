@@ -28,7 +28,9 @@ from mlstages.components.common.labels import (
     CLASSIFICATION,
     REGRESSION,
     check_label,
+    distinct_values,
     resolve_task,
+    value_counts,
 )
 from mlstages.components.preprocess.config import SPLIT_NAMES, PreprocessConfig
 
@@ -48,10 +50,24 @@ def split_sizes(n_rows: int, config: PreprocessConfig) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class _Split:
-    train: pd.DataFrame
-    test: pd.DataFrame
+    """train and test: positional indices of the rows of each split in the frame that was split
+    (ascending, or in time order for a time split); int32 where they fit, so that 50M rows cost
+    200 MB rather than 400."""
+
+    train: np.ndarray
+    test: np.ndarray
     method: str
     notes: tuple[str, ...]
+    # A classification label's class codes (class_codes) and its sorted classes.
+    codes: np.ndarray | None = None
+    classes: tuple = ()
+
+    def class_counts(self, index: np.ndarray) -> dict[str, int]:
+        """Rows per class among the rows at ``index``, most frequent first, as
+        ``labels.class_counts`` gives them (ties in class order)."""
+        counts = np.bincount(self.codes[index], minlength=len(self.classes))
+        order = sorted(np.flatnonzero(counts), key=lambda code: -counts[code])
+        return {str(self.classes[code]): int(counts[code]) for code in order}
 
 
 def split_dataset(df: pd.DataFrame, config: PreprocessConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,7 +81,7 @@ def split_dataset(df: pd.DataFrame, config: PreprocessConfig) -> tuple[pd.DataFr
     _check_not_empty(df)
     y = check_label(df, config.label_column, what="dataset", task=config.task)
     split = _split(df, y, resolve_task(y, config.task), config)
-    return split.train, split.test
+    return df.iloc[split.train], df.iloc[split.test]
 
 
 def _check_not_empty(df: pd.DataFrame) -> None:
@@ -82,40 +98,76 @@ def _split(df: pd.DataFrame, y: pd.Series, task: str, config: PreprocessConfig) 
         notes.append(
             "split='stratified' applies to classification labels; the regression label was split at random."
         )
+    codes, classes = class_codes(y) if task == CLASSIFICATION else (None, [])
     if method == "time":
-        order = _time_order(df, config.time_column)
-        train_pos, test_pos = order[:n_train], order[n_train:]
+        order = _time_order(df, config.time_column).astype(positions_dtype(len(df)), copy=False)
+        train_idx, test_idx = order[:n_train], order[n_train:]  # each in time order
     else:
-        positions = _row_positions(df)
+        positions = row_positions(df)
         if method == "stratified":
             _check_stratifiable(y, n_test)
-            codes, _ = pd.factorize(y, sort=True)
             test_pos = stratified_test_positions(positions, codes, n_test, config.seed)
         else:
-            test_pos = np.sort(positions[_smallest(split_hashes(positions, config.seed), n_test)])
+            test_pos = smallest_hash_positions(positions, config.seed, n_test)
         in_test = np.zeros(len(positions), dtype=bool)
         if len(positions) < 2 or bool(np.all(positions[1:] > positions[:-1])):
             in_test[np.searchsorted(positions, test_pos)] = True  # no sort of 50M labels
         else:
             in_test = np.isin(positions, test_pos, assume_unique=True)
-        train_pos, test_pos = np.flatnonzero(~in_test), np.flatnonzero(in_test)
-    parts = {"train": df.iloc[train_pos], "test": df.iloc[test_pos]}
-    if task == CLASSIFICATION:
-        notes.extend(_check_classes_present(y, parts, config.label_column, method))
-    return _Split(parts["train"], parts["test"], method, tuple(notes))
+        del positions, test_pos
+        train_idx, test_idx = _indices(~in_test), _indices(in_test)
+    if codes is not None:
+        parts = {"train": train_idx, "test": test_idx}
+        notes.extend(_check_classes_present(codes, classes, parts, config.label_column, method))
+    return _Split(train_idx, test_idx, method, tuple(notes), codes, tuple(classes))
 
 
-def _row_positions(df: pd.DataFrame) -> np.ndarray:
+def positions_dtype(rows: int) -> type[np.signedinteger]:
+    """The narrowest integer type that holds every position of ``rows`` rows."""
+    return np.int32 if rows < np.iinfo(np.int32).max else np.int64
+
+
+def class_codes(y: pd.Series) -> tuple[np.ndarray, list]:
+    """Each row's class as the position of its label among the sorted classes, in the narrowest
+    type, and the sorted classes. Coded a chunk at a time: pandas' own codes are int64, 400 MB
+    beside a 50M-row label."""
+    classes = pd.Index(pd.factorize(distinct_values(y).to_numpy(), sort=True)[1])
+    dtype = np.min_scalar_type(max(len(classes) - 1, 0))
+    codes = np.empty(len(y), dtype=dtype)
+    for start in range(0, len(y), _HASH_CHUNK_ROWS):
+        chunk = y.iloc[start : start + _HASH_CHUNK_ROWS]
+        codes[start : start + len(chunk)] = classes.get_indexer(chunk)
+    return codes, classes.tolist()
+
+
+def _indices(mask: np.ndarray) -> np.ndarray:
+    """np.flatnonzero(mask) as int32 where it fits, without its int64 array of every index."""
+    dtype = positions_dtype(len(mask))
+    parts = [
+        (np.flatnonzero(mask[start : start + _HASH_CHUNK_ROWS]) + start).astype(dtype)
+        for start in range(0, len(mask), _HASH_CHUNK_ROWS)
+    ]
+    return np.concatenate(parts) if parts else np.arange(0, dtype=dtype)
+
+
+def row_positions(df: pd.DataFrame) -> np.ndarray:
     """Each row's position in the dataset: the index when it is one (a RangeIndex, or the labels
-    that drop_unlabelled left), else 0..n-1."""
+    that drop_unlabelled left), else 0..n-1; int32 where the positions fit."""
     index = df.index
-    if (
+    if isinstance(index, pd.RangeIndex) and index.step == 1 and index.start >= 0:
+        return np.arange(index.start, index.stop, dtype=positions_dtype(index.stop))
+    if index_is_positions(index):
+        return index.to_numpy(dtype=positions_dtype(int(index.max()) + 1 if len(index) else 0))
+    return np.arange(len(df), dtype=positions_dtype(len(df)))
+
+
+def index_is_positions(index: pd.Index) -> bool:
+    """Whether an index's labels can stand for row positions: unique integers from 0 up."""
+    return (
         pd.api.types.is_integer_dtype(index.dtype)
         and index.is_unique
         and (len(index) == 0 or index.min() >= 0)
-    ):
-        return index.to_numpy(dtype=np.int64)
-    return np.arange(len(df), dtype=np.int64)
+    )
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -131,26 +183,63 @@ def split_hashes(positions: np.ndarray, seed: int) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def _smallest(hashes: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the ``count`` smallest hashes (ties, which 64 bits make rare, by index)."""
-    if count >= len(hashes):
-        return np.arange(len(hashes))
+# The top bits of a hash that the first pass counts rows by.
+_BUCKET_BITS = 16
+# Positions hashed at a time: their hashes are the only per-row array the selection holds.
+_HASH_CHUNK_ROWS = 1 << 22
+
+
+def smallest_hash_positions(positions: np.ndarray, seed: int, count: int) -> np.ndarray:
+    """The ``count`` positions with the smallest hashes (``split_hashes``), ascending.
+
+    Two passes over the positions, a chunk at a time, rather than every row's hash at once and an
+    argpartition of them (at 50M rows, 800 MB beside the label column): the first counts the
+    hashes by their top bits, which gives the bucket the cut falls in; the second keeps the
+    positions below that bucket and the smallest ``count`` of the rest from inside it (about
+    rows / 65,536 of them). The hash is a bijection of distinct positions, so there are no ties:
+    the rows chosen are exactly the ``count`` smallest.
+    """
+    rows = len(positions)
+    if count >= rows:
+        return np.sort(positions)
     if count <= 0:
-        return np.arange(0)
-    order = np.argpartition(hashes, count - 1)[:count]
-    return np.sort(order)
+        return positions[:0].copy()
+    shift = np.uint64(64 - _BUCKET_BITS)
+    counts = np.zeros(1 << _BUCKET_BITS, dtype=np.int64)
+    for start in range(0, rows, _HASH_CHUNK_ROWS):
+        buckets = split_hashes(positions[start : start + _HASH_CHUNK_ROWS], seed) >> shift
+        counts += np.bincount(buckets.astype(np.intp), minlength=len(counts))
+    cumulative = np.cumsum(counts)
+    edge = int(np.searchsorted(cumulative, count))  # the first bucket reaching count rows
+    wanted_from_edge = count - (int(cumulative[edge - 1]) if edge else 0)
+    below: list[np.ndarray] = []
+    edge_positions: list[np.ndarray] = []
+    edge_hashes: list[np.ndarray] = []
+    for start in range(0, rows, _HASH_CHUNK_ROWS):
+        chunk = positions[start : start + _HASH_CHUNK_ROWS]
+        hashes = split_hashes(chunk, seed)
+        buckets = hashes >> shift
+        below.append(chunk[buckets < edge])
+        at_edge = buckets == edge
+        edge_positions.append(chunk[at_edge])
+        edge_hashes.append(hashes[at_edge])
+    in_edge, hashes_in_edge = np.concatenate(edge_positions), np.concatenate(edge_hashes)
+    if wanted_from_edge < len(in_edge):
+        in_edge = in_edge[np.argpartition(hashes_in_edge, wanted_from_edge - 1)[:wanted_from_edge]]
+    return np.sort(np.concatenate([*below, in_edge]))
 
 
 def stratified_test_positions(positions: np.ndarray, codes: np.ndarray, n_test: int, seed: int) -> np.ndarray:
     """The test rows of a stratified split: per class, the rows with the smallest hashes, as many
     as the class's share of ``n_test`` (largest remainder, at least one row in each split)."""
-    classes, counts = np.unique(codes, return_counts=True)
-    quotas = test_quotas(counts, n_test)
-    chosen = []
-    for code, quota in zip(classes, quotas, strict=True):
-        members = positions[codes == code]
-        chosen.append(members[_smallest(split_hashes(members, seed), int(quota))])
-    return np.sort(np.concatenate(chosen)) if chosen else np.arange(0, dtype=np.int64)
+    counts = np.bincount(codes)
+    classes = np.flatnonzero(counts)
+    quotas = test_quotas(counts[classes], n_test)
+    chosen = [
+        smallest_hash_positions(positions[codes == code], seed, int(quota))
+        for code, quota in zip(classes, quotas, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen)) if chosen else positions[:0].copy()
 
 
 def test_quotas(counts: np.ndarray, n_test: int) -> np.ndarray:
@@ -200,7 +289,7 @@ def _time_order(df: pd.DataFrame, time_column: str) -> np.ndarray:
 
 
 def _check_stratifiable(y: pd.Series, n_test: int) -> None:
-    counts = y.value_counts()
+    counts = value_counts(y)
     too_small = counts[counts < len(SPLIT_NAMES)]
     if len(too_small):
         label, count = too_small.index[0], int(too_small.iloc[0])
@@ -217,23 +306,20 @@ def _check_stratifiable(y: pd.Series, n_test: int) -> None:
 
 
 def _check_classes_present(
-    y: pd.Series, parts: dict[str, pd.DataFrame], label_column: str, method: str
+    codes: np.ndarray, classes: list, parts: dict[str, np.ndarray], label_column: str, method: str
 ) -> list[str]:
     """Errors for classes a split lacks when the split promised them; notes otherwise."""
-    counts = y.value_counts()
+    counts = np.bincount(codes, minlength=len(classes))
     notes = []
-    for split_name, part in parts.items():
-        present = set(part[label_column].unique())
-        for label, count in counts.items():
-            if label in present:
-                continue
+    for split_name, index in parts.items():
+        present = np.bincount(codes[index], minlength=len(classes)) > 0
+        for code in np.flatnonzero(~present):
+            label, count = classes[code], int(counts[code])
             if split_name == "train" or method == "stratified":
                 raise InputDataError(
-                    f"class {label!r} of label column {label_column!r} ({int(count)} row(s) in all) got "
+                    f"class {label!r} of label column {label_column!r} ({count} row(s) in all) got "
                     f"no row in the {split_name} split; add rows for it, raise the size of that split, "
                     "or remove the class"
                 )
-            notes.append(
-                f"class {label!r} ({int(count)} row(s) in all) has no row in the {split_name} split."
-            )
+            notes.append(f"class {label!r} ({count} row(s) in all) has no row in the {split_name} split.")
     return notes

@@ -92,3 +92,35 @@ def test_single_class_fails_for_classification_only():
 
 def test_class_counts_are_json_able_and_most_frequent_first():
     assert class_counts(pd.Series([1, 2, 2, 3, 2, 1])) == {"2": 3, "1": 2, "3": 1}
+
+
+def test_distinct_values_and_counts_chunk_by_chunk_match_pandas(monkeypatch):
+    from mlstages.components.common import labels
+
+    monkeypatch.setattr(labels, "_DISTINCT_CHUNK_ROWS", 7)  # many chunks, a short last one
+    y = pd.Series(["b", "a", "c", "a", "b", "b", "d", "a", "c", "c", "c", "e", "a", "b", "f"] * 3)
+    assert labels.distinct_values(y).tolist() == y.unique().tolist()
+    counts = labels.value_counts(y)
+    assert counts.to_dict() == y.value_counts().to_dict()
+    assert counts.tolist() == sorted(counts.tolist(), reverse=True)
+    assert list(counts.index[:3]) == ["b", "a", "c"]  # a tie: first seen first
+    assert list(labels.class_counts(y).items()) == [
+        ("b", 12),
+        ("a", 12),
+        ("c", 12),
+        ("d", 3),
+        ("e", 3),
+        ("f", 3),
+    ]
+
+
+def test_task_detection_chunk_by_chunk(monkeypatch):
+    from mlstages.components.common import labels
+
+    monkeypatch.setattr(labels, "_DISTINCT_CHUNK_ROWS", 5)
+    assert labels.detect_task(pd.Series([0, 1, 2] * 10)) == "classification"
+    assert labels.detect_task(pd.Series([0.0, 1.0, None] * 10)) == "classification"
+    assert (
+        labels.detect_task(pd.Series([0.0, 1.0] * 10 + [0.5])) == "regression"
+    )  # a fraction in the last chunk
+    assert labels.detect_task(pd.Series([0, 1, None] * 10, dtype="Int64")) == "classification"
