@@ -31,6 +31,7 @@ from mlstages.components.evaluate.metrics import (
     _native,
     _roc,
     class_codes,
+    distinct_labels,
     regression_metrics,
 )
 from mlstages.components.evaluate.slices import SliceMetrics, _slices, slice_notes
@@ -163,8 +164,8 @@ def evaluate(
         )
 
     model_classes = _model_classes(model, classes)
-    true_codes = class_codes(_class_labels(labels, model_classes, label_column), model_classes)
-    pred_codes = class_codes(np.asarray(predicted, dtype=object), model_classes)
+    true_codes = _class_label_codes(labels, model_classes, label_column)
+    pred_codes = class_codes(predicted, model_classes)
     if proba is not None and proba.shape[1] != len(model_classes):
         raise InputDataError(
             f"the model gives {proba.shape[1]} class probabilities but classes lists {len(model_classes)}: "
@@ -180,7 +181,7 @@ def evaluate(
         task=task,
         label_column=label_column,
         rows=len(test_df),
-        metrics=metrics_of(np.arange(len(test_df))),
+        metrics=_classification_metrics(true_codes, pred_codes, proba, len(model_classes)),
         slices=_slices(test_df, slice_columns, metrics_of),
         classes=[_native(c) for c in model_classes],
         confusion_matrix=_confusion(true_codes, pred_codes, model_classes),
@@ -266,7 +267,8 @@ def evaluate_dataset(
         )
     else:
         batches = iter_batches(path, batch_rows=batch_rows, columns=inputs, what="test split")
-        predicted = predict_batches(models, batches, inputs, probabilities)
+        rows = dataset_rows(path, what="test split")
+        predicted = predict_batches(models, batches, inputs, probabilities, rows=rows)
     result = evaluate(
         model,
         frame,
@@ -335,20 +337,19 @@ def _model_classes(model: Any, classes: Sequence[Any] | None) -> list[Any]:
     return list(model.classes_)
 
 
-def _class_labels(labels: pd.Series, classes: list[Any], label_column: str) -> np.ndarray:
-    """The test labels as an array whose values compare equal to the model's classes."""
-    values = labels.to_numpy(dtype=object)
+def _class_label_codes(labels: pd.Series, classes: list[Any], label_column: str) -> np.ndarray:
+    """The test labels' codes among the model's classes (``metrics.class_codes``: 1 and 1.0, or
+    np.str_ and str, are one class), after checking the model knows every label."""
+    values = labels.to_numpy()
     known = {_key(c) for c in classes}
-    unseen = sorted({_key(v) for v in values} - known, key=str)
+    unseen = sorted({_key(v) for v in distinct_labels(values)} - known, key=str)
     if unseen:
         raise InputDataError(
             f"label column {label_column!r} has value(s) {', '.join(map(repr, unseen))} in the test data "
             f"that the model never saw in training (its classes: {', '.join(map(repr, classes))}): "
             "the model cannot predict them; retrain on data that has them or drop those rows"
         )
-    # Map each label onto the model's own class object, so that 1 and 1.0 or np.str_ and str agree.
-    lookup = {_key(c): c for c in classes}
-    return np.array([lookup[_key(v)] for v in values], dtype=object)
+    return class_codes(values, classes)
 
 
 def _regression_label(labels: pd.Series, label_column: str) -> np.ndarray:

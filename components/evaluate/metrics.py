@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 CLASSIFICATION = "classification"
 
@@ -131,10 +132,32 @@ def _roc_auc(true_codes: np.ndarray, proba: np.ndarray, n_classes: int) -> float
     return float(np.mean([roc_auc_score(true_codes == code, proba[:, code]) for code in present]))
 
 
-def class_codes(y: np.ndarray, classes: list[Any]) -> np.ndarray:
-    """Each label's position in ``classes`` (the codes every metric here runs on)."""
+# Values coded at a time: pandas' hash tables are sized by the values they are given.
+_CODE_CHUNK_ROWS = 1 << 20
+
+
+def class_codes(y: Any, classes: list[Any]) -> np.ndarray:
+    """Each label's position in ``classes`` (the codes every metric here runs on), in the narrowest
+    integer type; a KeyError names a label not in ``classes``.
+
+    Labels are matched as ``_key`` makes them (1 and 1.0, np.str_ and str are one class), once per
+    distinct value: a Python lookup per row held a boxed object for each of 10M test rows."""
+    values = np.asarray(y)
     index = {_key(c): i for i, c in enumerate(classes)}
-    return np.fromiter((index[_key(v)] for v in y), dtype=int, count=len(y))
+    codes = np.empty(len(values), dtype=np.min_scalar_type(max(len(classes) - 1, 0)))
+    for start in range(0, len(values), _CODE_CHUNK_ROWS):
+        chunk = values[start : start + _CODE_CHUNK_ROWS]
+        position, distinct = pd.factorize(chunk, use_na_sentinel=False)
+        code_of = np.array([index[_key(v)] for v in distinct], dtype=codes.dtype)
+        codes[start : start + len(chunk)] = code_of[position]
+    return codes
+
+
+def distinct_labels(y: Any) -> list[Any]:
+    """The distinct values of ``y`` (as ``pd.unique``), found a chunk at a time."""
+    values = np.asarray(y)
+    seen = [pd.unique(values[s : s + _CODE_CHUNK_ROWS]) for s in range(0, len(values), _CODE_CHUNK_ROWS)]
+    return list(pd.unique(np.concatenate(seen))) if seen else []
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
