@@ -443,3 +443,16 @@ def test_baselines_are_evaluated_like_the_model_and_kept_in_the_json_and_reports
     assert EvaluationResult.from_dict(result.to_dict()).baselines == {}  # older evaluations have none
     assert "| metric | value | baseline: dummy |" in render_markdown(with_floor)
     assert "baseline: dummy" in render_html(with_floor)
+
+
+def test_slice_labels_are_one_byte_categories_made_once_per_value():
+    from mlstages.components.evaluate.slices import slice_values
+
+    series = pd.Series([1, 1.0, "a", None, "b", 1, "a"], dtype=object, name="mixed")
+    labels, note = slice_values(series)
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    assert labels.cat.codes.dtype == np.int8
+    assert labels.astype(str).tolist() == ["1", "1", "a", MISSING_SLICE, "b", "1", "a"]
+    assert note.startswith("3 distinct value(s)") and "1 missing value(s)" in note
+    binned, note = slice_values(pd.Series(np.arange(100.0)))
+    assert "quantile bins" in note and binned.cat.categories.size == 4
