@@ -230,7 +230,6 @@ def evaluate_dataset(
         dataset_columns,
         dataset_rows,
         iter_batches,
-        read_dataset,
         read_dataset_head,
     )
     from mlstages.components.common.scoring import predict_batches, predict_parts
@@ -252,7 +251,7 @@ def evaluate_dataset(
             classes,
             input_columns=inputs,
         )
-    frame = read_dataset(path, what="test split", columns=list(dict.fromkeys([label_column, *slice_columns])))
+    frame = _label_and_slices(path, list(dict.fromkeys([label_column, *slice_columns])), batch_rows)
     models = {"model": model, **baselines}
     probabilities = {name: task != REGRESSION and hasattr(m, "predict_proba") for name, m in models.items()}
     if engine is not None and engine.distributed:
@@ -292,6 +291,32 @@ def evaluate_dataset(
         for name, baseline in baselines.items()
     }
     return replace(result, baselines=scores)
+
+
+def _label_and_slices(path: str, columns: list[str], batch_rows: int) -> pd.DataFrame:
+    """The test split's ``columns``, text columns as categoricals: a class name or a slice value
+    per row as a Python string held ~60 bytes a row (600 MB a column at 10M test rows)."""
+    from pandas.api.types import union_categoricals
+
+    from mlstages.components.common.dataset_files import iter_batches
+
+    batches = []
+    for batch in iter_batches(path, batch_rows=batch_rows, columns=columns, what="test split"):
+        text = [c for c in batch.columns if batch[c].dtype == object]
+        batches.append(batch.astype({c: "category" for c in text}) if text else batch)
+    if len(batches) == 1:
+        return batches[0]
+    frame = {}
+    for column in columns:
+        parts = [b[column] for b in batches]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            frame[column] = pd.Series(union_categoricals([p.array for p in parts]), name=column)
+        else:  # numbers, or text in some batches only (a column of missing values elsewhere)
+            frame[column] = pd.concat(
+                [p.astype(object) if isinstance(p.dtype, pd.CategoricalDtype) else p for p in parts],
+                ignore_index=True,
+            )
+    return pd.DataFrame(frame)
 
 
 def model_inputs(card: ModelCard, label_column: str, task: str) -> tuple[list[Any] | None, list[str]]:

@@ -456,3 +456,29 @@ def test_slice_labels_are_one_byte_categories_made_once_per_value():
     assert note.startswith("3 distinct value(s)") and "1 missing value(s)" in note
     binned, note = slice_values(pd.Series(np.arange(100.0)))
     assert "quantile bins" in note and binned.cat.categories.size == 4
+
+
+def test_streamed_evaluation_with_text_held_as_categories_equals_the_in_memory_one(multiclass, tmp_path):
+    from mlstages.components.common.dataset_files import write_dataset
+    from mlstages.components.evaluate.evaluate import evaluate_dataset
+
+    model, test = multiclass
+    test = test.reset_index(drop=True).copy()
+    # A slice value and missing values only some batches see: their categories differ.
+    test.loc[:40, "region"] = "west"
+    test.loc[60:65, "region"] = None
+    write_dataset(test, tmp_path / "test", part_rows=70)
+    inputs = ["a", "b", "c", "d", "region"]
+    streamed = evaluate_dataset(
+        model,
+        {},
+        str(tmp_path / "test"),
+        "label",
+        "classification",
+        ("region",),
+        input_columns=inputs,
+        batch_rows=32,
+    )
+    whole = evaluate(model, test, "label", "classification", ("region",), input_columns=inputs)
+    assert streamed.to_dict() == whole.to_dict()
+    assert {s.value for s in streamed.slices} == {"east", "north", "south", "west", MISSING_SLICE}
