@@ -115,8 +115,13 @@ def batch_predict(
         blessing = require_blessed(
             model_dir, model_uri, card, model_registry=model_registry, model_name=model_name, force=force
         )
-        target = output_uri.strip() or predictions.path
-        with open_engine(config.engine) as running:
+        with open_engine(config.engine, locations={dataset.path: dataset.uri}) as running:
+            # Workers on other pods cannot write into this pod's output folder: they write to its URI.
+            target = output_uri.strip() or (
+                predictions.uri
+                if running.locations and storage.is_gcs_uri(predictions.uri)
+                else predictions.path
+            )
             result = score(
                 parquet,
                 fitted,
@@ -128,10 +133,10 @@ def batch_predict(
                 blessing=blessing,
                 engine=running,
             )
-    if output_uri.strip():
+    if target != predictions.path:
         os.makedirs(predictions.path, exist_ok=True)
         with open(os.path.join(predictions.path, "shards.json"), "w", encoding="utf-8") as handle:
-            json.dump({"output_uri": output_uri, "shards": result.shards}, handle, indent=2)
+            json.dump({"output_uri": target, "shards": result.shards}, handle, indent=2)
     predictions.metadata.update(
         {
             "rows": result.rows,

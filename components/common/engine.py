@@ -20,18 +20,24 @@ The ``engine`` parameter:
 Why a process pool is not enough: a LocalCluster is the same scheduler, protocol and worker code
 as a cluster's, so what runs here runs on a cluster. The workers read the parts themselves (only
 their paths travel), so the parts must be where the workers can read them: local folders for a
-LocalCluster, object storage (gs://) for a cluster's pods.
+LocalCluster; on a cluster's pods, object storage. A task's input artifacts are local copies in
+its own pod (KFP's launcher downloads them), which other pods cannot see: the component names its
+artifacts' URIs (``open_engine(locations={artifact.path: artifact.uri})``), and on a cluster an
+item whose file lies in such a folder is sent as its ``gs://`` URI, which the worker downloads to
+a temporary file, reads, and deletes (``_on_local_copy``).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlstages.components.common.errors import ParameterError
@@ -76,10 +82,25 @@ class Engine:
     name: str
     client: Any = None
     workers: tuple[str, ...] = ()
+    # Local folders whose files the workers read at a gs:// URI instead (a cluster's pods), by folder.
+    locations: dict[str, str] = field(default_factory=dict)
 
     @property
     def distributed(self) -> bool:
         return self.client is not None
+
+    def located(self, item: Any) -> Any:
+        """``item`` as a worker can read it: a (file, ...) tuple whose file lies in a folder of
+        ``locations`` gets the file's URI there; anything else is returned as it is."""
+        if not (isinstance(item, tuple) and item and isinstance(item[0], str)):
+            return item
+        for folder, uri in self.locations.items():
+            try:
+                relative = Path(item[0]).resolve().relative_to(Path(folder).resolve())
+            except ValueError:
+                continue
+            return (f"{uri.rstrip('/')}/{relative.as_posix()}", *item[1:])
+        return item
 
     def map(self, func: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
         """``[func(item, **shared) for item in items]``, on the cluster when there is one."""
@@ -102,7 +123,9 @@ class Engine:
         # Scattered inside a list: scatter reads a bare dict or list as many values, not one.
         sent = {k: self.client.scatter([v], broadcast=True)[0] for k, v in shared.items()}
         window = 2 * max(1, len(self.workers))
-        pending = list(items)
+        pending = [self.located(item) for item in items]
+        if self.locations:
+            func = functools.partial(_on_local_copy, func)
         running: collections.deque[Any] = collections.deque()
         try:
             while pending or running:
@@ -117,13 +140,47 @@ class Engine:
                 future.cancel()
 
 
+def _on_local_copy(func: Callable[..., Any], item: Any, **shared: Any) -> Any:
+    """``func(item, **shared)`` on a worker, a gs:// file of the item downloaded to a temporary
+    file first (and deleted after)."""
+    import tempfile
+
+    from mlstages.components.common import storage
+
+    if not (isinstance(item, tuple) and item and storage.is_gcs_uri(str(item[0]))):
+        return func(item, **shared)
+    with tempfile.TemporaryDirectory(prefix="mlstages-part-") as scratch:
+        local = Path(scratch) / str(item[0]).rsplit("/", 1)[-1]
+        storage.download_file(str(item[0]), local)
+        return func((str(local), *item[1:]), **shared)
+
+
+def remote_locations(locations: Mapping[str, str]) -> dict[str, str]:
+    """The folders of ``locations`` (local folder: its URI) whose URI is in object storage."""
+    from mlstages.components.common import storage
+
+    return {
+        str(folder): str(uri) for folder, uri in locations.items() if uri and storage.is_gcs_uri(str(uri))
+    }
+
+
 @contextlib.contextmanager
 def open_engine(
-    engine: str = DEFAULT_ENGINE, *, workers: int | None = None, say: Callable[[str], None] = print
+    engine: str = DEFAULT_ENGINE,
+    *,
+    workers: int | None = None,
+    say: Callable[[str], None] = print,
+    locations: Mapping[str, str] | None = None,
+    read_uris: bool | None = None,
 ) -> Iterator[Engine]:
     """The engine named by the ``engine`` parameter, started for the block and stopped after it
     (see the module docstring). ``workers``: for a LocalCluster, its worker processes (default:
-    the task's CPU allowance). ``say`` logs where the work runs (the task's log)."""
+    the task's CPU allowance). ``say`` logs where the work runs (the task's log).
+
+    ``locations``: the task's artifact folders and their URIs (``{artifact.path: artifact.uri}``).
+    ``read_uris``: whether the workers read those folders' files at their gs:// URIs; by default
+    on a cluster's pods (a DaskCluster, or a scheduler given by address), not on a LocalCluster,
+    whose workers share the task's files."""
     check_engine(engine)
     if engine == LOCAL:
         yield Engine(LOCAL)
@@ -142,7 +199,14 @@ def open_engine(
         say(
             f"engine {engine}: scheduler {client.scheduler.address}, {len(names)} worker(s): {', '.join(names)}"
         )
-        yield Engine(engine, client, names)
+        if read_uris is None:
+            read_uris = engine.startswith(SCHEDULER_SCHEMES) or bool(
+                os.environ.get(KUBERNETES_ENV, "").strip()
+            )
+        remote = remote_locations(locations or {}) if read_uris else {}
+        if remote:
+            say(f"engine {engine}: the workers read {', '.join(sorted(remote.values()))} from object storage")
+        yield Engine(engine, client, names, remote)
 
 
 @contextlib.contextmanager

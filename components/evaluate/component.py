@@ -86,7 +86,7 @@ def evaluate(
     classes, input_columns = model_inputs(card, label_column, task)
     fitted = load_estimator(model.path, "model")
     # The test rows are streamed: the model and its baselines predict a batch at a time.
-    with open_engine(engine) as running:
+    with open_engine(engine, locations={test.path: test.uri}) as running:
         result = evaluate_dataset(
             fitted,
             load_baselines(model.path, card.baselines),

@@ -118,7 +118,7 @@ def monitor_drift(
         model_card = ModelCard.read(model.path)
         fitted = load_estimator(model.path, "model")
     # The window is read a batch at a time: its size is not limited by the task's memory.
-    with open_engine(config.engine) as running:
+    with open_engine(config.engine, locations={current.path: current.uri}) as running:
         outcome = detect_drift_dataset(
             reference_stats, current.path, config, model=fitted, model_card=model_card, engine=running
         )

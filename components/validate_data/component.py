@@ -110,7 +110,7 @@ def validate_data(
         engine=engine,
     )
     given_schema = load_schema(input_schema.path) if input_schema is not None else None
-    with open_engine(config.engine) as running:
+    with open_engine(config.engine, locations={dataset.path: dataset.uri}) as running:
         result = validate_dataset(dataset.path, config, schema=given_schema, engine=running)
     # Fail before writing anything. KFP does not upload the outputs of a failed task, so a report
     # written now would never reach the UI: the exception text lists every error instead, and

@@ -374,3 +374,43 @@ def test_the_operator_path_without_its_client_in_the_image_says_how_to_build_it(
     )
     with pytest.raises(ParameterError, match="--build-arg DASK_KUBERNETES=1"), open_engine("dask"):
         pass
+
+
+def test_workers_of_a_cluster_read_the_parts_at_their_uri(gcs_bucket, tmp_path):
+    # The task's folder holds one table, object storage another of the same shape: statistics of
+    # the second show the workers read the parts there, not in the task's folder (which a
+    # cluster's pods cannot see). The task reads only the footers (row counts), the same in both.
+    write_dataset(mixed_table(2_000), tmp_path / "task", part_rows=600)
+    write_dataset(mixed_table(2_000, seed=5), tmp_path / "stored", part_rows=600)
+    storage.upload_dir(str(tmp_path / "stored"), f"{gcs_bucket}/data")
+    config = ValidationConfig(policy="warn", label_column="city")
+    messages: list[str] = []
+    with open_engine(
+        "dask",
+        workers=2,
+        say=messages.append,
+        locations={str(tmp_path / "task"): f"{gcs_bucket}/data"},
+        read_uris=True,  # as on a cluster's pods; a LocalCluster shares the task's files
+    ) as running:
+        spread = validate_dataset(tmp_path / "task", config, batch_rows=256, engine=running)
+    stored = validate_dataset(tmp_path / "stored", config, batch_rows=256)
+    _close(stored.statistics, spread.statistics)
+    assert any(f"read {gcs_bucket}/data from object storage" in m for m in messages)
+
+
+def test_only_a_clusters_workers_read_uris_and_only_of_the_folders_named(cluster, tmp_path):
+    locations = {
+        str(tmp_path / "data"): "gs://bucket/runs/data",
+        str(tmp_path / "local"): str(tmp_path / "x"),
+    }
+    with open_engine(cluster.scheduler_address, locations=locations, say=lambda _: None) as running:
+        assert running.locations == {str(tmp_path / "data"): "gs://bucket/runs/data"}
+        assert running.located((str(tmp_path / "data" / "part-00001.parquet"), 500, 1)) == (
+            "gs://bucket/runs/data/part-00001.parquet",
+            500,
+            1,
+        )
+        assert running.located((str(tmp_path / "other.parquet"), 0)) == (str(tmp_path / "other.parquet"), 0)
+        assert running.located("not a part") == "not a part"
+    with open_engine("dask", workers=1, locations=locations, say=lambda _: None) as running:
+        assert running.locations == {}  # a LocalCluster's workers read the task's own files
