@@ -61,7 +61,7 @@ def test_held_out_rows_are_stratified_and_seeded():
 
 
 def test_regressor_fits_in_place_too():
-    x, y = _rows()
+    x, _ = _rows()
     target = x[:, 0] * 3.0 + x[:, 2]
     before = x.copy()
     model = fit_on_matrix(HistGradientBoostingRegressor(random_state=0), x, target, seed=0)
