@@ -47,7 +47,9 @@ def test_booster_learns_as_well_as_with_its_own_split():
     x, y = _rows(seed=1)
     test_x, test_y = _rows(10_000, seed=2)
     own = HistGradientBoostingClassifier(random_state=0).fit(x, y).score(test_x, test_y)
-    in_place = fit_on_matrix(HistGradientBoostingClassifier(random_state=0), x, y, seed=0).score(test_x, test_y)
+    in_place = fit_on_matrix(HistGradientBoostingClassifier(random_state=0), x, y, seed=0).score(
+        test_x, test_y
+    )
     assert abs(in_place - own) < 0.01
 
 
