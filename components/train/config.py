@@ -410,7 +410,9 @@ def _param_error(estimator: Any, param: str, value: Any) -> str | None:
     candidate = clone(estimator).set_params(**{param: value})
     # scikit-learn checks parameter values when fitting; its validator lets us fail before any fit.
     validate = getattr(candidate, "_validate_params", None)
-    if validate is None:
+    # LightGBM's estimators inherit the validator but declare no constraints: LightGBM checks its
+    # values when it fits.
+    if validate is None or not hasattr(candidate, "_parameter_constraints"):
         return None
     try:
         validate()

@@ -188,3 +188,12 @@ def test_bad_combinations_fail_in_one_line(settings, message):
     with pytest.raises(ParameterError, match=message) as caught:
         TrainConfig("y", "classification", **given)
     assert "\n" not in str(caught.value)
+
+
+def test_a_lightgbm_search_space_takes_kfp_floats_as_integers():
+    # KFP passes every number of a dict parameter as a float.
+    config = TrainConfig(
+        "y", "regression", model_families=("lightgbm",), search_space={"lightgbm": {"n_estimators": [30.0]}}
+    )
+    assert config.space("lightgbm") == {"n_estimators": [30]}
+    assert isinstance(config.space("lightgbm")["n_estimators"][0], int)
