@@ -197,3 +197,19 @@ def test_a_lightgbm_search_space_takes_kfp_floats_as_integers():
     )
     assert config.space("lightgbm") == {"n_estimators": [30]}
     assert isinstance(config.space("lightgbm")["n_estimators"][0], int)
+
+
+def test_an_exported_lightgbm_model_loads_as_the_serving_and_scoring_stages_load_it(tmp_path):
+    """model.joblib with an LGBM estimator, read back by the model server's loader (which evaluate,
+    validate_model, batch_predict and deploy share) and predicting raw rows with its card's classes."""
+    from mlstages.components.common.datasets import column_types
+    from mlstages.components.serving.model_dir import load_model_dir
+    from mlstages.components.train.export import export_model
+
+    df = table(3_000, "classification")
+    result, _ = _in_task(df, "classification")
+    export_model(result, tmp_path / "model", column_types(df[result.input_columns]))
+    model, card = load_model_dir(str(tmp_path / "model"))
+    assert card.family == "lightgbm" and list(card.classes) == ["0", "1", "2"]
+    assert type(model.named_steps["model"]) is lightgbm.LGBMClassifier
+    assert set(model.predict(df.drop(columns="y"))) <= {"0", "1", "2"}
