@@ -134,10 +134,17 @@ def refit_on_cluster(
     ]
     features = result.model.named_steps["features"]
     estimator = result.model.named_steps["model"]
+    # A feature pipeline without array output serves DataFrames: the workers' arrays hold its
+    # columns in the same order (transform_part), and LightGBM fitted on arrays predicts a
+    # DataFrame by position, without a warning.
     with open_engine(config.engine, say=say) as engine:
         if config.task == CLASSIFICATION:
             _check_classes(engine, parts, config, result.classes or [])
-        label_dtype = np.asarray(result.classes).dtype if config.task == CLASSIFICATION else np.float64
+        label_dtype = np.float64
+        if config.task == CLASSIFICATION:
+            # Text classes travel as the object arrays label_values gives, not as fixed-width text.
+            label_dtype = np.asarray(result.classes).dtype
+            label_dtype = np.dtype(object) if label_dtype.kind in "US" else label_dtype
         fit = fit_lightgbm(
             engine,
             parts,
