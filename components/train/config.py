@@ -50,6 +50,17 @@ FULL_REFITS = ("auto", "always", "off")
 DEFAULT_SCORING = {CLASSIFICATION: "f1_macro", REGRESSION: "neg_root_mean_squared_error"}
 
 
+# LightGBM's counterpart of the gradient_boosting space (num_leaves for max_leaf_nodes,
+# min_child_samples for min_samples_leaf), the same for both tasks.
+_LIGHTGBM_SPACE: dict[str, list[Any]] = {
+    "learning_rate": [0.03, 0.1, 0.2],
+    "n_estimators": [100, 300],
+    "num_leaves": [15, 31, 63],
+    "min_child_samples": [10, 20, 50],
+    "reg_lambda": [0.0, 1.0],
+}
+
+
 # Spaces around scikit-learn's defaults, wide enough to matter on tables of any size; halving
 # search samples n_iter candidates of each and spends most of its time on the best few.
 DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
@@ -68,13 +79,7 @@ DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
             "min_samples_leaf": [10, 20, 50],
             "l2_regularization": [0.0, 1.0],
         },
-        "lightgbm": {
-            "learning_rate": [0.03, 0.1, 0.2],
-            "n_estimators": [100, 300],
-            "num_leaves": [15, 31, 63],
-            "min_child_samples": [10, 20, 50],
-            "reg_lambda": [0.0, 1.0],
-        },
+        "lightgbm": _LIGHTGBM_SPACE,
     },
     REGRESSION: {
         "linear_regression": {"alpha": [0.01, 0.1, 1.0, 10.0, 100.0]},
@@ -91,13 +96,7 @@ DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
             "min_samples_leaf": [10, 20, 50],
             "l2_regularization": [0.0, 1.0],
         },
-        "lightgbm": {
-            "learning_rate": [0.03, 0.1, 0.2],
-            "n_estimators": [100, 300],
-            "num_leaves": [15, 31, 63],
-            "min_child_samples": [10, 20, 50],
-            "reg_lambda": [0.0, 1.0],
-        },
+        "lightgbm": _LIGHTGBM_SPACE,
     },
 }
 
