@@ -42,7 +42,7 @@ help:
 $(INSTALLED): pyproject.toml containers/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --constraint containers/constraints.txt -e '.[dev,serve,local,sql,containers,kubeflow-registry,dask,dask-kubernetes]'
+	$(PY) -m pip install --quiet --constraint containers/constraints.txt -e '.[dev,serve,local,sql,containers,kubeflow-registry,dask,dask-kubernetes,lightgbm]'
 	@touch $@
 
 install: $(INSTALLED)

@@ -156,6 +156,7 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
         canary_traffic_percent: int = -1,
         kubeflow_model_registry: str = "",
         engine: str = "local",
+        full_refit: str = "auto",
     ) -> TrainingOutputs:
         arguments = dict(locals())
         ingest_task = ingest(
@@ -241,6 +242,8 @@ def build_training_pipeline(settings: PlatformSettings | None = None):
             task=preprocess_task.outputs["task"],
             model_registry=model_registry,
             model_name=model_name,
+            engine=engine,
+            full_refit=full_refit,
             **search_arguments,
             **trials,
         )

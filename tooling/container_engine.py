@@ -70,11 +70,12 @@ IMAGE_SIZE_TARGET_BYTES = 600 * 1000 * 1000
 
 # What tests/containers lets an image grow to before it fails. The three images with KServe miss
 # the target: KServe's dependencies (grpc, Pillow, uvloop, aiohttp, fastapi, pydantic) add 91 MB,
-# stripped, to the base's 556 MB. Their ceiling only stops them from growing further.
+# stripped, to the base's 556 MB. Their ceiling only stops them from growing further; it was 660 MB
+# until these images took lightgbm (10 MB: they load models, which may be LGBM estimators).
 IMAGE_SIZE_CEILING_BYTES = {
-    "validate_model": 660 * 1000 * 1000,
-    "deploy": 660 * 1000 * 1000,
-    "serving": 660 * 1000 * 1000,
+    "validate_model": 672 * 1000 * 1000,
+    "deploy": 672 * 1000 * 1000,
+    "serving": 672 * 1000 * 1000,
 }
 
 

@@ -63,7 +63,7 @@ CREDENTIALS_MOUNT_PATH = "/var/secrets/google"
 # batch_predict reads the pointer and writes new shards on every run (a cached run writes none).
 NEVER_CACHED = ("validate_model", "deploy", "fetch_champion", "monitor_drift", "batch_predict")
 # The stages that take the engine parameter (common/engine.py).
-ENGINE_STAGES = ("validate_data", "evaluate", "batch_predict", "monitor_drift")
+ENGINE_STAGES = ("validate_data", "train", "evaluate", "batch_predict", "monitor_drift")
 # The patterns kfp's PipelineTask checks CPU and memory quantities against (it raises a bare
 # ValueError at compile time); checked here so a bad settings file names the key.
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")

@@ -19,6 +19,17 @@ from mlstages.components.common.model_card import ModelCard
 Section = tuple[str, list[dict[str, Any]], list[str]]
 
 
+def _refit_rows(refit: Any) -> list[dict[str, Any]]:
+    """Where the final fit ran, when train refit the winner on every row on the Dask engine."""
+    if not isinstance(refit, Mapping):
+        return []
+    text = (
+        f"on the Dask engine: all {refit.get('rows')} training rows, {refit.get('workers')} worker(s), "
+        f"{refit.get('parts')} part(s); the task held {refit.get('held_rows')}"
+    )
+    return [{"field": "refit", "value": text}]
+
+
 def card_sections(card: ModelCard, evaluation: Mapping[str, Any] | None = None) -> list[Section]:
     """(heading, table rows, table columns) per section of the card."""
     lineage = card.lineage or {}
@@ -34,6 +45,7 @@ def card_sections(card: ModelCard, evaluation: Mapping[str, Any] | None = None) 
         {"field": f"cross-validated {card.scoring}", "value": card.cv_score},
         {"field": "search", "value": f"{card.search}, {card.cv_folds} folds, {card.search_rows} rows"},
         {"field": "train rows", "value": card.train_rows},
+        *_refit_rows(card.extra.get("refit")),
         {"field": "model file sha256", "value": card.sha256},
         *[
             {

@@ -31,6 +31,8 @@ def train(
     seed: int = 42,
     max_search_rows: int = 0,
     max_train_rows: int = 0,
+    engine: str = "local",
+    full_refit: str = "auto",
     model_registry: str = "",
     model_name: str = "model",
 ) -> NamedTuple("Outputs", [("best_family", str), ("cv_score", float), ("model_uri", str)]):
@@ -62,6 +64,7 @@ def train(
         model_families: Families to search, in order of preference; empty for every family of the
             task. Classification: logistic_regression, random_forest, gradient_boosting; regression:
             linear_regression (Ridge), random_forest, gradient_boosting (histogram-based boosting).
+            lightgbm (LightGBM's LGBMClassifier/LGBMRegressor) is searched only when named here.
         search: halving (successive halving: n_iter seeded candidates per family scored on a few
             rows, the best third on three times as many, until the last are scored on all rows;
             tables too small for that score every candidate on every row), random (n_iter seeded
@@ -82,6 +85,14 @@ def train(
             split when it has more) for the search and the final refit; the summary says how many.
             0 sizes it from the task's memory allowance ($MLSTAGES_MEMORY_MB or the pod's limit,
             else 4 GiB).
+        engine: local, dask (a Dask cluster started for the task: a LocalCluster, or a DaskCluster
+            from the settings file's dask section) or a running scheduler's tcp://host:port. With a
+            Dask engine a lightgbm winner can be refit on every training row (full_refit).
+        full_refit: auto: when the engine is Dask, the winner is lightgbm and the task holds only a
+            sample of the training rows, the winner is refit with the same parameters on every
+            row on the cluster (each worker reads and transforms its parts; the model comes back as
+            a plain LGBM estimator in the same Pipeline); the log says why when it does not apply.
+            always: also when the task holds every row. off: never.
         model_registry: Optional registry root (gs://bucket/prefix or a folder): the model is also
             published there as <model_name>/<UTC time>-<sha256 prefix>/, never overwriting a version.
         model_name: The model's name in the registry (a Kubernetes name: lowercase, digits, '-').
@@ -119,6 +130,7 @@ def train(
     from mlstages.components.common.reports import markdown_text
     from mlstages.components.train.config import TrainConfig
     from mlstages.components.train.export import export_model
+    from mlstages.components.train.full_refit import full_data_refit
     from mlstages.components.train.lineage import model_lineage, train_parameters
     from mlstages.components.train.report import render_html, render_markdown
     from mlstages.components.train.train import train_on_matrix
@@ -132,9 +144,11 @@ def train(
     outcomes = None if trials is None else collect_outcomes([t.path for t in trials], config)
     result = train_on_matrix(rows.matrix, rows.feature_pipeline, config, outcomes=outcomes)
     # Types from the feature pipeline's record of its inputs, else from a sample of the rows.
-    input_types = column_types(rows.matrix.check_rows[result.input_columns])
+    check_rows = rows.matrix.check_rows
+    input_types = column_types(check_rows[result.input_columns])
     input_types.update({c: t for c, t in declared.items() if c in input_types})
-    del rows  # the matrix goes before the reference is built and the model written
+    del rows  # the matrix goes before the cluster refit, the reference and the model
+    result, refit_note = full_data_refit(result, train.path, config, check_rows, available)
     html_report = render_html(result)
     markdown_report = render_markdown(result)
     if outcomes is not None:
@@ -142,6 +156,7 @@ def train(
             f"\nThe families were searched across pods ({len(outcomes)} search_family tasks); this "
             "task scored the baselines on the same folds and chose among their outcomes.\n"
         )
+    markdown_report += refit_note
     if result.train_rows < available:
         markdown_report += (
             f"\nThe model was searched and refit on a seeded sample of {result.train_rows:,} of the "
@@ -168,6 +183,7 @@ def train(
         extra_metadata={
             "reference": {"file": reference_path.name, "sha256": file_sha256(reference_path)},
             "lineage": lineage,
+            **({"refit": result.refit} if result.refit else {}),
         },
     )
     card_html = render_card_html(written, f"Model card: {model_name}")
@@ -206,6 +222,7 @@ def train(
     metrics.log_metric(f"cv_{result.scoring}", result.best_score)
     metrics.log_metric("train_rows", result.train_rows)
     metrics.log_metric("train_rows_available", available)
+    metrics.log_metric("refit_on_cluster", int(result.refit is not None))
     metrics.log_metric("search_rows", result.search_rows)
     metrics.log_metric("candidates", len(result.search_results))
     metrics.log_metric("search_seconds", round(result.search_seconds, 3))

@@ -28,7 +28,37 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Families a caller may name in model_families but that are not searched by default. LightGBM's
+# defaults did not beat HistGradientBoosting's on the quality benchmark (txhousing 0.991, mpg
+# 0.836); it is here for its Dask estimator: with engine=dask its winner can be refit on every
+# training row on the cluster (full_refit.py), which no other family can.
+OPTIONAL_FAMILIES: dict[str, tuple[str, ...]] = {
+    CLASSIFICATION: ("lightgbm",),
+    REGRESSION: ("lightgbm",),
+}
+
+
+# Every family a task can search: the defaults, then the optional ones.
+KNOWN_FAMILIES: dict[str, tuple[str, ...]] = {t: FAMILIES[t] + OPTIONAL_FAMILIES[t] for t in FAMILIES}
+
+
+# full_refit settings: refit a lightgbm winner on the cluster only when the task holds a sample
+# (auto), also when it holds every row (always), or never (off).
+FULL_REFITS = ("auto", "always", "off")
+
+
 DEFAULT_SCORING = {CLASSIFICATION: "f1_macro", REGRESSION: "neg_root_mean_squared_error"}
+
+
+# LightGBM's counterpart of the gradient_boosting space (num_leaves for max_leaf_nodes,
+# min_child_samples for min_samples_leaf), the same for both tasks.
+_LIGHTGBM_SPACE: dict[str, list[Any]] = {
+    "learning_rate": [0.03, 0.1, 0.2],
+    "n_estimators": [100, 300],
+    "num_leaves": [15, 31, 63],
+    "min_child_samples": [10, 20, 50],
+    "reg_lambda": [0.0, 1.0],
+}
 
 
 # Spaces around scikit-learn's defaults, wide enough to matter on tables of any size; halving
@@ -49,6 +79,7 @@ DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
             "min_samples_leaf": [10, 20, 50],
             "l2_regularization": [0.0, 1.0],
         },
+        "lightgbm": _LIGHTGBM_SPACE,
     },
     REGRESSION: {
         "linear_regression": {"alpha": [0.01, 0.1, 1.0, 10.0, 100.0]},
@@ -65,6 +96,7 @@ DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, list[Any]]]] = {
             "min_samples_leaf": [10, 20, 50],
             "l2_regularization": [0.0, 1.0],
         },
+        "lightgbm": _LIGHTGBM_SPACE,
     },
 }
 
@@ -80,7 +112,9 @@ def base_estimator(task: str, family: str, seed: int) -> Any:
     from sklearn.linear_model import LogisticRegression, Ridge
 
     require_choice("task", task, TASKS)
-    require_choice("model_families", family, FAMILIES[task])
+    require_choice("model_families", family, KNOWN_FAMILIES[task])
+    if family == "lightgbm":
+        return _lightgbm_estimator(task, seed)
     if task == CLASSIFICATION:
         if family == "logistic_regression":
             return LogisticRegression(max_iter=1000, random_state=seed)
@@ -92,6 +126,28 @@ def base_estimator(task: str, family: str, seed: int) -> Any:
     if family == "random_forest":
         return RandomForestRegressor(random_state=seed)
     return HistGradientBoostingRegressor(random_state=seed)
+
+
+def _require_lightgbm() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("lightgbm") is None:
+        raise ParameterError(
+            "parameter model_families names lightgbm, which this environment lacks: pip install "
+            "'mlstages[lightgbm]' (the images that fit or load models have it)"
+        )
+
+
+def _lightgbm_estimator(task: str, seed: int) -> Any:
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    from mlstages.components.common.threads import task_threads
+
+    # The task's thread allowance, as limit_threads gives every other pool: LightGBM's own default
+    # (every core OpenMP sees) oversubscribes a pod sharing its node. verbose=-1: LightGBM's
+    # per-fit info lines would flood the task's log during the search.
+    estimator = LGBMClassifier if task == CLASSIFICATION else LGBMRegressor
+    return estimator(random_state=seed, n_jobs=task_threads(), verbose=-1)
 
 
 def family_estimator(
@@ -156,6 +212,11 @@ class TrainConfig:
     max_search_rows: 0 searches on all rows; otherwise the search runs on a seeded (stratified, for
         classification) sample of this many rows and the best candidate is refit on all rows.
     n_jobs: parallel fits during the search.
+    engine: local, dask or a Dask scheduler's tcp:// address (common/engine.py). With a Dask
+        engine a lightgbm winner can be refit on every training row on the cluster (full_refit).
+    full_refit: auto refits a lightgbm winner on every training row on the Dask engine when the
+        task holds only a sample of them (max_train_rows or the memory allowance); always does so
+        also when the task holds every row; off never does. Other families are refit in the task.
     """
 
     label_column: str
@@ -171,6 +232,8 @@ class TrainConfig:
     max_search_rows: int = 0
     max_train_rows: int = 0
     n_jobs: int = 1
+    engine: str = "local"
+    full_refit: str = "auto"
 
     def __post_init__(self) -> None:
         if not str(self.label_column).strip():
@@ -179,11 +242,13 @@ class TrainConfig:
         require_choice("search", self.search, SEARCHES)
         families = tuple(self.model_families) or FAMILIES[self.task]
         for family in families:
-            if family not in FAMILIES[self.task]:
+            if family not in KNOWN_FAMILIES[self.task]:
                 raise ParameterError(
                     f"parameter model_families: unknown family {family!r} for task {self.task!r}; "
-                    f"valid: {', '.join(FAMILIES[self.task])}"
+                    f"valid: {', '.join(KNOWN_FAMILIES[self.task])}"
                 )
+        if "lightgbm" in families:
+            _require_lightgbm()
         if len(set(families)) != len(families):
             raise ParameterError(f"parameter model_families lists a family twice: {list(families)}")
         object.__setattr__(self, "model_families", families)
@@ -214,6 +279,7 @@ class TrainConfig:
             )
         if self.n_jobs == 0 or self.n_jobs < -1:
             raise ParameterError(f"parameter n_jobs={self.n_jobs} must be -1 (all cores) or positive")
+        _check_full_refit(self)
         object.__setattr__(self, "scoring", _check_scoring(self.scoring, self.task))
         object.__setattr__(self, "search_space", _check_search_space(self))
 
@@ -232,6 +298,26 @@ class TrainConfig:
         if family in self.search_space:
             return {p: list(v) for p, v in self.search_space[family].items()}
         return {p: list(v) for p, v in DEFAULT_SEARCH_SPACES[self.task][family].items()}
+
+
+def _check_full_refit(config: TrainConfig) -> None:
+    """The engine and full_refit together: an always that could never happen fails at once."""
+    from mlstages.components.common.engine import LOCAL, check_engine
+
+    check_engine(config.engine)
+    require_choice("full_refit", config.full_refit, FULL_REFITS)
+    if config.full_refit != "always":
+        return
+    if config.engine == LOCAL:
+        raise ParameterError(
+            "parameter full_refit='always' refits on a Dask cluster, but engine='local': set engine='dask' "
+            "(or a scheduler's tcp:// address), or full_refit='auto'"
+        )
+    if "lightgbm" not in config.model_families:
+        raise ParameterError(
+            "parameter full_refit='always' refits a lightgbm winner on the cluster, but model_families "
+            f"{list(config.model_families)} has no lightgbm: add it, or set full_refit='auto'"
+        )
 
 
 def _check_scoring(scoring: str, task: str) -> str:
@@ -267,10 +353,10 @@ def _check_search_space(config: TrainConfig) -> dict[str, dict[str, list[Any]]]:
         )
     checked: dict[str, dict[str, list[Any]]] = {}
     for family, space in config.search_space.items():
-        if family not in FAMILIES[config.task]:
+        if family not in KNOWN_FAMILIES[config.task]:
             raise ParameterError(
                 f"parameter search_space: unknown family {family!r} for task {config.task!r}; "
-                f"valid: {', '.join(FAMILIES[config.task])}"
+                f"valid: {', '.join(KNOWN_FAMILIES[config.task])}"
             )
         if not isinstance(space, Mapping) or not space:
             raise ParameterError(
@@ -323,7 +409,9 @@ def _param_error(estimator: Any, param: str, value: Any) -> str | None:
     candidate = clone(estimator).set_params(**{param: value})
     # scikit-learn checks parameter values when fitting; its validator lets us fail before any fit.
     validate = getattr(candidate, "_validate_params", None)
-    if validate is None:
+    # LightGBM's estimators inherit the validator but declare no constraints: LightGBM checks its
+    # values when it fits.
+    if validate is None or not hasattr(candidate, "_parameter_constraints"):
         return None
     try:
         validate()

@@ -173,6 +173,39 @@ def label_values(df: pd.DataFrame, label_column: str, task: str) -> np.ndarray:
     return label.to_numpy()
 
 
+def transform_part(
+    pipeline: Any,
+    batches: Iterator[pd.DataFrame],
+    rows: int,
+    columns: Sequence[str],
+    names: Sequence[str],
+    config: TrainConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One dataset part's rows as ``build_matrix`` makes the task's: each batch transformed by
+    ``pipeline`` (the served feature pipeline: array output where it has it) and checked the same
+    way, with the checked label. A Dask worker runs it for the full-data refit (full_refit.py), so
+    the cluster's rows are the task's rows, transformed alike."""
+    features = np.empty((rows, len(names)), dtype=np.float64)
+    labels: list[pd.Series] = []
+    offset = 0
+    for batch in batches:
+        if not len(batch):
+            continue
+        end = offset + len(batch)
+        if end > rows:
+            raise InputDataError(f"the training data part holds more than the {rows:,} rows expected")
+        check_label(batch, config.label_column, what="training split")
+        features[offset:end] = _transform_batch(pipeline, batch[list(columns)], list(names), offset)
+        labels.append(batch[config.label_column].reset_index(drop=True))
+        offset = end
+    if offset != rows or not labels:
+        raise InputDataError(f"the training data part holds {offset:,} rows, not the {rows:,} expected")
+    label = pd.concat(labels, ignore_index=True) if len(labels) > 1 else labels[0]
+    return features, label_values(
+        pd.DataFrame({config.label_column: label}), config.label_column, config.task
+    )
+
+
 def _output_layout(feature_pipeline: Any, first_rows: pd.DataFrame) -> tuple[list[str], Any | None]:
     """The feature names (from the pipeline's DataFrame output on the first rows) and the array
     output copy of the pipeline, if it gives the same numbers there."""

@@ -45,7 +45,13 @@ HALVING_FACTOR = 3
 
 
 # Cheapest first, so that a time budget cuts the slowest families.
-_SEARCH_COST = {"logistic_regression": 0, "linear_regression": 0, "gradient_boosting": 1, "random_forest": 2}
+_SEARCH_COST = {
+    "logistic_regression": 0,
+    "linear_regression": 0,
+    "gradient_boosting": 1,
+    "lightgbm": 1,
+    "random_forest": 2,
+}
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,9 @@ class TrainResult:
     fitted_baselines: the same refit on every training row, as Pipelines on raw rows.
     skipped: family -> why it was not searched (the time budget).
     search_seconds: the wall time of the baselines and the search.
+    refit: None when the model was refit in the task on the rows it holds (train_rows); else how
+        it was refit on every row on the Dask engine (full_refit.py): where, rows, parts, workers,
+        held_rows (what the task held, which the baselines were refit on), seconds.
     """
 
     model: Any
@@ -78,6 +81,7 @@ class TrainResult:
     fitted_baselines: dict[str, Any]
     skipped: dict[str, str]
     search_seconds: float
+    refit: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def train_on_matrix(
     fit_input = matrix.fit_input()
     fit_on_matrix(estimator, fit_input, y, config.seed)
     model = Pipeline([("features", served_features), ("model", estimator)])
-    _check_predictions(model, matrix.check_rows, config)
+    check_predictions(model, matrix.check_rows, config)
     classes = [native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None
     return TrainResult(
         model=model,
@@ -323,7 +327,8 @@ def _rank(table: pd.DataFrame) -> pd.DataFrame:
     return ranked
 
 
-def _check_predictions(model: Any, rows: pd.DataFrame, config: TrainConfig) -> None:
+def check_predictions(model: Any, rows: pd.DataFrame, config: TrainConfig) -> None:
+    """The exported pipeline predicts finite values on raw training rows, or an InputDataError."""
     if config.task == CLASSIFICATION:
         output = model.predict_proba(rows)
     else:

@@ -155,3 +155,59 @@ def test_train_holds_a_seeded_sample_of_max_train_rows_and_says_so(kfp_local):
     run = train_penguins_on_a_sample(max_train_rows=100)
     summary = Path(run.output.path).read_text()
     assert "refit on a seeded sample of 100 of the 240 training rows" in summary
+
+
+class ClusterRefitOutputs(NamedTuple):
+    model: Model
+    metrics: Metrics
+    summary: Markdown
+    model_card: HTML
+
+
+@dsl.pipeline
+def train_penguins_refit_on_the_cluster(max_train_rows: int) -> ClusterRefitOutputs:
+    prepared = prepare_penguins(label_column="species")
+    trained = train(
+        train=prepared.outputs["train_split"],
+        features=prepared.outputs["features"],
+        label_column="species",
+        task="classification",
+        model_families=["lightgbm"],
+        n_iter=2,
+        cv_folds=3,
+        search="random",
+        search_space={"lightgbm": {"n_estimators": [30], "min_child_samples": [5]}},
+        max_train_rows=max_train_rows,
+        engine="dask",
+        model_name="penguins",
+    )
+    return ClusterRefitOutputs(
+        model=trained.outputs["model"],
+        metrics=trained.outputs["metrics"],
+        summary=trained.outputs["summary"],
+        model_card=trained.outputs["model_card"],
+    )
+
+
+def test_train_with_engine_dask_refits_a_lightgbm_winner_on_every_row_on_the_cluster(kfp_local, monkeypatch):
+    """The task holds 100 of the 240 rows; the winner is refit on all 240 on a LocalCluster of two
+    workers, and the exported model is still one Pipeline with a plain LGBM estimator."""
+    from lightgbm import LGBMClassifier
+
+    monkeypatch.setenv("MLSTAGES_DASK_WORKERS", "2")
+    run = train_penguins_refit_on_the_cluster(max_train_rows=100)
+    metrics = run.outputs["metrics"].metadata
+    assert metrics["train_rows"] == metrics["train_rows_available"] == 240 and metrics["search_rows"] == 100
+    assert metrics["refit_on_cluster"] == 1
+    summary = Path(run.outputs["summary"].path).read_text()
+    assert "refit with the same parameters on all 240 training rows on the Dask engine" in summary
+    assert "seeded sample" not in summary
+    model_dir = Path(run.outputs["model"].path)
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    assert metadata["train_rows"] == 240 and metadata["best_family"] == "lightgbm"
+    assert metadata["refit"]["where"] == "dask" and metadata["refit"]["held_rows"] == 100
+    assert "on the Dask engine: all 240 training rows" in Path(run.outputs["model_card"].path).read_text()
+    fitted = joblib.load(model_dir / "model.joblib")
+    assert type(fitted.named_steps["model"]) is LGBMClassifier
+    penguins = load_penguins().dropna(subset=["species"])
+    assert (fitted.predict(penguins[PENGUIN_INPUTS]) == penguins["species"]).mean() > 0.9

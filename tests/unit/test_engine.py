@@ -329,7 +329,7 @@ def test_compiling_with_a_dask_section_gives_the_engine_stages_the_cluster_to_cr
             for executor, spec in (document.get("deploymentSpec") or {}).get("executors", {}).items():
                 env = {e["name"]: e["value"] for e in spec["container"].get("env", [])}
                 found[f"{name}:{executor}"] = env.get(KUBERNETES_ENV)
-    engine_stages = re.compile(r".*:exec-(validate-data|evaluate|batch-predict|monitor-drift)(-\d+)?$")
+    engine_stages = re.compile(r".*:exec-(validate-data|train|evaluate|batch-predict|monitor-drift)(-\d+)?$")
     assert {key for key in found if engine_stages.match(key)} == {
         key for key, value in found.items() if value
     }

@@ -84,6 +84,10 @@ CLASSIFICATION_CASES = [
     (["model_name=My_Model"], "model_name='My_Model'", "InferenceService name"),
     (["engine=spark"], "engine='spark'", "a Dask scheduler address such as tcp://host:8786"),
     (["engine=tcp://scheduler"], "engine='tcp://scheduler'", "needs a port"),
+    (["full_refit=always"], "full_refit='always'", "engine='local'"),
+    (["full_refit=always", "engine=dask"], "full_refit='always'", "has no lightgbm"),
+    (["full_refit=sometimes"], "full_refit='sometimes'", "is not one of"),
+    (["model_families=[lightgbm, svm]"], "model_families", "unknown family 'svm'"),
 ]
 
 
