@@ -74,10 +74,11 @@ def fit_lightgbm(
     client = engine.client
     started = time.monotonic()
     sent = {k: client.scatter([v], broadcast=True)[0] for k, v in shared.items()}
-    load = dask.delayed(load_part, pure=True, nout=2)
+    # On a cluster's pods a part's file is its gs:// URI, downloaded by the worker (engine.located).
+    load = dask.delayed(engine.worker_function(load_part), pure=True, nout=2)
     features, labels = [], []
     for part in parts:
-        x, y = load(part.file, part.start, part.rows, **sent)
+        x, y = load(engine.located(part.file), part.start, part.rows, **sent)
         features.append(da.from_delayed(x, shape=(part.rows, n_features), dtype=np.float64))
         labels.append(da.from_delayed(y, shape=(part.rows,), dtype=label_dtype))
     # Persisted: each part read and transformed once, on a worker, and kept there for the fit

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -90,17 +91,23 @@ class Engine:
         return self.client is not None
 
     def located(self, item: Any) -> Any:
-        """``item`` as a worker can read it: a (file, ...) tuple whose file lies in a folder of
-        ``locations`` gets the file's URI there; anything else is returned as it is."""
-        if not (isinstance(item, tuple) and item and isinstance(item[0], str)):
+        """``item`` as a worker can read it: a part (a file path, a tuple whose first value is one,
+        or a dataclass with a ``file``) in a folder of ``locations`` gets the file's URI there;
+        anything else is returned as it is."""
+        file = _file_of(item)
+        if file is None:
             return item
         for folder, uri in self.locations.items():
             try:
-                relative = Path(item[0]).resolve().relative_to(Path(folder).resolve())
+                relative = Path(file).resolve().relative_to(Path(folder).resolve())
             except ValueError:
                 continue
-            return (f"{uri.rstrip('/')}/{relative.as_posix()}", *item[1:])
+            return _with_file(item, f"{uri.rstrip('/')}/{relative.as_posix()}")
         return item
+
+    def worker_function(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func`` as a worker runs it on a ``located`` part: its gs:// file downloaded first."""
+        return functools.partial(_on_local_copy, func) if self.locations else func
 
     def map(self, func: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
         """``[func(item, **shared) for item in items]``, on the cluster when there is one."""
@@ -124,8 +131,7 @@ class Engine:
         sent = {k: self.client.scatter([v], broadcast=True)[0] for k, v in shared.items()}
         window = 2 * max(1, len(self.workers))
         pending = [self.located(item) for item in items]
-        if self.locations:
-            func = functools.partial(_on_local_copy, func)
+        func = self.worker_function(func)
         running: collections.deque[Any] = collections.deque()
         try:
             while pending or running:
@@ -140,19 +146,38 @@ class Engine:
                 future.cancel()
 
 
-def _on_local_copy(func: Callable[..., Any], item: Any, **shared: Any) -> Any:
-    """``func(item, **shared)`` on a worker, a gs:// file of the item downloaded to a temporary
-    file first (and deleted after)."""
+def _on_local_copy(func: Callable[..., Any], item: Any, *args: Any, **shared: Any) -> Any:
+    """``func(item, *args, **shared)`` on a worker, the item's gs:// file downloaded to a
+    temporary file first (and deleted after)."""
     import tempfile
 
     from mlstages.components.common import storage
 
-    if not (isinstance(item, tuple) and item and storage.is_gcs_uri(str(item[0]))):
-        return func(item, **shared)
+    file = _file_of(item)
+    if file is None or not storage.is_gcs_uri(file):
+        return func(item, *args, **shared)
     with tempfile.TemporaryDirectory(prefix="mlstages-part-") as scratch:
-        local = Path(scratch) / str(item[0]).rsplit("/", 1)[-1]
-        storage.download_file(str(item[0]), local)
-        return func((str(local), *item[1:]), **shared)
+        local = Path(scratch) / file.rsplit("/", 1)[-1]
+        storage.download_file(file, local)
+        return func(_with_file(item, str(local)), *args, **shared)
+
+
+def _file_of(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, tuple) and item and isinstance(item[0], str):
+        return item[0]
+    if dataclasses.is_dataclass(item) and isinstance(getattr(item, "file", None), str):
+        return item.file
+    return None
+
+
+def _with_file(item: Any, file: str) -> Any:
+    if isinstance(item, str):
+        return file
+    if isinstance(item, tuple):
+        return (file, *item[1:])
+    return dataclasses.replace(item, file=file)
 
 
 def remote_locations(locations: Mapping[str, str]) -> dict[str, str]:

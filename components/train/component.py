@@ -148,7 +148,9 @@ def train(
     input_types = column_types(check_rows[result.input_columns])
     input_types.update({c: t for c, t in declared.items() if c in input_types})
     del rows  # the matrix goes before the cluster refit, the reference and the model
-    result, refit_note = full_data_refit(result, train.path, config, check_rows, available)
+    result, refit_note = full_data_refit(
+        result, train.path, config, check_rows, available, train_uri=train.uri
+    )
     html_report = render_html(result)
     markdown_report = render_markdown(result)
     if outcomes is not None:

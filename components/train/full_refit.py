@@ -53,6 +53,7 @@ def full_data_refit(
     check_rows: pd.DataFrame,
     available_rows: int,
     *,
+    train_uri: str = "",
     say: Callable[[str], None] = print,
 ) -> tuple[TrainResult, str]:
     """The train task's step: ``result`` refit on every row on the cluster when that applies, and
@@ -67,7 +68,7 @@ def full_data_refit(
         say(f"full-data refit: not applied: {reason}")
         return result, f"\nThe full-data refit on the Dask engine did not apply: {reason}.\n"
     try:
-        refit = refit_on_cluster(result, train_path, config, check_rows, say=say)
+        refit = refit_on_cluster(result, train_path, config, check_rows, train_uri=train_uri, say=say)
     except NotApplicable as exc:
         say(f"full-data refit: not applied: {exc}; the model is the task's refit on {held:,} rows")
         return result, f"\nThe full-data refit on the Dask engine did not apply: {exc}.\n"
@@ -114,6 +115,7 @@ def refit_on_cluster(
     config: TrainConfig,
     check_rows: pd.DataFrame,
     *,
+    train_uri: str = "",
     say: Callable[[str], None] = print,
 ) -> TrainResult:
     """``result`` with its LightGBM estimator refit, same parameters, on every row of the split at
@@ -137,7 +139,10 @@ def refit_on_cluster(
     # A feature pipeline without array output serves DataFrames: the workers' arrays hold its
     # columns in the same order (transform_part), and LightGBM fitted on arrays predicts a
     # DataFrame by position, without a warning.
-    with open_engine(config.engine, say=say) as engine:
+    # train_uri: the split's URI, where a cluster's workers read its parts (engine.open_engine).
+    with open_engine(
+        config.engine, say=say, locations={train_path: train_uri} if train_uri else None
+    ) as engine:
         if config.task == CLASSIFICATION:
             _check_classes(engine, parts, config, result.classes or [])
         label_dtype = np.float64

@@ -414,3 +414,30 @@ def test_only_a_clusters_workers_read_uris_and_only_of_the_folders_named(cluster
         assert running.located("not a part") == "not a part"
     with open_engine("dask", workers=1, locations=locations, say=lambda _: None) as running:
         assert running.locations == {}  # a LocalCluster's workers read the task's own files
+
+
+def test_a_worker_reads_a_parts_uri_through_a_temporary_copy(gcs_bucket, tmp_path):
+    from mlstages.components.common import engine as engine_module
+    from mlstages.components.common.cluster_fit import Part
+
+    (tmp_path / "part-00000.parquet").write_bytes(b"stored part")
+    storage.upload_dir(str(tmp_path), f"{gcs_bucket}/split")
+    seen = []
+
+    def read(item, *args, **shared):
+        file = item if isinstance(item, str) else item[0] if isinstance(item, tuple) else item.file
+        seen.append((Path(file).read_bytes(), Path(file).exists(), args, shared))
+        return file
+
+    uri = f"{gcs_bucket}/split/part-00000.parquet"
+    for item in (uri, (uri, 0, 1), Part(uri, 0, 11)):
+        local = engine_module._on_local_copy(read, item, 5, rows=11)
+        assert not Path(local).exists()  # the temporary copy is gone
+    assert seen == [(b"stored part", True, (5,), {"rows": 11})] * 3
+    assert engine_module._on_local_copy(read, str(tmp_path / "part-00000.parquet")) == str(
+        tmp_path / "part-00000.parquet"
+    )
+    located = engine_module.Engine("dask", locations={str(tmp_path): f"{gcs_bucket}/split"}).located(
+        Part(str(tmp_path / "part-00000.parquet"), 0, 11)
+    )
+    assert located == Part(uri, 0, 11)
