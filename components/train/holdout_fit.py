@@ -4,9 +4,11 @@ scikit-learn's HistGradientBoosting, with early stopping on (its default above 1
 its input with ``train_test_split``, which copies every row: the fit held twice the matrix. At 1M
 rows x 25 columns train peaked at 2.0 GiB for a 0.7 GiB matrix, half of it that copy
 (benchmarks/results/scale.md). The booster also takes its validation rows as ``X_val``: with them
-at the end of the matrix, both parts are views of it. ``fit_on_matrix`` swaps a seeded, stratified
-tenth of the rows there (a small temporary per block of rows), fits, and swaps them back, so the
-matrix's order, which the search and the trial branches share, is what it was.
+at the end of the matrix, both parts are views of it. ``fit_on_matrix`` swaps the rows the
+booster's own split would hold out there (the same ``train_test_split``, seed and stratification;
+a small temporary per block of rows), fits, and swaps them back, so the matrix's order, which the
+search and the trial branches share, is what it was. The model is the booster's own fit: the same
+trees, the same predictions (tests/unit/test_train_holdout_fit.py).
 
 Any other estimator is fitted as it is.
 """
@@ -27,8 +29,8 @@ _SWAP_BLOCK_ROWS = 16_384
 
 def fit_on_matrix(estimator: Any, features: Any, y: np.ndarray, seed: int) -> Any:
     """``estimator.fit(features, y)``; for a HistGradientBoosting that would split off validation
-    rows, the same fit with a seeded (stratified for a classifier) ``validation_fraction`` of the
-    rows as ``X_val``, without a copy of ``features`` (a float64 array, changed only while it fits)."""
+    rows, the same fit with those rows given as ``X_val``, without a copy of ``features`` (a
+    float64 array, changed only while it fits)."""
     held_out = _validation_rows(estimator, features, len(y))
     if not held_out:
         return estimator.fit(features, y)
@@ -79,25 +81,30 @@ def _validation_rows(estimator: Any, features: Any, rows: int) -> int:
 
 
 def _validation_positions(estimator: Any, y: np.ndarray, held_out: int, seed: int) -> np.ndarray | None:
-    """The held-out rows: stratified by class, as the booster's own split is, where every class has
-    two rows or more; None when a class would be held out whole (the booster could not score it)."""
+    """The rows the booster itself would hold out: ``train_test_split`` of the row positions with
+    its own test size, stratification (classifiers) and seed (the first draw of its
+    ``random_state``, as its ``fit`` makes it), so that the refit is the default booster's, on the
+    same rows. None where its own split would fail (a one-row class): it then fits as it is."""
     from sklearn.base import is_classifier
     from sklearn.model_selection import train_test_split
 
-    stratify = None
-    if is_classifier(estimator):
-        _, counts = np.unique(y, return_counts=True)
-        stratify = y if counts.min() >= 2 and len(counts) <= held_out else None
-    _, validation = train_test_split(
-        np.arange(len(y)), test_size=held_out, stratify=stratify, random_state=seed
-    )
-    validation = np.sort(validation)
-    if stratify is None and is_classifier(estimator):
-        kept = np.ones(len(y), dtype=bool)
-        kept[validation] = False
-        if len(np.setdiff1d(y[validation], y[kept])):
-            return None
-    return validation
+    random_state = estimator.random_state
+    if isinstance(random_state, int | np.integer):
+        split_seed = np.random.RandomState(random_state).randint(np.iinfo(np.uint32).max, dtype="u8")
+    else:
+        split_seed = seed
+    try:
+        _, validation = train_test_split(
+            np.arange(len(y)),
+            test_size=estimator.validation_fraction,
+            stratify=y if is_classifier(estimator) else None,
+            random_state=split_seed,
+        )
+    except ValueError:
+        return None
+    if len(validation) != held_out:
+        return None
+    return np.sort(validation)
 
 
 def _swap_rows(features: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
