@@ -26,6 +26,7 @@ from mlstages.components.common.estimators.selection import CandidateFeatures, S
 from mlstages.components.engineer_features.engineer_features import (
     FeatureConfig,
     check_matches_preprocess,
+    column_variances,
     engineer_features,
     feature_metadata,
     preprocessor_scaling,
@@ -267,6 +268,27 @@ def test_variance_threshold_and_report(candidates):
     assert rows["constant"]["score"] == 0.0
     assert rows["wide_noise"]["status"] == "kept"
     assert rows["wide_noise"]["reason"] == "variance above threshold 0.5, rank 1"
+
+
+def test_column_variances_by_blocks_equal_those_of_the_whole_array():
+    # Computed a block of columns at a time to keep two copies of the sample out of memory: the
+    # figures must be nanvar's on the whole array, NaN and constant columns included (bit for bit
+    # from blocks of a few columns; numpy sums a one- or two-column block in another order).
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(5_000, 37)) * rng.uniform(0.1, 100, size=37)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    values[:, 4] = 7.25  # constant: 0, not a rounding error
+    values[:, 9] = np.nan  # all missing: NaN, as nanvar gives
+    Z = pd.DataFrame(values, columns=[f"f{i}" for i in range(37)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN column
+        whole = np.nanvar(values, axis=0)
+        whole[np.ptp(values, axis=0) == 0] = 0.0
+        for block in (5, 16, 37, 100):
+            np.testing.assert_array_equal(column_variances(Z, block_columns=block), whole)
+        for block in (1, 2):
+            np.testing.assert_allclose(column_variances(Z, block_columns=block), whole, rtol=1e-13)
+        assert column_variances(Z)[4] == 0.0
 
 
 def test_max_features_caps_by_rank(candidates):
