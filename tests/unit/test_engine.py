@@ -34,19 +34,6 @@ distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A LocalCluster of two worker processes that the tests reach by its scheduler's address."""
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        worker_dashboard_address=None,
-    ) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def engine(cluster):
     with open_engine(cluster.scheduler_address) as running:
         yield running

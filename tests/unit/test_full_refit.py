@@ -53,18 +53,6 @@ def table(rows: int, task: str, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        worker_dashboard_address=None,
-    ) as running:
-        yield running
-
-
 def _config(task: str, engine: str = "local", **settings) -> TrainConfig:
     given = {"model_families": ("lightgbm",), "n_iter": 2, "cv_folds": 2, "search": "random", **settings}
     return TrainConfig("y", task, engine=engine, **given)
