@@ -157,13 +157,22 @@ def family_estimator(
     category_groups: Sequence[tuple[str, Sequence[int]]] = (),
     n_features: int = 0,
 ) -> Any:
-    """The estimator a family's candidates are: ``base_estimator``, and for gradient boosting,
-    given the one-hot groups of the features (``estimators.categories.onehot_groups``), the
-    booster splitting on those categories natively."""
+    """The estimator a family's candidates are: ``base_estimator``; for gradient boosting without
+    early stopping (each candidate fits the ``max_iter`` it is given) and, given the one-hot groups
+    of the features (``estimators.categories.onehot_groups``), splitting on those categories
+    natively."""
     from mlstages.components.common.estimators.categories import with_native_categories
 
     estimator = base_estimator(task, family, seed)
-    if family == "gradient_boosting" and category_groups:
+    if family != "gradient_boosting":
+        return estimator
+    # The search chooses max_iter by cross-validation; with scikit-learn's early stopping (on above
+    # 10,000 rows) a candidate would stop where its held-out tenth's loss stops falling, whatever
+    # max_iter it was given. On a rare class that is far too soon: diamonds' 1.4% worst clarity,
+    # test f1_macro 0.88 with early stopping (85 trees) against 0.905 for 300 trees without. The
+    # default booster, early stopping included, stays a candidate (train._candidates_table).
+    estimator.set_params(early_stopping=False)
+    if category_groups:
         return with_native_categories(estimator, category_groups, n_features)
     return estimator
 
@@ -195,7 +204,8 @@ class TrainConfig:
         empty means every family of the task. Classification: logistic_regression, random_forest,
         gradient_boosting; regression: linear_regression (Ridge), random_forest, gradient_boosting.
         gradient_boosting is scikit-learn's histogram-based booster, which scales to millions of rows;
-        its candidates split each one-hot encoded column's categories natively (``family_estimator``).
+        its candidates split each one-hot encoded column's categories natively and fit the max_iter
+        trees they are given, without early stopping (``family_estimator``).
     search: halving (successive halving over n_iter seeded candidates per family: all of them on a
         few rows, the best on more, the last on all), random (n_iter seeded candidates per family,
         each on every row) or grid (every candidate of the space on every row).

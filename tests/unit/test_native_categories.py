@@ -104,6 +104,7 @@ def test_train_gives_gradient_boosting_native_categories_and_reports_plain_param
     assert list(estimator.named_steps) == [CODES_STEP, MODEL_STEP]
     booster = estimator.named_steps[MODEL_STEP]
     assert sum(booster.categorical_features) == 2  # island and sex
+    assert booster.early_stopping is False  # a candidate fits the max_iter it was scored with
     assert booster.learning_rate == trained.best_params["learning_rate"]
     assert all(
         not key.startswith(MODEL_STEP) for p in trained.search_results["params"] for key in json.loads(p)

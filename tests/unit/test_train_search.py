@@ -19,7 +19,8 @@ from mlstages.components.common.baselines import DEFAULT_GRADIENT_BOOSTING, DUMM
 from mlstages.components.common.errors import DigestMismatch
 from mlstages.components.common.model_card import ModelCard
 from mlstages.components.train import search as search_module
-from mlstages.components.train.config import TrainConfig
+from mlstages.components.train.baselines import baseline_estimators
+from mlstages.components.train.config import TrainConfig, family_estimator
 from mlstages.components.train.export import export_model
 from mlstages.components.train.report import render_markdown
 from mlstages.components.train.search import MIN_ROWS_PER_ROUND, halving_rounds
@@ -228,3 +229,20 @@ def test_baselines_are_exported_beside_the_model_and_checked_when_loaded(cancer,
     with pytest.raises(DigestMismatch):
         load_baselines(str(tmp_path / "model"), read.baselines)
     assert load_baselines(str(tmp_path / "model"), {}) == {}
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_gradient_boosting_candidates_fit_the_trees_they_are_given_and_the_default_stops_early(task):
+    # Above 10,000 rows scikit-learn's booster stops early by default, which would make a searched
+    # max_iter only a cap (on a rare class far too low). The family's candidates, with or without
+    # native categories, fit the max_iter they are given; the default baseline keeps every default.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12_000, 4))
+    signal = X[:, 0] + rng.normal(size=len(X))
+    y = (signal > 2.0).astype(int) if task == "classification" else signal
+    candidate = family_estimator(task, "gradient_boosting", 0).set_params(max_iter=60).fit(X, y)
+    assert candidate.n_iter_ == 60 and not candidate.do_early_stopping_
+    native = family_estimator(task, "gradient_boosting", 0, [("g", [2, 3])], 4)
+    assert native[-1].get_params()["early_stopping"] is False
+    default = baseline_estimators(task, 0)[DEFAULT_GRADIENT_BOOSTING].fit(X, y)
+    assert default.get_params()["early_stopping"] == "auto" and default.do_early_stopping_
