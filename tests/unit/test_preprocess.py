@@ -494,6 +494,32 @@ def test_missing_indicators_for_columns_with_missing_values_in_train():
     assert not any(c.startswith("missing__") for c in fit_tiny(frame, **PLAIN).columns)
 
 
+def test_missing_indicator_sees_every_kind_of_missing_value_without_boxing_numbers():
+    from sklearn.impute import MissingIndicator
+
+    from mlstages.components.common.estimators.functions import missing_as_nan
+
+    frame = pd.DataFrame(
+        {
+            "f": [1.0, np.nan, np.inf, -2.0],
+            "nullable": pd.array([1, None, 3, 4], dtype="Int64"),
+            "text": pd.array(["a", "b", None, "d"], dtype="string"),
+            "obj": ["x", None, np.nan, "y"],
+            "when": pd.to_datetime(["2024-01-01", None, "2024-01-03", "2024-01-04"]),
+            "cat": pd.Categorical(["u", "v", None, "u"]),
+        },
+        index=[10, 11, 12, 13],
+    )
+    out = missing_as_nan(frame)
+    # Floats only (8 bytes a value, not a boxed object), the same index and columns, NaN exactly
+    # where pandas sees a missing value: an infinity is a value, not a gap.
+    assert all(dtype == np.float64 for dtype in out.dtypes)
+    assert list(out.columns) == list(frame.columns) and list(out.index) == list(frame.index)
+    assert out.isna().equals(frame.isna())
+    flags = MissingIndicator(features="all", error_on_new=False).fit(out).transform(out)
+    assert flags.tolist() == frame.isna().to_numpy().tolist()
+
+
 def test_datetime_and_all_missing_columns_are_dropped_and_reported():
     df = make_frame()
     df["empty"] = None
