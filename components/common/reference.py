@@ -243,8 +243,9 @@ def build_reference_from_dataset(
     what: str = "training data",
 ) -> dict[str, Any]:
     """``build_reference`` of the dataset at ``path`` (a folder of Parquet parts or one file), read a
-    batch at a time: the same reference while each column has at most ``sketches.EXACT_VALUES``
-    values (or categories), sketched beyond (see ``reference_columns``)."""
+    batch at a time: the same reference while each column has at most ``sketches.exact_limit``
+    values (or categories): EXACT_VALUES, fewer for a table too wide for the task's memory
+    allowance; sketched beyond (see ``reference_columns``)."""
     from mlstages.components.common.dataset_files import (
         DEFAULT_BATCH_ROWS,
         dataset_columns,
@@ -252,13 +253,14 @@ def build_reference_from_dataset(
         iter_batches,
     )
     from mlstages.components.common.reference_columns import ReferenceAccumulator
+    from mlstages.components.common.sketches import exact_limit
 
     columns = dataset_columns(path, what=what)
     label_column = _check_arguments(
         columns, dataset_rows(path, what=what), label_column, input_columns, max_sample, bins
     )
     wanted = [str(c) for c in input_columns] + ([label_column] if label_column else [])
-    accumulator = ReferenceAccumulator(input_columns, label_column)
+    accumulator = ReferenceAccumulator(input_columns, label_column, exact_limit(len(wanted)))
     for batch in iter_batches(path, batch_rows=batch_rows or DEFAULT_BATCH_ROWS, columns=wanted, what=what):
         accumulator.update(batch, start=int(batch.index[0]))
     return _reference(accumulator, max_sample=max_sample, bins=bins, seed=seed, metrics=metrics)

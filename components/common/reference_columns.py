@@ -1,6 +1,7 @@
 """The drift reference of each column, built a batch at a time (``ReferenceAccumulator``).
 
-A numeric column keeps every finite value up to ``sketches.EXACT_VALUES`` and its entry is then
+A numeric column keeps every finite value up to ``sketches.EXACT_VALUES`` (a built reference:
+``sketches.exact_limit``, fewer for a table too wide for the allowance) and its entry is then
 exactly what the whole column gives (the same sorted values, sample, quantiles, bins and counts);
 beyond, it keeps a deterministic quantile sketch, and the entry's quantiles, bin edges and bin
 counts come from it (within the rank error the entry states under ``estimates``), its stratified
@@ -73,7 +74,7 @@ class NumericReference:
         self.moments = Moments()
         self.minimum: float | None = None
         self.maximum: float | None = None
-        self.distinct = DistinctHashes()
+        self.distinct = DistinctHashes(exact_values)
         # The count of each value while there are at most MAX_DISCRETE_VALUES of them; None after.
         self.discrete: dict[float, int] | None = {}
 
@@ -198,14 +199,14 @@ class CategoricalReference:
     """A categorical or boolean column's category counts; for a label of strings also what tells
     categories from free text (``datasets.logical_type``)."""
 
-    def __init__(self, name: str, logical: str | None) -> None:
+    def __init__(self, name: str, logical: str | None, exact_values: int = EXACT_VALUES) -> None:
         self.name = name
         self.logical = logical  # None: decided at the end, as logical_type decides (the label)
         self.dtype: Any = None
         self.rows = 0
         self.missing = 0
         self.counts = FrequentCounts()
-        self.distinct = DistinctHashes()
+        self.distinct = DistinctHashes(exact_values)
         self.all_str = True
         self.words = 0
 
@@ -303,35 +304,39 @@ def _untested(logical: str, rows: int, missing: int) -> dict[str, Any]:
 ColumnReference = NumericReference | CategoricalReference | UntestedReference
 
 
-def column_accumulator(name: str, logical: str) -> ColumnReference:
+def column_accumulator(name: str, logical: str, exact_values: int = EXACT_VALUES) -> ColumnReference:
     kind = KIND_OF_TYPE[logical]
     if kind == NUMERIC_KIND:
-        return NumericReference(name, logical)
+        return NumericReference(name, logical, exact_values)
     if kind == CATEGORICAL_KIND:
-        return CategoricalReference(name, logical)
+        return CategoricalReference(name, logical, exact_values)
     return UntestedReference(name, logical)
 
 
-def label_accumulator(name: str, dtype: Any) -> ColumnReference:
+def label_accumulator(name: str, dtype: Any, exact_values: int = EXACT_VALUES) -> ColumnReference:
     """The label's accumulator, chosen as ``logical_type`` would from its dtype; a string label is
     told from free text at the end."""
     if pd.api.types.is_bool_dtype(dtype):
-        return CategoricalReference(name, None)
+        return CategoricalReference(name, None, exact_values)
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return UntestedReference(name, DATETIME)
     if pd.api.types.is_numeric_dtype(dtype):
-        return NumericReference(name, NUMERIC)
-    return CategoricalReference(name, None)
+        return NumericReference(name, NUMERIC, exact_values)
+    return CategoricalReference(name, None, exact_values)
 
 
 class ReferenceAccumulator:
     """The reference of the training data, a batch at a time: ``update`` with each batch,
     ``merge`` with accumulators of other rows, ``result`` (``reference.build_reference``'s entries)."""
 
-    def __init__(self, input_columns: Mapping[str, str], label_column: str | None) -> None:
+    def __init__(
+        self, input_columns: Mapping[str, str], label_column: str | None, exact_values: int = EXACT_VALUES
+    ) -> None:
         self.columns = {
-            str(name): column_accumulator(str(name), logical) for name, logical in input_columns.items()
+            str(name): column_accumulator(str(name), logical, exact_values)
+            for name, logical in input_columns.items()
         }
+        self.exact_values = exact_values
         self.label_column = label_column
         self.label: ColumnReference | None = None
         self.rows = 0
@@ -343,7 +348,7 @@ class ReferenceAccumulator:
         if self.label_column is not None:
             series = batch[self.label_column]
             if self.label is None:
-                self.label = label_accumulator(self.label_column, series.dtype)
+                self.label = label_accumulator(self.label_column, series.dtype, self.exact_values)
             self.label.update(series, start)
         self.rows += len(batch)
 

@@ -7,7 +7,9 @@ error of what it answers:
 
 - ``Moments``: count, mean and sum of squared deviations, combined with the parallel formula of
   Chan, Golub and LeVeque (1979); no bound, exact up to floating point.
-- ``QuantileValues``: every value up to ``EXACT_VALUES``, then a ``QuantileSketch``.
+- ``QuantileValues``: every value up to ``EXACT_VALUES``, then a ``QuantileSketch``. A table's
+  statistics and drift reference use ``exact_limit`` instead: fewer exact values per column when
+  the table is too wide for a quarter of the task's memory allowance to hold that many.
 - ``QuantileSketch``: compactors as in Manku, Rajagopalan and Lindsay (1998) and KLL (Karnin, Lang
   and Liberty, 2016), with ``QUANTILE_K`` items a level, compacted with alternating (not random)
   offsets so the same data always gives the same answers. Every compaction of items of weight w
@@ -47,8 +49,30 @@ DISTINCT_K = 16_384
 EXACT_KEYS = 100_000
 FREQUENT_CAPACITY = 10_000
 
+# What a column's exact parts hold per value at most: the value (QuantileValues) and its hash,
+# twice while new hashes wait beside the sorted ones (DistinctHashes). Measured: 22 bytes a value
+# at the peak of validate_data on 1M rows x 150 numeric columns.
+EXACT_BYTES_PER_VALUE = 24
+# The share of the task's memory allowance the exact parts of a table's column summaries may
+# take together.
+EXACT_MEMORY_SHARE = 0.25
+
 _U64 = np.uint64
 _TWO_64 = float(1 << 64)
+
+
+def exact_limit(columns: int) -> int:
+    """The values (and distinct values) each of a table's ``columns`` summaries keeps exactly
+    before it sketches: EXACT_VALUES, or fewer when that many for every column would take more
+    than EXACT_MEMORY_SHARE of the task's memory allowance (a wide table); never fewer than the
+    sketches themselves keep. Decided once in the task, so every part of the table, wherever an
+    engine summarises it, is summarised with the same limit."""
+    from mlstages.components.common.memory import rows_within
+
+    floor = max(QUANTILE_K, DISTINCT_K)
+    return min(
+        EXACT_VALUES, rows_within(EXACT_MEMORY_SHARE, max(columns, 1) * EXACT_BYTES_PER_VALUE, floor=floor)
+    )
 
 
 def mix64(values: np.ndarray) -> np.ndarray:
@@ -152,7 +176,9 @@ class QuantileSketch:
 
     def _compact(self, level: int) -> None:
         items = np.sort(self.levels[level])
-        kept = items[len(items) - len(items) % 2 :]  # an odd item out stays, at its weight
+        # An odd item out stays, at its weight: copied, as a view would keep the whole sorted
+        # level alive (measured: 300 MB of dead levels on 1M rows x 150 columns).
+        kept = items[len(items) - len(items) % 2 :].copy()
         paired = items[: len(items) - len(kept)]
         # Every other item of the sorted level goes up at twice the weight; alternating the
         # starting offset keeps the result deterministic.

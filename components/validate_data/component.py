@@ -39,8 +39,10 @@ def validate_data(
     missing values, minimum, maximum, mean and standard deviation are exact at any size; quantiles,
     histograms, outlier and distinct counts, top values and duplicate rows are exact up to about a
     million values a column (duplicates: tens of millions of rows) and estimates beyond, the
-    statistics saying which and within what error. The checks of a column's guessed type read a
-    seeded sample of 100,000 rows.
+    statistics saying which and within what error. A table too wide for that within a quarter of
+    the task's memory allowance keeps fewer values a column exactly (150 columns at 4 GiB: about
+    300,000). The checks of a column's guessed type read a seeded sample of 100,000 rows, fewer
+    when a tenth of the allowance cannot hold them three times over.
 
     With policy "fail", any error-severity anomaly fails the task with every error listed in the
     message, and no output is written. With policy "warn", the outputs are written, ``passed`` is

@@ -13,7 +13,8 @@ The stage does what TFX's StatisticsGen, SchemaGen and ExampleValidator do, on o
 ``iter_batches`` feeds the statistics accumulator (``streaming``), the schema is inferred from the
 statistics, and the anomaly checks read the statistics, a second pass over only the columns whose
 checks failed (for the rows their messages name), and a seeded sample of at most
-VALUE_CHECK_ROWS rows for the checks of a column's guessed type. Its memory does not grow with the
+VALUE_CHECK_ROWS rows (fewer for a table too wide for VALUE_CHECK_SHARE of the task's memory
+allowance) for the checks of a column's guessed type. Its memory does not grow with the
 number of rows beyond the bounded summaries (see ``column_statistics``).
 
 Row numbers in messages are 0-based positions in the dataset, whatever its index.
@@ -33,17 +34,23 @@ from mlstages.components.common.engine import Engine
 from mlstages.components.common.errors import (
     ValidationFailed,
 )
+from mlstages.components.common.memory import rows_within
+from mlstages.components.common.sketches import exact_limit
 from mlstages.components.validate_data.anomalies import Anomaly, DatasetView, find_anomalies, frame_view
 from mlstages.components.validate_data.column_statistics import Limits
 from mlstages.components.validate_data.config import ERROR, WARNING, ValidationConfig
 from mlstages.components.validate_data.schema import infer_schema, schema_from_statistics, validate_schema
 from mlstages.components.validate_data.statistics import _with_text_column_names
-from mlstages.components.validate_data.streaming import RowSample, StatisticsAccumulator
+from mlstages.components.validate_data.streaming import RowSample, StatisticsAccumulator, row_hash_limit
 
 # The checks of a column's guessed type (numbers as text, identifiers, leading zeros, "NA" as a
 # category, label variants) read a seeded sample of at most this many rows: they look at values
 # as text, and 100,000 rows show any pattern that matters while keeping to a few seconds.
 VALUE_CHECK_ROWS = 100_000
+# ... and of at most this share of the task's memory allowance, the sample being held up to three
+# times while it is taken (twice its rows before a shrink, and the shrink's copy): 100,000 rows
+# of a 150-column table are 120 MB.
+VALUE_CHECK_SHARE = 0.1
 VALUE_CHECK_SEED = 0
 
 
@@ -130,16 +137,20 @@ def validate_dataset(
     schema: dict[str, Any] | None = None,
     *,
     batch_rows: int | None = None,
-    value_check_rows: int = VALUE_CHECK_ROWS,
+    value_check_rows: int | None = None,
     limits: Limits | None = None,
     engine: Engine | None = None,
 ) -> ValidationResult:
     """``validate`` of the dataset at ``path`` (a folder of Parquet parts or one file), streamed
     (see the module docstring): the same result as ``validate`` of the whole table while every
-    summary is exact; beyond, the statistics say which figures are estimates. ``engine``: an open
+    summary is exact; beyond, the statistics say which figures are estimates. ``limits``: where
+    the summaries stop being exact; by default exact up to ``sketches.exact_limit`` values a
+    column (fewer for a table too wide for the task's memory allowance). ``batch_rows``: by
+    default ``dataset_files.batch_rows_for`` the table's row size. ``engine``: an open
     ``common.engine.Engine``; a distributed one reads the parts on its workers."""
     from mlstages.components.common.dataset_files import (
-        DEFAULT_BATCH_ROWS,
+        batch_rows_for,
+        bytes_per_row,
         dataset_columns,
         iter_batches,
         part_starts,
@@ -147,10 +158,19 @@ def validate_dataset(
     )
 
     what = "input dataset"
-    batch_rows = batch_rows or DEFAULT_BATCH_ROWS
+    row_bytes = bytes_per_row(path, what=what)
+    batch_rows = batch_rows or batch_rows_for(row_bytes)
+    value_check_rows = value_check_rows or min(
+        VALUE_CHECK_ROWS, rows_within(VALUE_CHECK_SHARE, 3 * row_bytes, floor=10_000)
+    )
     head = _with_text_column_names(read_dataset_head(path, 0, what=what))
     declared = check_column_types(config.column_types, head)
     kept = [c for c in dataset_columns(path, what=what) if declared.get(c) != IGNORE]
+    if limits is None:
+        # Sized here, from this task's allowance and the table's width, and handed to every part's
+        # summary: a worker with another allowance still summarises with the same limits.
+        exact = exact_limit(len(kept))
+        limits = Limits(exact_values=exact, exact_distinct=exact, row_hashes=row_hash_limit())
 
     def raw_batches(columns: Sequence[str] | None) -> Iterator[pd.DataFrame]:
         wanted = kept if columns is None else columns

@@ -86,6 +86,14 @@ def test_a_sample_is_the_same_rows_whatever_the_parts(tmp_path):
     pd.testing.assert_frame_equal(sample_rows(tmp_path / "many", 5000, seed=3), df)
 
 
+def test_a_wide_table_is_read_in_batches_of_about_batch_bytes():
+    from mlstages.components.common.dataset_files import BATCH_BYTES, DEFAULT_BATCH_ROWS, batch_rows_for
+
+    assert batch_rows_for(487) == DEFAULT_BATCH_ROWS  # the 25-column benchmark table: unchanged
+    assert batch_rows_for(151 * 8) == BATCH_BYTES // (151 * 8) < DEFAULT_BATCH_ROWS
+    assert batch_rows_for(10_000_000) == 4_096  # never fewer rows than that
+
+
 def test_a_type_change_in_a_later_batch_names_the_column_and_leaves_nothing(tmp_path):
     df = table(10)
     with pytest.raises(

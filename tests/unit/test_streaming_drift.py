@@ -108,6 +108,29 @@ def test_a_sketched_reference_keeps_its_bins_and_sample_within_the_stated_error(
     assert reference["columns"]["plan"]["counts"] == pd.Series(df["plan"]).value_counts().to_dict()
 
 
+def test_a_reference_of_a_table_too_wide_for_the_allowance_is_sketched_within_its_stated_error(
+    tmp_path, monkeypatch
+):
+    from mlstages.components.common.memory import MEMORY_ENV
+
+    rng = np.random.default_rng(8)
+    rows, columns = 40_000, 40
+    df = pd.DataFrame(rng.lognormal(size=(rows, columns)), columns=[f"x{i}" for i in range(columns)])
+    types = {name: "numeric" for name in df.columns}
+    write_dataset(df, tmp_path / "train", part_rows=10_000)
+    assert "estimates" not in build_reference_from_dataset(tmp_path / "train", None, types)["columns"]["x3"]
+    # A 64 MiB allowance: a quarter of it holds 16 MiB / (40 columns x 24 bytes), 17,476 values a
+    # column, so 40,000 rows are sketched, with the error the entry states.
+    monkeypatch.setenv(MEMORY_ENV, "64")
+    entry = build_reference_from_dataset(tmp_path / "train", None, types)["columns"]["x3"]
+    values = np.sort(df["x3"].to_numpy())
+    rank_error = entry["estimates"]["quantiles"]["rank_error"] * rows
+    assert rank_error > 0
+    for level, value in entry["summary"]["quantiles"].items():
+        assert abs(np.searchsorted(values, value) - float(level) * rows) <= rank_error + 1
+    assert (entry["count"], entry["summary"]["min"], entry["summary"]["max"]) == (rows, values[0], values[-1])
+
+
 # --- the drift monitor --------------------------------------------------------------------------
 
 
