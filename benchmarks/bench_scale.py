@@ -159,7 +159,7 @@ def run_size(
             "dataset_parquet_bytes": dataset["parquet_bytes"],
             "largest_run_folder_bytes": max(r["run_folder_bytes"] for p in paths for r in runs[p]),
         },
-        "summary": summarize(runs, dataset),
+        "summary": summarize(runs, dataset, memory_mb),
         "same_model": not differences,
         "model_differences": differences,
         "outcome": reference,
@@ -187,11 +187,18 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
+def results_name(quick: bool, memory_mb: int) -> str:
+    """scale (the default 4 GiB allowance), scale-<N>mib for another allowance, -quick for smoke runs:
+    a size run under another allowance does not replace the default's."""
+    name = "scale" if memory_mb == DEFAULT_MEMORY_MB else f"scale-{memory_mb}mib"
+    return f"{name}-quick" if quick else name
+
+
 def save(report: dict[str, Any], results_dir: Path, quick: bool) -> Path:
     """Put this size's report into the results (replacing an earlier one of the same size)."""
     from scale_markdown import markdown
 
-    name = "scale-quick" if quick else "scale"
+    name = results_name(quick, report["memory_allowance_mb"])
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path = results_dir / f"{name}.json"
     document: dict[str, Any] = {"mode": "quick" if quick else "full", "sizes": {}}
@@ -205,16 +212,16 @@ def save(report: dict[str, Any], results_dir: Path, quick: bool) -> Path:
     return markdown_path
 
 
-def rerender(results_dir: Path, quick: bool) -> Path:
+def rerender(results_dir: Path, quick: bool, memory_mb: int) -> Path:
     """The results summarized again from their runs (after a change to the summary or the
     Markdown), nothing measured."""
     from scale_markdown import markdown
 
-    name = "scale-quick" if quick else "scale"
+    name = results_name(quick, memory_mb)
     json_path = results_dir / f"{name}.json"
     document = json.loads(json_path.read_text(encoding="utf-8"))
     for report in document["sizes"].values():
-        report["summary"] = summarize(report["runs"], report["dataset"])
+        report["summary"] = summarize(report["runs"], report["dataset"], report.get("memory_allowance_mb"))
     json_path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
     markdown_path = results_dir / f"{name}.md"
     markdown_path.write_text(markdown(document), encoding="utf-8")
@@ -276,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_main(args.measure, args.data, args.workdir, args.result_file)
         return 0
     if args.rerender:
-        print(f"Results: {rerender(args.results_dir, args.quick)}")
+        print(f"Results: {rerender(args.results_dir, args.quick, args.memory_mb)}")
         return 0
     sizes = args.rows or [QUICK_ROWS if args.quick else FULL_ROWS]
     if any(rows < 10_000 for rows in sizes):

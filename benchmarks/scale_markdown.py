@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from scale_paths import PATHS, PHASES, STAGES
-from scale_report import MAX_TASK_RSS_BYTES, MIB
+from scale_report import MIB, task_rss_bound
 
 # The size a 50M-row run's disk estimate is made for.
 LARGEST_ROWS = 50_000_000
@@ -142,9 +142,11 @@ def section(report: dict[str, Any]) -> list[str]:
         ]
     if report["model_differences"]:
         lines += ["", "Differences: " + "; ".join(report["model_differences"])]
+    bound = task_rss_bound(report.get("memory_allowance_mb"))
+    bound_name = "4 GiB" if bound == 4 << 30 else f"the {bound // MIB:,} MiB allowance"
     lines += ["", "### Per stage", ""]
     lines += [
-        "| pipeline | stage | rows in | rows held | task s | rows/s | task peak RSS (MiB) | of 4 GiB | "
+        f"| pipeline | stage | rows in | rows held | task s | rows/s | task peak RSS (MiB) | of {bound_name} | "
         "in-process s | in-process rows/s | in-process peak RSS (MiB) |",
         "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
@@ -157,11 +159,7 @@ def section(report: dict[str, Any]) -> list[str]:
             mine = mine or {}
             counts = summary["rows"][phase][stage]
             peak = mine.get("peak_rss_bytes")
-            share = (
-                f"{peak / MAX_TASK_RSS_BYTES:.0%}" + ("" if peak <= MAX_TASK_RSS_BYTES else " **MISS**")
-                if peak
-                else "n/a"
-            )
+            share = f"{peak / bound:.0%}" + ("" if peak <= bound else " **MISS**") if peak else "n/a"
             lines.append(
                 f"| {phase} | {stage} | {_fmt(counts['input'], digits=0)} | {_fmt(counts['held'], digits=0)} | "
                 f"{_fmt(mine.get('seconds'))} | {_fmt(mine.get('rows_per_second'), digits=0)} | "
