@@ -42,8 +42,9 @@ def monitor_drift(
     max_missing_increase is drift too; new categories count in the tests and are named; new columns
     are listed. The window drifts when the share of drifted features reaches drift_share. The
     window is read a batch at a time: every count and bin is exact at any size; beyond a million
-    values a column, KS and Wasserstein run on a seeded uniform sample of a million (the result's
-    notes say so), and performance on a seeded sample of the rows that fit the task's memory. With a
+    values a column, KS and Wasserstein run on a seeded uniform sample of a million (fewer when a
+    quarter of the task's memory cannot hold that many of every numeric column; the result's notes
+    say so), and performance on a seeded sample of the rows that fit the task's memory. With a
     model and labels in the window, the model's metrics on the labelled rows are compared with the
     test-set metrics recorded in the reference. An empty window fails the task.
 

@@ -169,6 +169,7 @@ def detect_drift_dataset(
             reference=reference,
             columns=columns,
             label_column=label_column,
+            sample_values=window.sample_values,
             batch_rows=batch_rows or DEFAULT_BATCH_ROWS,
             what=what,
         )
@@ -206,14 +207,16 @@ def window_part(
     reference: Mapping[str, Any],
     columns: list[str],
     label_column: str | None,
+    sample_values: int,
     batch_rows: int,
     what: str,
 ) -> WindowAccumulator:
-    """The window summary of one part (its file and first row's position); runs on a worker."""
+    """The window summary of one part (its file and first row's position); runs on a worker, with
+    the task's ``sample_values``."""
     from mlstages.components.common.dataset_files import iter_part_batches
 
     file, start = shard
-    window = WindowAccumulator(reference, columns, label_column)
+    window = WindowAccumulator(reference, columns, label_column, sample_values)
     for batch in iter_part_batches(
         file, start, batch_rows=batch_rows, columns=window.needed_columns, what=what
     ):

@@ -13,7 +13,8 @@ Each reference column gets what its tests read, accumulated over the batches:
 
 So a window of up to a million rows gives exactly the figures the whole table gave, and a larger
 one runs the value tests on a million-value sample (its notes say so) and every binned test on all
-its rows.
+its rows. A window with too many numeric columns for a quarter of the task's memory allowance to
+hold a million values of each (``window_values``) samples fewer values a column.
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ from mlstages.components.common.reference import (
     finite_values,
     float_values,
 )
-from mlstages.components.common.sketches import SeededSample
+from mlstages.components.common.sketches import EXACT_MEMORY_SHARE, SeededSample
 from mlstages.components.monitor_drift.config import MAX_NEW_VALUE_BINS, NEW_VALUES
 
 WINDOW_VALUES = 1 << 20
 WINDOW_SEED = 0
+# A sampled value is held with its key (16 bytes), up to twice the sample's size between shrinks.
+_SAMPLE_BYTES_PER_VALUE = 32
+# Fewer values than this would make the value tests' samples the noisy part of the comparison.
+_MIN_WINDOW_VALUES = 16_384
 NEW_CATEGORIES = 100_000
 _EXAMPLES = 3
 
@@ -85,12 +90,22 @@ class ColumnWindow:
         self.missing += int(series.isna().sum())
 
 
+def window_values(numeric_columns: int) -> int:
+    """The values each of ``numeric_columns`` columns keeps for the value tests: WINDOW_VALUES, or
+    fewer when that many of each would take more than EXACT_MEMORY_SHARE of the task's memory
+    allowance."""
+    from mlstages.components.common.memory import rows_within
+
+    bytes_per_value = max(numeric_columns, 1) * _SAMPLE_BYTES_PER_VALUE
+    return min(WINDOW_VALUES, rows_within(EXACT_MEMORY_SHARE, bytes_per_value, floor=_MIN_WINDOW_VALUES))
+
+
 class NumericWindow(ColumnWindow):
-    def __init__(self, entry: Mapping[str, Any]) -> None:
+    def __init__(self, entry: Mapping[str, Any], sample_values: int = WINDOW_VALUES) -> None:
         super().__init__()
         self.not_numbers: list[str] = []
         self.finite = 0
-        self.values = SeededSample(WINDOW_VALUES, WINDOW_SEED)
+        self.values = SeededSample(sample_values, WINDOW_SEED)
         edges = entry.get("bin_edges")
         self.edges = np.asarray(edges, dtype=float) if edges is not None else None
         self.bin_counts = np.zeros(len(edges) + 1, dtype=np.int64) if edges is not None else None
@@ -235,20 +250,29 @@ class CategoricalWindow(ColumnWindow):
 
 class WindowAccumulator:
     """The summaries of the window's columns that the reference compares (see the module
-    docstring); ``columns`` are the window's columns, ``label_column`` the label to compare too."""
+    docstring); ``columns`` are the window's columns, ``label_column`` the label to compare too.
+    ``sample_values``: the values a numeric column keeps for the value tests; by default
+    ``window_values`` of the window's numeric columns, from this task's allowance (hand the task's
+    figure to the parts' summaries on other workers)."""
 
     def __init__(
-        self, reference: Mapping[str, Any], columns: Sequence[str], label_column: str | None
+        self,
+        reference: Mapping[str, Any],
+        columns: Sequence[str],
+        label_column: str | None,
+        sample_values: int | None = None,
     ) -> None:
         self.columns = [str(c) for c in columns]
         present = set(self.columns)
-        self.summaries: dict[str, ColumnWindow] = {}
-        for name in reference["features"]:
-            if name in present:
-                self.summaries[name] = _summary(reference["columns"][name])
+        entries = {name: reference["columns"][name] for name in reference["features"] if name in present}
         self.label_column = label_column
         if label_column and reference.get("label") and label_column in present:
-            self.summaries[label_column] = _summary(reference["label"])
+            entries[label_column] = reference["label"]
+        numeric = sum(entry["kind"] == NUMERIC_KIND for entry in entries.values())
+        self.sample_values = sample_values or window_values(numeric)
+        self.summaries: dict[str, ColumnWindow] = {
+            name: _summary(entry, self.sample_values) for name, entry in entries.items()
+        }
         self.rows = 0
 
     @property
@@ -273,9 +297,9 @@ class WindowAccumulator:
         return self.summaries.get(name)
 
 
-def _summary(entry: Mapping[str, Any]) -> ColumnWindow:
+def _summary(entry: Mapping[str, Any], sample_values: int) -> ColumnWindow:
     if entry["kind"] == NUMERIC_KIND:
-        return NumericWindow(entry)
+        return NumericWindow(entry, sample_values)
     if entry["kind"] == CATEGORICAL_KIND:
         return CategoricalWindow(entry)
     return ColumnWindow()

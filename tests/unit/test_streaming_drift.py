@@ -182,6 +182,26 @@ def test_a_window_beyond_the_value_bound_tests_a_seeded_sample_and_counts_every_
     assert again.score == wasserstein.score  # the sample depends on the rows, not the batches
 
 
+def test_a_window_too_wide_for_the_allowance_tests_fewer_values_a_column_and_says_so(tmp_path, monkeypatch):
+    from mlstages.components.common.memory import MEMORY_ENV
+    from mlstages.components.monitor_drift.monitor_drift import detect_drift_dataset
+    from mlstages.components.monitor_drift.window import window_values
+
+    rng = np.random.default_rng(9)
+    rows, columns = 30_000, 40
+    frame = pd.DataFrame(rng.normal(size=(rows, columns)), columns=[f"x{i}" for i in range(columns)])
+    reference = build_reference(frame, None, {name: "numeric" for name in frame.columns})
+    write_dataset(frame, tmp_path / "window", part_rows=10_000)
+    whole = detect_drift_dataset(reference, tmp_path / "window").features[0]
+    assert not any("seeded uniform sample" in note for note in whole.notes)
+    # 64 MiB: a quarter of it over 40 columns of 32-byte sampled values is 13,107; the floor 16,384.
+    monkeypatch.setenv(MEMORY_ENV, "64")
+    assert window_values(columns) == 16_384
+    sampled = detect_drift_dataset(reference, tmp_path / "window").features[0]
+    assert any("seeded uniform sample of 16,384 of the 30,000 current values" in n for n in sampled.notes)
+    assert sampled.current_n == rows and not sampled.drifted  # counts every row, same data: no drift
+
+
 def test_seeded_sample_is_every_value_below_its_size_and_uniform_beyond():
     from mlstages.components.common.sketches import SeededSample
 
