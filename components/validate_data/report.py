@@ -15,6 +15,7 @@ from mlstages.components.common.reports import (
     markdown_table,
     markdown_text,
 )
+from mlstages.components.common.sketches import EXACT_VALUES
 from mlstages.components.validate_data.anomalies import Anomaly
 from mlstages.components.validate_data.config import ERROR
 from mlstages.components.validate_data.validate_data import ValidationResult
@@ -59,6 +60,13 @@ def method_notes(result: ValidationResult) -> list[str]:
             "Estimated from sketches, each within the error bound its statistics entry states under "
             f"'estimates': {', '.join(estimated)}. Every count, missing value, minimum and maximum is exact."
         )
+        if result.exact_values is not None and result.exact_values < EXACT_VALUES:
+            notes.append(
+                f"A column's values are kept exactly up to {result.exact_values:,} of them, what a "
+                f"quarter of the task's memory allowance holds for {statistics['dataset']['columns']:,} "
+                f"columns (at most {EXACT_VALUES:,}): a larger allowance ($MLSTAGES_MEMORY_MB, or the "
+                "pod's memory limit) keeps more of the figures exact."
+            )
     if result.value_check_rows is not None:
         notes.append(
             f"The checks of each column's guessed type (numbers or dates as text, identifiers, leading "

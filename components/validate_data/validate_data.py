@@ -69,6 +69,8 @@ class ValidationResult:
     policy: str = "fail"
     # The rows the type checks read when they read a sample of the data; None when every row.
     value_check_rows: int | None = None
+    # The values (and distinct values) a column's summaries kept exactly; None for a table held whole.
+    exact_values: int | None = None
 
     @property
     def errors(self) -> list[Anomaly]:
@@ -243,7 +245,9 @@ def validate_dataset(
     anomalies = tuple(find_anomalies(view, schema, config))
     passed = not any(a.severity == ERROR for a in anomalies)
     sampled = len(sample) if len(sample) < rows else None
-    return ValidationResult(statistics, schema, anomalies, passed, source, config.policy, sampled)
+    return ValidationResult(
+        statistics, schema, anomalies, passed, source, config.policy, sampled, limits.exact_values
+    )
 
 
 def part_summary(

@@ -409,6 +409,13 @@ def test_a_table_too_wide_for_the_allowance_is_sketched_and_states_its_estimates
     # to its floor of 10,000 rows here; the same anomalies are found.
     assert exact.value_check_rows is None and bounded.value_check_rows == 10_000  # None: every row
     assert [a.kind for a in bounded.anomalies] == [a.kind for a in exact.anomalies]
+    # The summary says why the figures are estimates, and what would make them exact.
+    from mlstages.components.validate_data.report import render_markdown
+
+    assert bounded.exact_values == 17_050 and exact.exact_values == EXACT_VALUES
+    note = "values are kept exactly up to 17,050 of them"
+    assert note in render_markdown(bounded) and note not in render_markdown(exact)
+    assert "$MLSTAGES_MEMORY_MB" in render_markdown(bounded)
 
 
 # --- bad input: one clear line --------------------------------------------------------------------
