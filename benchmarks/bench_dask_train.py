@@ -59,7 +59,7 @@ def fit_features(train: Path, directory: Path) -> Path:
     if (directory / "features.joblib").is_file():
         return directory
     from mlstages.components.common.artifacts import save_estimator
-    from mlstages.components.common.dataset_files import sample_rows
+    from mlstages.components.common.dataset_positions import sample_rows
     from mlstages.components.engineer_features.engineer_features import (
         FeatureConfig,
         engineer_features,

@@ -59,7 +59,7 @@ def train_model(data: Path, directory: Path) -> Path:
         return directory
     from threadpoolctl import threadpool_limits
 
-    from mlstages.components.common.dataset_files import sample_rows
+    from mlstages.components.common.dataset_positions import sample_rows
     from mlstages.components.common.datasets import column_types
     from mlstages.components.engineer_features.engineer_features import FeatureConfig, engineer_features
     from mlstages.components.preprocess.config import PreprocessConfig

@@ -29,10 +29,10 @@ def score_part(
     """Score one part (its file, its first row's position, its number) and write its shards, as
     the task's loop does (``ScoringJob.score_frames``); runs on a worker. A refused batch is
     returned, its part's shards already deleted."""
-    from mlstages.components.common.dataset_files import _open
+    from mlstages.components.common.dataset_files import open_part
 
     file, start, number = shard
-    frames = iter_frames(_open(file, job.what), job.columns, job.batch_rows)
+    frames = iter_frames(open_part(file, job.what), job.columns, job.batch_rows)
     try:
         return job.score_frames(model, frames, start, f"{request_prefix}-{number:05d}-", _now)
     except MlstagesError as exc:

@@ -8,8 +8,8 @@ Every Dataset artifact the suite writes is a folder::
         _dataset.json           rows per part, columns, dtypes, content hash
 
 so that no stage has to hold a whole table: ``iter_batches`` streams it by row group,
-``sample_rows`` reads a seeded sample, ``dataset_rows`` counts it from the Parquet footers. A
-plain Parquet file (a user's, or an artifact of an older version) reads the same way, and
+``dataset_positions.sample_rows`` reads a seeded sample, ``dataset_rows`` counts it from the
+Parquet footers. A plain Parquet file (a user's, or an artifact of an older version) reads the same way, and
 ``pd.read_parquet(folder)`` reads the folder whole (files starting with ``_`` or ``.`` are not
 data to pyarrow).
 
@@ -320,7 +320,8 @@ def part_files(path: str | os.PathLike, *, what: str = "dataset") -> list[Path]:
 READ_BUFFER_BYTES = 1 << 20
 
 
-def _open(file: Path, what: str) -> Any:
+def open_part(file: Path, what: str) -> Any:
+    """A part (or a plain Parquet file) opened for reading; a file pyarrow cannot read is named."""
     import pyarrow.parquet as pq
 
     try:
@@ -338,20 +339,20 @@ class DatasetParts:
         self.path = Path(path)
         self.what = what
         self.files = part_files(path, what=what)
-        self._first = _open(self.files[0], what)
+        self._first = open_part(self.files[0], what)
         self.schema_arrow = self._first.schema_arrow
 
     @property
     def num_rows(self) -> int:
         return self._first.metadata.num_rows + sum(
-            _open(f, self.what).metadata.num_rows for f in self.files[1:]
+            open_part(f, self.what).metadata.num_rows for f in self.files[1:]
         )
 
     def iter_batches(self, *, batch_size: int, columns: Sequence[str] | None = None) -> Iterator[Any]:
         import pyarrow as pa
 
         for number, file in enumerate(self.files):
-            parquet = self._first if number == 0 else _open(file, self.what)
+            parquet = self._first if number == 0 else open_part(file, self.what)
             try:
                 yield from parquet.iter_batches(
                     batch_size=batch_size, columns=list(columns) if columns is not None else None
@@ -365,18 +366,19 @@ def open_parts(path: str | os.PathLike, *, what: str = "dataset") -> DatasetPart
     return DatasetParts(path, what=what)
 
 
-def _to_pandas(table: Any) -> pd.DataFrame:
+def to_frame(table: Any) -> pd.DataFrame:
+    """An Arrow table read from a part as the DataFrame every reader gives."""
     return table.to_pandas()
 
 
 def dataset_rows(path: str | os.PathLike, *, what: str = "dataset") -> int:
     """The number of rows, from the Parquet footers (nothing else is read)."""
-    return sum(_open(f, what).metadata.num_rows for f in part_files(path, what=what))
+    return sum(open_part(f, what).metadata.num_rows for f in part_files(path, what=what))
 
 
 def dataset_columns(path: str | os.PathLike, *, what: str = "dataset") -> list[str]:
     """The column names, from the first part's schema."""
-    schema = _open(part_files(path, what=what)[0], what).schema_arrow
+    schema = open_part(part_files(path, what=what)[0], what).schema_arrow
     return [name for name in schema.names if name not in _index_columns(schema)]
 
 
@@ -409,7 +411,7 @@ def part_starts(path: str | os.PathLike, *, what: str = "dataset") -> list[tuple
     starts, offset = [], 0
     for file in part_files(path, what=what):
         starts.append((str(file), offset))
-        offset += _open(file, what).metadata.num_rows
+        offset += open_part(file, what).metadata.num_rows
     return starts
 
 
@@ -425,14 +427,14 @@ def iter_part_batches(
     import pyarrow as pa
 
     file = Path(file)
-    parquet = _open(file, what)
+    parquet = open_part(file, what)
     schema = parquet.schema_arrow
     wanted = list(columns) if columns is not None else None
     offset = start
     try:
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_pandas_metadata=True):
             table = pa.Table.from_batches([batch]).replace_schema_metadata(schema.metadata)
-            frame = _to_pandas(table)
+            frame = to_frame(table)
             frame.index = pd.RangeIndex(offset, offset + len(frame))
             offset += len(frame)
             yield frame
@@ -472,87 +474,18 @@ def read_lineage(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def sample_positions(total: int, size: int, seed: int) -> np.ndarray:
-    """``min(size, total)`` distinct row positions in ``[0, total)``, sorted, drawn with ``seed``:
-    the same rows whatever the layout of the parts."""
-    if size >= total:
-        return np.arange(total, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(total, size=size, replace=False)).astype(np.int64)
-
-
-def iter_positions(
-    path: str | os.PathLike,
-    positions: np.ndarray,
-    *,
-    columns: Sequence[str] | None = None,
-    what: str = "dataset",
-) -> Iterator[pd.DataFrame]:
-    """The rows at sorted global ``positions``, a row group's picks at a time; each frame's index
-    holds the positions."""
-    import pyarrow as pa
-
-    offset = 0
-    cursor = 0
-    for file in part_files(path, what=what):
-        parquet = _open(file, what)
-        wanted = list(columns) if columns is not None else None
-        for group in range(parquet.metadata.num_row_groups):
-            rows = parquet.metadata.row_group(group).num_rows
-            end = np.searchsorted(positions, offset + rows, side="left")
-            if end > cursor:
-                local = positions[cursor:end] - offset
-                table = parquet.read_row_group(group, columns=wanted, use_pandas_metadata=True)
-                frame = _to_pandas(table.take(pa.array(local)))
-                frame.index = pd.Index(positions[cursor:end])
-                yield frame
-                cursor = end
-            offset += rows
-        if cursor >= len(positions):
-            return
-
-
-def read_positions(
-    path: str | os.PathLike,
-    positions: np.ndarray,
-    *,
-    columns: Sequence[str] | None = None,
-    what: str = "dataset",
-) -> pd.DataFrame:
-    """The rows at sorted global ``positions``, read one row group at a time; the index holds the
-    positions."""
-    frames = list(iter_positions(path, positions, columns=columns, what=what))
-    if not frames:
-        return read_dataset_head(path, 0, columns=columns, what=what)
-    return pd.concat(frames) if len(frames) > 1 else frames[0]
-
-
 def read_dataset_head(
     path: str | os.PathLike, rows: int, *, columns: Sequence[str] | None = None, what: str = "dataset"
 ) -> pd.DataFrame:
     """The first ``rows`` rows of the first part (0: the empty frame with the columns' dtypes)."""
-    parquet = _open(part_files(path, what=what)[0], what)
+    parquet = open_part(part_files(path, what=what)[0], what)
     wanted = list(columns) if columns is not None else None
     if rows and parquet.metadata.num_row_groups:
         table = parquet.read_row_group(0, columns=wanted, use_pandas_metadata=True).slice(0, rows)
     else:
         table = parquet.schema_arrow.empty_table()
         table = table.select(wanted) if wanted is not None else table
-    return _to_pandas(table).reset_index(drop=True)
-
-
-def sample_rows(
-    path: str | os.PathLike,
-    size: int,
-    seed: int,
-    *,
-    columns: Sequence[str] | None = None,
-    what: str = "dataset",
-) -> pd.DataFrame:
-    """A seeded uniform sample of ``size`` rows without replacement (every row when the dataset
-    has no more), in dataset order; the index holds each row's position in the dataset."""
-    positions = sample_positions(dataset_rows(path, what=what), size, seed)
-    return read_positions(path, positions, columns=columns, what=what)
+    return to_frame(table).reset_index(drop=True)
 
 
 def batch_rows_for(row_bytes: float) -> int:

@@ -73,7 +73,8 @@ def engineer_features(
 
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.common.artifacts import load_estimator, read_metadata, save_estimator
-    from mlstages.components.common.dataset_files import bytes_per_row, dataset_rows, sample_rows
+    from mlstages.components.common.dataset_files import bytes_per_row, dataset_rows
+    from mlstages.components.common.dataset_positions import sample_rows
     from mlstages.components.common.memory import fit_rows
     from mlstages.components.engineer_features.engineer_features import (
         FeatureConfig,

@@ -149,8 +149,8 @@ def detect_drift_dataset(
         iter_batches,
         part_starts,
         read_dataset_head,
-        sample_rows,
     )
+    from mlstages.components.common.dataset_positions import sample_rows
     from mlstages.components.common.memory import rows_within
 
     what = "current window"

@@ -150,7 +150,7 @@ def preprocess(df: pd.DataFrame, config: PreprocessConfig) -> PreprocessResult:
 
 def fit_sample(rows: int, size: int, seed: int) -> np.ndarray:
     """Sorted positions of a seeded sample of ``size`` of ``rows`` rows (all of them when fewer)."""
-    from mlstages.components.common.dataset_files import sample_positions
+    from mlstages.components.common.dataset_positions import sample_positions
 
     return sample_positions(rows, size, seed)
 

@@ -23,8 +23,8 @@ from mlstages.components.common.dataset_files import (
     iter_batches,
     read_dataset,
     read_dataset_head,
-    read_positions,
 )
+from mlstages.components.common.dataset_positions import read_positions
 from mlstages.components.common.memory import fit_rows
 from mlstages.components.preprocess.config import PreprocessConfig
 from mlstages.components.preprocess.preprocess import (

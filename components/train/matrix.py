@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlstages.components.common.dataset_files import sample_positions
+from mlstages.components.common.dataset_positions import sample_positions
 from mlstages.components.common.errors import InputDataError
 from mlstages.components.common.labels import check_label
 from mlstages.components.train.config import REGRESSION, TrainConfig

@@ -26,13 +26,8 @@ def load_training_rows(train_path: str, features_path: str, config: TrainConfig)
     """The training split's rows within the task's memory allowance, streamed a batch at a time
     through the feature pipeline into one matrix (train/matrix.py)."""
     from mlstages.components.common.artifacts import load_estimator, read_metadata
-    from mlstages.components.common.dataset_files import (
-        dataset_columns,
-        dataset_rows,
-        iter_batches,
-        iter_positions,
-        sample_positions,
-    )
+    from mlstages.components.common.dataset_files import dataset_columns, dataset_rows, iter_batches
+    from mlstages.components.common.dataset_positions import iter_positions, sample_positions
     from mlstages.components.common.memory import rows_within
     from mlstages.components.train.matrix import build_matrix, resolve_input_columns
 

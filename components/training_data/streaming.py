@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlstages.components.common.dataset_files import part_files, read_positions
+from mlstages.components.common.dataset_files import part_files
+from mlstages.components.common.dataset_positions import read_positions
 from mlstages.components.ingest.column_values import normalize_missing, to_dtype
 from mlstages.components.ingest.ingest import IngestConfig, ingest_dataset, open_source
 from mlstages.components.ingest.shards import Shard, ShardPlan

@@ -88,7 +88,8 @@ def validate_model(
         )
     test_path = None if isinstance(test_df, pd.DataFrame) else str(test_df)
     if test_path is not None:
-        from mlstages.components.common.dataset_files import dataset_rows, sample_rows
+        from mlstages.components.common.dataset_files import dataset_rows
+        from mlstages.components.common.dataset_positions import sample_rows
 
         test_rows = dataset_rows(test_path, what="test split")
         test_df = sample_rows(test_path, CHECK_SAMPLE_ROWS, seed=0, what="test split").reset_index(drop=True)

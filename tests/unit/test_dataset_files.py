@@ -19,11 +19,11 @@ from mlstages.components.common.dataset_files import (
     read_dataset,
     read_dataset_head,
     read_lineage,
-    sample_rows,
     streamed_source_lineage,
     write_batches,
     write_dataset,
 )
+from mlstages.components.common.dataset_positions import sample_rows
 from mlstages.components.common.datasets import content_hash, dataset_metadata
 from mlstages.components.common.errors import InputDataError, ParameterError
 

@@ -11,13 +11,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import StandardScaler
 
-from mlstages.components.common.dataset_files import (
-    iter_batches,
-    iter_positions,
-    read_positions,
-    sample_positions,
-    write_dataset,
-)
+from mlstages.components.common.dataset_files import iter_batches, write_dataset
+from mlstages.components.common.dataset_positions import iter_positions, read_positions, sample_positions
 from mlstages.components.common.errors import InputDataError
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.matrix import (

@@ -1,0 +1,88 @@
+"""A dataset's rows by position: a seeded sample of positions (the same rows whatever the layout
+of the parts), and the rows at sorted positions read one row group at a time (``dataset_files``
+reads a dataset in order)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mlstages.components.common.dataset_files import (
+    dataset_rows,
+    open_part,
+    part_files,
+    read_dataset_head,
+    to_frame,
+)
+
+
+def sample_positions(total: int, size: int, seed: int) -> np.ndarray:
+    """``min(size, total)`` distinct row positions in ``[0, total)``, sorted, drawn with ``seed``:
+    the same rows whatever the layout of the parts."""
+    if size >= total:
+        return np.arange(total, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(total, size=size, replace=False)).astype(np.int64)
+
+
+def iter_positions(
+    path: str | os.PathLike,
+    positions: np.ndarray,
+    *,
+    columns: Sequence[str] | None = None,
+    what: str = "dataset",
+) -> Iterator[pd.DataFrame]:
+    """The rows at sorted global ``positions``, a row group's picks at a time; each frame's index
+    holds the positions."""
+    import pyarrow as pa
+
+    offset = 0
+    cursor = 0
+    for file in part_files(path, what=what):
+        parquet = open_part(file, what)
+        wanted = list(columns) if columns is not None else None
+        for group in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            end = np.searchsorted(positions, offset + rows, side="left")
+            if end > cursor:
+                local = positions[cursor:end] - offset
+                table = parquet.read_row_group(group, columns=wanted, use_pandas_metadata=True)
+                frame = to_frame(table.take(pa.array(local)))
+                frame.index = pd.Index(positions[cursor:end])
+                yield frame
+                cursor = end
+            offset += rows
+        if cursor >= len(positions):
+            return
+
+
+def read_positions(
+    path: str | os.PathLike,
+    positions: np.ndarray,
+    *,
+    columns: Sequence[str] | None = None,
+    what: str = "dataset",
+) -> pd.DataFrame:
+    """The rows at sorted global ``positions``, read one row group at a time; the index holds the
+    positions."""
+    frames = list(iter_positions(path, positions, columns=columns, what=what))
+    if not frames:
+        return read_dataset_head(path, 0, columns=columns, what=what)
+    return pd.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def sample_rows(
+    path: str | os.PathLike,
+    size: int,
+    seed: int,
+    *,
+    columns: Sequence[str] | None = None,
+    what: str = "dataset",
+) -> pd.DataFrame:
+    """A seeded uniform sample of ``size`` rows without replacement (every row when the dataset
+    has no more), in dataset order; the index holds each row's position in the dataset."""
+    positions = sample_positions(dataset_rows(path, what=what), size, seed)
+    return read_positions(path, positions, columns=columns, what=what)
