@@ -10,7 +10,8 @@ exit-code guard in ``containers``) for the length of a run with one that:
 - starts the task in its own process group, so stopping the run stops the task and every process
   it started (a hung reader, joblib workers, a model server);
 - writes everything the task prints to ``<run folder>/<task>/task.log`` and shows the terminal one
-  line per task (``--verbose`` shows the whole output as before);
+  line per task, and the progress lines a long task writes (``common/progress.py``) under it
+  (``--verbose`` shows the whole output as before);
 - picks the suite's own error (the last ``…Error: message`` line of the traceback) out of a failed
   task's output, so the CLI ends with that one line, the task's name and its log's path.
 """
@@ -28,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlstages.components.common.progress import LINE as PROGRESS_LINE
 
 LOG_FILE = "task.log"
 # The last line of a Python traceback: "package.module.ErrorType: message".
@@ -95,6 +98,9 @@ class TaskSupervisor:
                     if self.verbose:
                         print(line, end="")
                     text = line.rstrip("\n")
+                    news = PROGRESS_LINE.match(text)
+                    if news and not self.verbose:
+                        self.progress(f"  {task:<28} {news['time']} {news['message']}")
                     found = _ERROR_LINE.match(text)
                     if found:
                         last_error = [found["type"], found["message"]]

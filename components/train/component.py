@@ -115,9 +115,11 @@ def train(
     """
     # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
     # before anything heavy is imported.
+    from mlstages.components.common.progress import report, to_task_log
     from mlstages.components.common.threads import limit_threads
 
     limit_threads()
+    to_task_log()
 
     import shutil
     from collections import namedtuple
@@ -168,6 +170,7 @@ def train(
     # The training reference travels with the model, so drift monitoring never rereads the
     # training data; it is taken a batch at a time from the split's files, in bounded memory.
     ordered_types = {c: input_types[c] for c in result.input_columns}
+    report("summarising the training split for drift monitoring (the reference)")
     reference = build_reference_from_dataset(
         train.path, result.label_column, ordered_types, seed=seed, what="training split"
     )

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import ParameterError
+from mlstages.components.common.progress import Throttle, duration, report
 from mlstages.components.train.config import (
     CLASSIFICATION,
     TrainConfig,
@@ -89,6 +90,7 @@ def search_families(
     for position, family in enumerate(search_order(config)):
         skipped = budget_skipped(position, config, time.monotonic() - started)
         if skipped:
+            report(f"{family} not searched: {skipped}")
             outcomes[family] = FamilyOutcome(family, None, None, {}, 0.0, skipped=skipped)
             continue
         outcomes[family] = search_family(family, features, y, config, category_groups)
@@ -123,6 +125,7 @@ def search_family(
     began = time.monotonic()
     estimator = family_estimator(config.task, family, config.seed, category_groups, features.shape[1])
     search = _search_cv(estimator, family, config, len(y))
+    report(f"searching {family}: {_plan(search, config, features.shape)}")
     with warnings.catch_warnings():
         # A halving round on a third of a third of the rows can miss a rare class in a fold, so a
         # scorer that needs every class fails there; that candidate scores NaN and is dropped.
@@ -143,9 +146,12 @@ def search_family(
             f"every candidate of model family {family!r} failed to score with scoring={config.scoring!r} "
             f"on {config.cv_folds} folds; check scoring and search_space[{family!r}], or lower cv_folds"
         )
-    return FamilyOutcome(
-        family, table, best_score, unrouted_params(search.best_params_), time.monotonic() - began
+    seconds = time.monotonic() - began
+    report(
+        f"{family} searched in {duration(seconds)}: {search.scoring.fits} fits, best "
+        f"{config.scoring} {best_score:.4f}"
     )
+    return FamilyOutcome(family, table, best_score, unrouted_params(search.best_params_), seconds)
 
 
 def halving_rounds(rows: int, candidates: int) -> int:
@@ -166,7 +172,7 @@ def _search_cv(estimator: Any, family: str, config: TrainConfig, rows: int) -> A
 
     space = routed_params(estimator, config.space(family))
     common = {
-        "scoring": config.scoring,
+        "scoring": FitCountingScorer(config.scoring, family, config.cv_folds),
         "cv": cv_folds(config),
         "refit": False,  # only the winner is refit, on every training row
         "n_jobs": config.n_jobs,
@@ -193,6 +199,48 @@ def _search_cv(estimator: Any, family: str, config: TrainConfig, rows: int) -> A
         error_score=np.nan,
         **common,
     )
+
+
+class FitCountingScorer:
+    """The search's scorer (``scoring``, scikit-learn's name of one), which also counts the fits it
+    scores (one call per fit and fold) and reports the count at most once a minute, so that a
+    search of an hour shows it is moving. The count is of this process: with n_jobs > 1 the fits
+    run in worker processes, which report nothing."""
+
+    def __init__(self, scoring: str, family: str, folds: int, every_seconds: float = 60.0) -> None:
+        from sklearn.metrics import get_scorer
+
+        self.scoring = scoring
+        self.family = family
+        self.folds = folds
+        self.fits = 0
+        self._scorer = get_scorer(scoring)
+        self._started = time.monotonic()
+        self._throttle = Throttle(every_seconds)
+
+    def __call__(self, estimator: Any, X: Any, y: Any, **kwargs: Any) -> float:
+        score = self._scorer(estimator, X, y, **kwargs)
+        self.fits += 1
+        if self._throttle.due():
+            report(
+                f"{self.family}: {self.fits} fits scored in "
+                f"{duration(time.monotonic() - self._started)}, now on about {len(y) * self.folds:,} rows"
+            )
+        return score
+
+
+def _plan(search: Any, config: TrainConfig, shape: tuple[int, int]) -> str:
+    """What a family's search will do, in words, for the progress line before it starts."""
+    rows, features = shape
+    folds = config.cv_folds
+    if hasattr(search, "n_candidates"):
+        first = search.min_resources
+        return (
+            f"{search.n_candidates} candidates by successive halving, from {first:,} rows to {rows:,} "
+            f"rows x {features} features, {folds} folds"
+        )
+    candidates = grid_size(search.param_grid) if hasattr(search, "param_grid") else search.n_iter
+    return f"{candidates} candidates x {folds} folds = {candidates * folds} fits on {rows:,} rows x {features} features"
 
 
 def grid_size(space: Mapping[str, list[Any]]) -> int:

@@ -21,6 +21,7 @@ from mlstages.components.common.baselines import DEFAULT_GRADIENT_BOOSTING
 from mlstages.components.common.errors import InputDataError, ParameterError
 from mlstages.components.common.estimators.categories import onehot_groups
 from mlstages.components.common.labels import check_label
+from mlstages.components.common.progress import duration, report
 from mlstages.components.train.baselines import BaselineScore, fit_baselines, score_baselines
 from mlstages.components.train.config import (
     CLASSIFICATION,
@@ -186,6 +187,7 @@ def train_on_matrix(
     started = time.monotonic()
     search_features, search_y = data.search_matrix()
     del data
+    report(f"scoring the baselines on {search_rows:,} rows, {config.cv_folds} folds")
     baselines = score_baselines(
         search_features, search_y, cv_folds(config), config.scoring, config.task, config.seed, config.n_jobs
     )
@@ -216,10 +218,16 @@ def train_on_matrix(
     # whole feature pipeline takes for one row.
     served_features = feature_pipeline if matrix.array_pipeline is None else matrix.array_pipeline
     fit_input = matrix.fit_input()
+    report(
+        f"chose {best_family} ({config.scoring} {best_score:.4f}) after "
+        f"{duration(time.monotonic() - started)}; refitting it on {len(y):,} rows"
+    )
     fit_on_matrix(estimator, fit_input, y, config.seed)
     model = Pipeline([("features", served_features), ("model", estimator)])
     check_predictions(model, matrix.check_rows, config)
     classes = [native(c) for c in estimator.classes_] if config.task == CLASSIFICATION else None
+    report(f"refitting the baselines (the quality floor) on {len(y):,} rows")
+    fitted_baselines = fit_baselines(served_features, fit_input, y, config.task, config.seed)
     return TrainResult(
         model=model,
         task=config.task,
@@ -237,7 +245,7 @@ def train_on_matrix(
         input_columns=list(matrix.input_columns),
         feature_names=list(matrix.feature_names),
         baselines=baselines,
-        fitted_baselines=fit_baselines(served_features, fit_input, y, config.task, config.seed),
+        fitted_baselines=fitted_baselines,
         skipped={o.family: o.skipped for o in outcomes if o.skipped},
         search_seconds=search_seconds,
     )

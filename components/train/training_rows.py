@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlstages.components.common.progress import report
 from mlstages.components.train.config import TrainConfig
 from mlstages.components.train.matrix import TrainingMatrix
 
@@ -58,5 +59,13 @@ def load_training_rows(train_path: str, features_path: str, config: TrainConfig)
         positions = sample_positions(available, held_rows, config.seed)
         batches = iter_positions(train_path, positions, columns=needed, what="training split")
         rows = len(positions)
+    report(
+        f"transforming {rows:,} of the {available:,} training rows"
+        + (" (a seeded sample: what the task's memory allows)" if rows < available else "")
+    )
     matrix = build_matrix(batches, rows, input_columns, feature_pipeline, config)
+    report(
+        f"{matrix.rows:,} rows x {len(matrix.feature_names)} features "
+        f"({matrix.features.nbytes / 2**20:,.1f} MiB)"
+    )
     return TrainingRows(matrix, available, feature_pipeline, dict(declared))

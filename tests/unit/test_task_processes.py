@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -159,3 +160,54 @@ def test_a_run_knows_its_own_folder_when_another_run_makes_a_newer_one(tmp_path)
     own = done.stdout.split("own: ")[1].split()[0]
     assert own.startswith("short-") and (root / own / "other-run-starts").is_dir()
     assert "newest: zzz-another-run-started-later" in done.stdout
+
+
+_REPORTING_RUN = textwrap.dedent(
+    """
+    import json, sys
+    from kfp import dsl, local
+    from mlstages.tooling.task_processes import TaskSupervisor, supervised_tasks
+
+    @dsl.component(base_image="python:3.11", install_kfp_package=False)
+    def long_work():
+        from mlstages.components.common.progress import report, to_task_log
+
+        to_task_log()
+        to_task_log()  # a second call adds no second handler
+        report("halfway there")
+        print("[mlstages] not a progress line")
+
+    @dsl.pipeline
+    def reporting():
+        long_work()
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[1])
+    shown = []
+    supervisor = TaskSupervisor(progress=shown.append)
+    with supervised_tasks(supervisor):
+        reporting()
+    print("SHOWN", json.dumps(shown))
+    """
+)
+
+
+def test_a_tasks_progress_lines_are_shown_under_it_once_and_kept_in_its_log(tmp_path):
+    from mlstages.components.common.progress import LINE
+
+    script = tmp_path / "reporting_run.py"  # kfp reads a component's source from its file
+    script.write_text(_REPORTING_RUN)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "root")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = json.loads(done.stdout.split("SHOWN ", 1)[1])  # what the terminal was shown
+    assert shown[0].startswith("  long-work ") and shown[0].endswith(" halfway there")
+    assert shown[0].split()[:1] == ["long-work"] and shown[0].endswith(" halfway there")
+    assert shown[1].startswith("  long-work") and "done in" in shown[1]
+    log = next((tmp_path / "root").rglob("long-work/task.log")).read_text()
+    lines = [line for line in log.splitlines() if "halfway there" in line]
+    # One line in the progress format, not also kfp's "[KFP Executor ...]" copy of it.
+    assert len(lines) == 1 and LINE.match(lines[0]), lines

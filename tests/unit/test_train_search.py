@@ -20,7 +20,7 @@ from mlstages.components.common.errors import DigestMismatch
 from mlstages.components.common.model_card import ModelCard
 from mlstages.components.train import search as search_module
 from mlstages.components.train.baselines import baseline_estimators
-from mlstages.components.train.config import TrainConfig, family_estimator
+from mlstages.components.train.config import TrainConfig, family_estimator, routed_params
 from mlstages.components.train.export import export_model
 from mlstages.components.train.report import render_markdown
 from mlstages.components.train.search import MIN_ROWS_PER_ROUND, halving_rounds
@@ -246,3 +246,75 @@ def test_gradient_boosting_candidates_fit_the_trees_they_are_given_and_the_defau
     assert native[-1].get_params()["early_stopping"] is False
     default = baseline_estimators(task, 0)[DEFAULT_GRADIENT_BOOSTING].fit(X, y)
     assert default.get_params()["early_stopping"] == "auto" and default.do_early_stopping_
+
+
+@pytest.fixture
+def progress_lines():
+    """The progress lines reported while the test runs (the logger a task turns into its log)."""
+    import logging
+
+    from mlstages.components.common.progress import LOGGER_NAME
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger(LOGGER_NAME)
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_a_search_reports_its_plan_its_fits_and_its_outcome_with_the_scores_unchanged(
+    cancer, progress_lines, monkeypatch
+):
+    df, features = cancer
+    config = TrainConfig(
+        "target",
+        "classification",
+        model_families=("logistic_regression", "gradient_boosting"),
+        search="halving",
+        n_iter=4,
+        cv_folds=3,
+        search_space={
+            "logistic_regression": SMALL["logistic_regression"],
+            "gradient_boosting": {"max_iter": [10, 20], "learning_rate": [0.1, 0.2]},
+        },
+    )
+    # Every fit is due a line, as a minute's worth of fits would be on a long search.
+    monkeypatch.setattr(search_module.Throttle, "due", lambda self: True)
+    result = train(df, features, config)
+
+    grid = [line for line in progress_lines if line.startswith("searching logistic_regression")]
+    assert grid == [
+        f"searching logistic_regression: 2 candidates x 3 folds = 6 fits on {result.search_rows:,} rows x 30 features"
+    ]
+    assert any(
+        line.startswith("searching gradient_boosting: 4 candidates by successive halving")
+        for line in progress_lines
+    )
+    fit_lines = [
+        line for line in progress_lines if line.startswith("gradient_boosting: ") and "fits scored" in line
+    ]
+    searched = result.search_results[
+        (result.search_results["family"] == "gradient_boosting") & ~result.search_results["default"]
+    ]
+    done = next(line for line in progress_lines if line.startswith("gradient_boosting searched in"))
+    fits = int(done.split(": ")[1].split(" fits")[0])
+    assert len(fit_lines) == fits >= len(searched) * 3  # every candidate's folds, and more in later rounds
+    assert fit_lines[-1].startswith(f"gradient_boosting: {fits} fits scored")
+    assert any(line.startswith("chose ") and "refitting it on" in line for line in progress_lines)
+    # Counting the fits does not change a score: the same as scikit-learn's own scorer on the same folds.
+    lr = result.search_results[result.search_results["family"] == "logistic_regression"]
+    X = features.transform(df.drop(columns="target"))
+    for params, score in zip(lr["params"], lr["mean_cv_score"], strict=True):
+        estimator = family_estimator("classification", "logistic_regression", config.seed, (), X.shape[1])
+        estimator.set_params(**routed_params(estimator, json.loads(params)))
+        folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=config.seed)
+        expected = cross_val_score(estimator, X, df["target"].to_numpy(), cv=folds, scoring="f1_macro").mean()
+        assert score == pytest.approx(expected, abs=1e-12)

@@ -1,0 +1,72 @@
+"""Progress lines a long task writes while it works, for whoever watches its log.
+
+A training search on a wide table can run for most of an hour; without these lines its log (the
+Kubeflow UI's Logs tab, ``task.log`` of a local run) stays empty the whole time. A line reads
+``[mlstages 21:04:05] train: searching gradient_boosting ...`` (UTC), on standard error.
+
+The logic modules report through the ``mlstages.progress`` logger; only a task turns it into lines
+(``to_task_log``, called by the component), so the same functions called from a notebook or a test
+stay quiet unless the caller configures logging. kfp's executor sets the root logger to INFO with
+its own "[KFP Executor ...]" prefix: the task's handler stops the lines from going there too.
+``mlstages run`` recognises the lines (``LINE``) and shows them under the running task.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+
+LOGGER_NAME = "mlstages.progress"
+# What a progress line looks like in a task's output: its time (UTC) and message.
+LINE = re.compile(r"^\[mlstages (?P<time>\d\d:\d\d:\d\d)\] (?P<message>.+)$")
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+class _UtcFormatter(logging.Formatter):
+    converter = time.gmtime
+
+
+def to_task_log() -> None:
+    """Write this process's progress lines to standard error, once however often it is called."""
+    if any(getattr(handler, "_mlstages_progress", False) for handler in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("[mlstages %(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+    handler._mlstages_progress = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def report(message: str) -> None:
+    """One progress line (``to_task_log`` decides whether it is written anywhere)."""
+    logger.info(message)
+
+
+class Throttle:
+    """Says when a repeated event is worth a line: at most once per ``every_seconds``."""
+
+    def __init__(self, every_seconds: float = 60.0) -> None:
+        self.every_seconds = every_seconds
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.every_seconds:
+            return False
+        self._last = now
+        return True
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: 4.2 s, 12 min 5 s, 1 h 3 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
