@@ -131,7 +131,6 @@ def search_family(
         # scorer that needs every class fails there; that candidate scores NaN and is dropped.
         warnings.simplefilter("ignore", FitFailedWarning)
         warnings.filterwarnings("ignore", message="One or more of the test scores are non-finite")
-        warnings.filterwarnings("ignore", message="One or more of the train scores are non-finite")
         try:
             search.fit(features, y)
         except ValueError as exc:
@@ -195,6 +194,9 @@ def _search_cv(estimator: Any, family: str, config: TrainConfig, rows: int) -> A
         min_resources=rows // HALVING_FACTOR ** (rounds - 1),
         # Too few rounds for the candidates to dwindle to one: drop more of them in the first rounds.
         aggressive_elimination=True,
+        # scikit-learn's halving also scores every candidate on its own training folds by default:
+        # predictions on twice the rows it is scored on, which nothing here reads.
+        return_train_score=False,
         random_state=config.seed,
         error_score=np.nan,
         **common,
