@@ -25,7 +25,7 @@ import pandas as pd
 
 from mlstages.components.common.errors import InputDataError
 from mlstages.components.common.hashing import row_hashes
-from mlstages.components.common.memory import memory_allowance
+from mlstages.components.common.memory import rows_within
 from mlstages.components.common.sketches import mix64
 from mlstages.components.validate_data.column_statistics import (
     ColumnFacts,
@@ -46,7 +46,7 @@ _ROW_HASH_SHARE = 0.25
 
 def row_hash_limit() -> int:
     """How many distinct row hashes the duplicate count keeps before it samples."""
-    return max(1 << 16, int(memory_allowance() * _ROW_HASH_SHARE) // _ROW_HASH_BYTES)
+    return rows_within(_ROW_HASH_SHARE, _ROW_HASH_BYTES, floor=1 << 16)
 
 
 class RowDuplicates:

@@ -194,7 +194,8 @@ def test_a_window_too_wide_for_the_allowance_tests_fewer_values_a_column_and_say
     write_dataset(frame, tmp_path / "window", part_rows=10_000)
     whole = detect_drift_dataset(reference, tmp_path / "window").features[0]
     assert not any("seeded uniform sample" in note for note in whole.notes)
-    # 64 MiB: a quarter of it over 40 columns of 32-byte sampled values is 13,107; the floor 16,384.
+    # 64 MiB: a quarter of it (16 MiB: less than the 256 a process holds) is the rows'; a quarter of
+    # that over 40 columns of 32-byte sampled values is 3,276 values; the floor is 16,384.
     monkeypatch.setenv(MEMORY_ENV, "64")
     assert window_values(columns) == 16_384
     sampled = detect_drift_dataset(reference, tmp_path / "window").features[0]
