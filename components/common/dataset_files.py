@@ -4,6 +4,7 @@ Every Dataset artifact the suite writes is a folder::
 
     <artifact path>/
         part-00000.parquet      at most ``part_rows`` rows each, row groups of ROW_GROUP_ROWS rows
+                                (fewer for a wide table: ``row_group_rows``)
         part-00001.parquet
         _dataset.json           rows per part, columns, dtypes, content hash
 
@@ -37,8 +38,12 @@ from mlstages.components.common.memory import release_unused
 # A part of 1M rows is about 140 MB of Parquet at 25 columns: small enough to move between pods,
 # few enough parts to list quickly at 50M rows.
 DEFAULT_PART_ROWS = 1_000_000
-# Row groups are the unit a reader holds in memory: 128k rows x 25 columns is about 30 MB.
+# Row groups are the unit a reader holds in memory: 128k rows x 25 columns is about 30 MB. A wide
+# table's are cut to about ROW_GROUP_BYTES (Arrow's size of the rows): pyarrow's batch reader holds
+# nearly three times a row group while it reads one (431 MB for the 150 MB groups of a 151-column
+# split, measured), whatever the batch size asked for.
 ROW_GROUP_ROWS = 131_072
+ROW_GROUP_BYTES = 32 << 20
 DEFAULT_BATCH_ROWS = 131_072
 # A stage holds a batch a few times over (Arrow's buffers, the DataFrame, its own copies), so a
 # batch is cut to about this many bytes: 1M rows x 150 float columns read 131,072 rows at a time
@@ -134,7 +139,7 @@ class DatasetWriter:
             table = pa.Table.from_pandas(chunk, schema=self._schema, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise InputDataError(self._mismatch(chunk, exc)) from exc
-        self._part.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self._part.write_table(table, row_group_size=row_group_rows(table))
 
     def _start(self, df: pd.DataFrame) -> None:
         import pyarrow as pa
@@ -256,6 +261,14 @@ def write_dataset(
         raise
 
 
+def row_group_rows(table: Any) -> int:
+    """The rows of a row group of ``table`` (an Arrow table): ROW_GROUP_ROWS, fewer for a table
+    wider than ROW_GROUP_BYTES takes at that many rows, at least 4,096."""
+    if not table.num_rows:
+        return ROW_GROUP_ROWS
+    return int(min(ROW_GROUP_ROWS, max(4_096, ROW_GROUP_BYTES * table.num_rows // max(table.nbytes, 1))))
+
+
 def write_parquet_file(
     df: pd.DataFrame, path: str | os.PathLike, *, lineage: Mapping[str, Any] | None = None
 ) -> Path:
@@ -273,7 +286,7 @@ def write_parquet_file(
             kept = dict(table.schema.metadata or {})
             kept[LINEAGE_KEY] = json.dumps(dict(lineage), sort_keys=True, default=str).encode()
             table = table.replace_schema_metadata(kept)
-        pq.write_table(table, partial, row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(table, partial, row_group_size=row_group_rows(table))
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

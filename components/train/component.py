@@ -126,6 +126,7 @@ def train(
 
     from mlstages.components.common.artifacts import file_sha256, read_metadata
     from mlstages.components.common.datasets import column_types
+    from mlstages.components.common.memory import release_unused
     from mlstages.components.common.model_card_report import render_card_html
     from mlstages.components.common.reference import build_reference_from_dataset, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model, read_champion
@@ -150,6 +151,7 @@ def train(
     input_types = column_types(check_rows[result.input_columns])
     input_types.update({c: t for c, t in declared.items() if c in input_types})
     del rows  # the matrix goes before the cluster refit, the reference and the model
+    release_unused()  # and what the search's fits freed, which the C heap would keep
     result, refit_note = full_data_refit(
         result, train.path, config, check_rows, available, train_uri=train.uri
     )

@@ -75,6 +75,43 @@ def test_batches_of_any_size_rebuild_the_table_with_positions_as_index(tmp_path)
     assert list(only.columns) == ["colour"]
 
 
+def test_picks_of_a_row_group_too_large_to_read_at_once_are_read_a_few_columns_at_a_time(
+    tmp_path, monkeypatch
+):
+    from mlstages.components.common import dataset_positions
+    from mlstages.components.common.dataset_positions import read_positions, sample_positions
+
+    df = table(2000)  # numbers with gaps, categories, text, timestamps, booleans
+    write_dataset(df, tmp_path / "data", part_rows=10_000)
+    positions = sample_positions(len(df), 300, seed=5)
+    whole_group = read_positions(tmp_path / "data", positions)
+
+    reads: list[list[str] | None] = []
+    opened = dataset_positions.open_part
+
+    class Counted:
+        def __init__(self, parquet):
+            self._parquet = parquet
+
+        def __getattr__(self, name):
+            return getattr(self._parquet, name)
+
+        def read_row_group(self, group, columns=None, **kwargs):
+            reads.append(columns)
+            return self._parquet.read_row_group(group, columns=columns, **kwargs)
+
+    monkeypatch.setattr(dataset_positions, "open_part", lambda file, what: Counted(opened(file, what)))
+    monkeypatch.setattr(dataset_positions, "BATCH_BYTES", 8 << 10)  # against a group of ~60 KB
+    by_columns = read_positions(tmp_path / "data", positions)
+    assert len(reads) > 1 and all(len(columns) < len(df.columns) for columns in reads)
+    pd.testing.assert_frame_equal(by_columns, whole_group)
+    expected = df.iloc[positions]
+    expected.index = pd.Index(positions)
+    pd.testing.assert_frame_equal(by_columns, expected)
+    only = read_positions(tmp_path / "data", positions, columns=["colour", "when"])
+    pd.testing.assert_frame_equal(only, whole_group[["colour", "when"]])
+
+
 def test_a_sample_is_the_same_rows_whatever_the_parts(tmp_path):
     df = table(2000)
     write_dataset(df, tmp_path / "one", part_rows=10_000)
@@ -201,3 +238,22 @@ def test_a_streamed_pass_gives_its_buffers_back_when_it_ends(tmp_path):
     grown_by_batches, grown_by_positions = map(int, done.stdout.split())
     table = 100_000 * 150 * 8
     assert grown_by_batches < 2 * table and grown_by_positions < table, (grown_by_batches, grown_by_positions)
+
+
+def test_a_wide_tables_row_groups_are_cut_to_about_row_group_bytes(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from mlstages.components.common import dataset_files
+
+    monkeypatch.setattr(dataset_files, "ROW_GROUP_BYTES", 8 << 20)
+    rng = np.random.default_rng(2)
+    wide = pd.DataFrame(rng.normal(size=(30_000, 100))).rename(columns=str)  # 800 bytes a row
+    narrow = pd.DataFrame({"x": rng.normal(size=30_000)})  # 8 bytes a row
+    for name, frame in (("wide", wide), ("narrow", narrow)):
+        write_dataset(frame, tmp_path / name, part_rows=30_000)
+        pd.testing.assert_frame_equal(read_dataset(tmp_path / name), frame)
+    wide_groups = pq.ParquetFile(part_files(tmp_path / "wide")[0]).metadata
+    assert {wide_groups.row_group(g).num_rows for g in range(wide_groups.num_row_groups - 1)} == {
+        (8 << 20) // 800
+    }
+    assert pq.ParquetFile(part_files(tmp_path / "narrow")[0]).metadata.num_row_groups == 1
