@@ -64,10 +64,12 @@ def search_family(
     """
     # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
     # before anything heavy is imported.
-    from mlstages.components.common.progress import to_task_log
     from mlstages.components.common.threads import limit_threads
 
     limit_threads()
+
+    from mlstages.components.common.progress import to_task_log
+
     to_task_log()
 
     from mlstages.components.search_family.search_family import outcome_markdown, run_trial

@@ -115,10 +115,12 @@ def train(
     """
     # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
     # before anything heavy is imported.
-    from mlstages.components.common.progress import report, to_task_log
     from mlstages.components.common.threads import limit_threads
 
     limit_threads()
+
+    from mlstages.components.common.progress import report, to_task_log
+
     to_task_log()
 
     import shutil
