@@ -266,7 +266,7 @@ def row_group_rows(table: Any) -> int:
     wider than ROW_GROUP_BYTES takes at that many rows, at least 4,096."""
     if not table.num_rows:
         return ROW_GROUP_ROWS
-    return int(min(ROW_GROUP_ROWS, max(4_096, ROW_GROUP_BYTES * table.num_rows // max(table.nbytes, 1))))
+    return _rows_in(ROW_GROUP_BYTES, table.nbytes / table.num_rows, ROW_GROUP_ROWS)
 
 
 def write_parquet_file(
@@ -513,7 +513,12 @@ def read_dataset_head(
 def batch_rows_for(row_bytes: float) -> int:
     """The rows of a batch of rows of ``row_bytes`` bytes (``bytes_per_row``): DEFAULT_BATCH_ROWS,
     fewer for a wide table (BATCH_BYTES), at least 4,096."""
-    return int(min(DEFAULT_BATCH_ROWS, max(4_096, BATCH_BYTES // max(row_bytes, 1.0))))
+    return _rows_in(BATCH_BYTES, row_bytes, DEFAULT_BATCH_ROWS)
+
+
+def _rows_in(budget: int, row_bytes: float, most: int) -> int:
+    """The rows of ``row_bytes`` bytes that ``budget`` bytes hold: at most ``most``, at least 4,096."""
+    return int(min(most, max(4_096, budget // max(row_bytes, 1.0))))
 
 
 def bytes_per_row(path: str | os.PathLike, *, probe_rows: int = 10_000, what: str = "dataset") -> float:

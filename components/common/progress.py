@@ -2,7 +2,8 @@
 
 A training search on a wide table can run for most of an hour; without these lines its log (the
 Kubeflow UI's Logs tab, ``task.log`` of a local run) stays empty the whole time. A line reads
-``[mlstages 21:04:05] train: searching gradient_boosting ...`` (UTC), on standard error.
+``[mlstages 21:04:05] searching gradient_boosting: ...`` (UTC), on standard error; the task
+(the Kubeflow UI's page of it, or ``mlstages run``'s line) says whose.
 
 The logic modules report through the ``mlstages.progress`` logger; only a task turns it into lines
 (``to_task_log``, called by the component), so the same functions called from a notebook or a test
@@ -29,13 +30,16 @@ class _UtcFormatter(logging.Formatter):
     converter = time.gmtime
 
 
+class _TaskLogHandler(logging.StreamHandler):
+    """The handler ``to_task_log`` adds, known by its class so that it is added once."""
+
+
 def to_task_log() -> None:
     """Write this process's progress lines to standard error, once however often it is called."""
-    if any(getattr(handler, "_mlstages_progress", False) for handler in logger.handlers):
+    if any(isinstance(handler, _TaskLogHandler) for handler in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _TaskLogHandler(sys.stderr)
     handler.setFormatter(_UtcFormatter("[mlstages %(asctime)s] %(message)s", datefmt="%H:%M:%S"))
-    handler._mlstages_progress = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False

@@ -263,8 +263,8 @@ def build_reference_from_dataset(
     )
     wanted = [str(c) for c in input_columns] + ([label_column] if label_column else [])
     accumulator = ReferenceAccumulator(input_columns, label_column, exact_limit(len(wanted)))
-    # Batches of a wide table are cut to about 64 MiB, as validate_data's (131,072 rows of 151
-    # float columns took the reference of a 240k-row split to 1,388 MiB under a 1 GiB allowance).
+    # Batches of about BATCH_BYTES, as validate_data's (131,072 rows of 151 float columns took the
+    # reference of a 240k-row split to 1,388 MiB under a 1 GiB allowance).
     batch_rows = batch_rows or batch_rows_for(bytes_per_row(path, what=what))
     for batch in iter_batches(path, batch_rows=batch_rows, columns=wanted, what=what):
         accumulator.update(batch, start=int(batch.index[0]))

@@ -195,7 +195,7 @@ def _search_cv(estimator: Any, family: str, config: TrainConfig, rows: int) -> A
         # Too few rounds for the candidates to dwindle to one: drop more of them in the first rounds.
         aggressive_elimination=True,
         # scikit-learn's halving also scores every candidate on its own training folds by default:
-        # predictions on twice the rows it is scored on, which nothing here reads.
+        # predictions on cv_folds - 1 times the rows it is scored on, which nothing here reads.
         return_train_score=False,
         random_state=config.seed,
         error_score=np.nan,
@@ -212,7 +212,6 @@ class FitCountingScorer:
     def __init__(self, scoring: str, family: str, folds: int, every_seconds: float = 60.0) -> None:
         from sklearn.metrics import get_scorer
 
-        self.scoring = scoring
         self.family = family
         self.folds = folds
         self.fits = 0

@@ -63,7 +63,8 @@ def method_notes(result: ValidationResult) -> list[str]:
         if result.exact_values is not None and result.exact_values < EXACT_VALUES:
             notes.append(
                 f"A column's values are kept exactly up to {result.exact_values:,} of them, what a "
-                f"quarter of the task's memory allowance holds for {statistics['dataset']['columns']:,} "
+                "quarter of the task's working memory (its allowance less what the process itself "
+                f"holds) holds for {statistics['dataset']['columns']:,} "
                 f"columns (at most {EXACT_VALUES:,}): a larger allowance ($MLSTAGES_MEMORY_MB, or the "
                 "pod's memory limit) keeps more of the figures exact."
             )
