@@ -21,7 +21,6 @@ from typing import Any
 
 import pandas as pd
 
-from mlstages.components.common.datasets import LOGICAL_TYPES
 from mlstages.components.common.errors import InputDataError, ParameterError, quoted
 from mlstages.components.common.estimators.functions import (
     DECORATED_NUMBER,
@@ -30,6 +29,7 @@ from mlstages.components.common.estimators.functions import (
     parse_booleans,
     parse_numbers,
 )
+from mlstages.components.common.logical_types import LOGICAL_TYPES
 
 # Kinds of suspicion, stable names for reports and tests.
 NUMERIC_TEXT = "numeric_text"  # "3,750", "$1,200.50", "12%": numbers stored as text

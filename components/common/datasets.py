@@ -10,14 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.errors import InputDataError
-
-# Logical column types, the vocabulary of schemas, statistics and preprocessing.
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-BOOLEAN = "boolean"
-DATETIME = "datetime"
-TEXT = "text"
-LOGICAL_TYPES = (NUMERIC, CATEGORICAL, BOOLEAN, DATETIME, TEXT)
+from mlstages.components.common.logical_types import BOOLEAN, CATEGORICAL, DATETIME, NUMERIC, TEXT
 
 # A string column is free text (TF-IDF) rather than a category when its values are mostly
 # distinct and have several words on average.

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mlstages.components.common.datasets import LOGICAL_TYPES
 from mlstages.components.common.errors import InputDataError
+from mlstages.components.common.logical_types import LOGICAL_TYPES
 
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.joblib"

@@ -45,11 +45,11 @@ from mlstages.components.common.datasets import (
     BOOLEAN,
     CATEGORICAL,
     DATETIME,
-    LOGICAL_TYPES,
     NUMERIC,
     TEXT,
 )
 from mlstages.components.common.errors import InputDataError, ParameterError
+from mlstages.components.common.logical_types import LOGICAL_TYPES
 
 REFERENCE_FILE = "reference.json"
 # Written by evaluate into the registry version it evaluated; its metrics are attached on load.

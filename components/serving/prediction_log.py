@@ -49,8 +49,8 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common import storage
-from mlstages.components.common.datasets import LOGICAL_TYPES
 from mlstages.components.common.errors import MlstagesError, ParameterError
+from mlstages.components.common.logical_types import LOGICAL_TYPES
 from mlstages.components.serving.log_format import (
     LOG_COLUMNS,
     PREDICTION_COLUMN,

@@ -12,13 +12,13 @@ from typing import Any
 import pandas as pd
 
 from mlstages.components.common.datasets import (
-    LOGICAL_TYPES,
     NUMERIC,
 )
 from mlstages.components.common.errors import (
     InputDataError,
 )
 from mlstages.components.common.labels import detect_task
+from mlstages.components.common.logical_types import LOGICAL_TYPES
 from mlstages.components.validate_data.config import (
     _COLUMN_KEYS,
     _DOMAIN_TYPES,
