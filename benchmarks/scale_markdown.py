@@ -207,7 +207,9 @@ def section(report: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Training wall time counts from the path's interpreter start (imports and the object store's "
-        "start included) to the end of the training pipeline; inference from there to its end. The tree "
+        "start included) to the end of the training pipeline; inference from there to its end, which "
+        "for the in-process path includes starting the fresh interpreter its inference stages run in "
+        "(with their imports), as a scoring script pays them: each pipeline is a separate run. The tree "
         "is the path's process and all its descendants (for the pipelines: the kfp.local driver, the "
         "object store and the running task), RSS summed (shared pages count once per process). CPU "
         f"seconds of the whole tree (user + system): pipelines {pipelines['cpu_seconds']:,.1f}, in-process "
