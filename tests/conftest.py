@@ -40,3 +40,25 @@ def penguins_parquet(tmp_path) -> str:
     path = tmp_path / "penguins.parquet"
     write_dataset(palmerpenguins.load_penguins(), path)
     return str(path)
+
+
+@pytest.fixture
+def progress_lines():
+    """The progress lines reported while the test runs (the logger a task turns into its log)."""
+    import logging
+
+    from mlstages.components.common.progress import LOGGER_NAME
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger(LOGGER_NAME)
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -59,7 +59,7 @@ def test_compiled_yaml_and_readmes_are_fresh():
     assert not stale, f"stale generated files (run `make compile`): {stale}"
 
 
-def test_every_component_caps_its_threads_first():
+def test_every_component_caps_its_threads_first_then_logs_its_progress():
     """BLAS, OpenMP and joblib pools are sized when a library loads: the cap comes first."""
     import ast
 
@@ -71,3 +71,10 @@ def test_every_component_caps_its_threads_first():
         assert statements[0].module == "mlstages.components.common.threads", stage
         call = statements[1]
         assert isinstance(call, ast.Expr) and ast.unparse(call) == "limit_threads()", stage
+        # Then the progress lines (progress.to_task_log): a library call reports into nothing
+        # until the task says where its lines go.
+        progress, call = function.body[3:5]
+        assert isinstance(progress, ast.ImportFrom), stage
+        assert progress.module == "mlstages.components.common.progress", stage
+        assert "to_task_log" in {alias.name for alias in progress.names}, stage
+        assert isinstance(call, ast.Expr) and ast.unparse(call) == "to_task_log()", stage

@@ -41,6 +41,7 @@ from mlstages.components.common.datasets import NUMERIC
 from mlstages.components.common.engine import DEFAULT_ENGINE, Engine, check_engine
 from mlstages.components.common.errors import InputDataError, MlstagesError, ParameterError
 from mlstages.components.common.model_card import ModelCard
+from mlstages.components.common.progress import streamed
 from mlstages.components.common.scoring import predict_frame
 from mlstages.components.serving.log_format import (
     LOG_COLUMNS,
@@ -295,6 +296,7 @@ def batch_predict(
         model_name=model_name,
         model_version=model_version,
         what=what,
+        total_rows=parquet.num_rows,
     )
     if engine is not None and engine.distributed:
         from mlstages.components.batch_predict.parts import score_parts
@@ -347,6 +349,8 @@ class ScoringJob:
     model_name: str
     model_version: str
     what: str
+    # The dataset's rows, for the progress lines of a long pass.
+    total_rows: int | None = None
 
     def score(
         self, model: Any, frame: pd.DataFrame, first_row: int, request_id: str, now: dt.datetime
@@ -403,6 +407,7 @@ class ScoringJob:
                         _count(scored.counts, predictions)
                     scored.rows += len(frame)
                     scored.batches += 1
+                    streamed(f"scoring the {self.what}", first_row + scored.rows, self.total_rows)
                 if pending is not None:
                     scored.shards.append(pending.result())
                     pending = None

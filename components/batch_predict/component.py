@@ -76,6 +76,10 @@ def batch_predict(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     import json
     import os
     import tempfile

@@ -34,6 +34,7 @@ import pandas as pd
 from mlstages.components.common.datasets import LINEAGE_KEY, column_types
 from mlstages.components.common.errors import InputDataError
 from mlstages.components.common.memory import release_unused
+from mlstages.components.common.progress import streamed
 
 # A part of 1M rows is about 140 MB of Parquet at 25 columns: small enough to move between pods,
 # few enough parts to list quickly at 50M rows.
@@ -131,6 +132,7 @@ class DatasetWriter:
             start += take
             if self._part_rows_written >= self.part_rows:
                 self._close_part()
+        streamed(f"writing {self.path.name}", self.rows)
 
     def _write_table(self, chunk: pd.DataFrame) -> None:
         import pyarrow as pa
@@ -416,9 +418,13 @@ def iter_batches(
 ) -> Iterator[pd.DataFrame]:
     """The rows of a dataset as DataFrames of at most ``batch_rows`` rows, in order, each with the
     dtypes ``read_dataset`` gives and a RangeIndex continuing from the previous batch."""
+    files = part_files(path, what=what)
+    total = sum(open_part(f, what).metadata.num_rows for f in files)
     offset = 0
-    for file in part_files(path, what=what):
-        for frame in iter_part_batches(file, offset, batch_rows=batch_rows, columns=columns, what=what):
+    for file in files:
+        for frame in iter_part_batches(
+            file, offset, batch_rows=batch_rows, columns=columns, what=what, total_rows=total
+        ):
             offset += len(frame)
             yield frame
 
@@ -440,8 +446,10 @@ def iter_part_batches(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     columns: Sequence[str] | None = None,
     what: str = "dataset",
+    total_rows: int | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """One part's rows as ``iter_batches`` gives them, the index counting from ``start``."""
+    """One part's rows as ``iter_batches`` gives them, the index counting from ``start``. A pass
+    over many rows reports how far it is (``progress.streamed``; ``total_rows``: the dataset's)."""
     import pyarrow as pa
 
     file = Path(file)
@@ -456,6 +464,7 @@ def iter_part_batches(
             frame.index = pd.RangeIndex(offset, offset + len(frame))
             offset += len(frame)
             yield frame
+            streamed(f"reading the {what}", offset, total_rows)
     except (OSError, pa.ArrowException) as exc:
         raise InputDataError(f"{what} {file} cannot be read: {exc}") from exc
     finally:

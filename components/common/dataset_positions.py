@@ -20,6 +20,7 @@ from mlstages.components.common.dataset_files import (
     to_frame,
 )
 from mlstages.components.common.memory import release_unused
+from mlstages.components.common.progress import streamed
 
 
 def sample_positions(total: int, size: int, seed: int) -> np.ndarray:
@@ -65,6 +66,7 @@ def _iter_positions(
                 frame.index = pd.Index(positions[cursor:end])
                 yield frame
                 cursor = end
+                streamed(f"reading a sample of the {what}", int(cursor), len(positions))
             offset += rows
         if cursor >= len(positions):
             return

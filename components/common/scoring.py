@@ -115,13 +115,16 @@ def predict_part(
     probabilities: Mapping[str, bool],
     batch_rows: int,
     what: str,
+    total_rows: int | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """``predict_batches`` of one dataset part (``dataset_files.part_starts``' shard); runs on a
-    worker of the engine."""
+    worker of the engine. ``total_rows``: the dataset's, for the progress lines."""
     from mlstages.components.common.dataset_files import iter_part_batches
 
     file, start = shard
-    batches = iter_part_batches(file, start, batch_rows=batch_rows, columns=columns, what=what)
+    batches = iter_part_batches(
+        file, start, batch_rows=batch_rows, columns=columns, what=what, total_rows=total_rows
+    )
     return predict_batches(models, batches, columns, probabilities)
 
 
@@ -129,9 +132,16 @@ def predict_parts(engine: Any, path: Any, models: Mapping[str, Any], **options: 
     """``predict_batches`` of every row of the dataset at ``path``, each part predicted on the
     engine's workers (``common.engine``) with ``predict_part``'s ``options``, the predictions put
     together in row order. Only the predictions come back: the rows stay with the workers."""
-    from mlstages.components.common.dataset_files import part_starts
+    from mlstages.components.common.dataset_files import dataset_rows, part_starts
 
-    parts = engine.map(predict_part, part_starts(path, what=options["what"]), models=dict(models), **options)
+    what = options["what"]
+    parts = engine.map(
+        predict_part,
+        part_starts(path, what=what),
+        models=dict(models),
+        total_rows=dataset_rows(path, what=what),
+        **options,
+    )
     return _joined(
         models,
         {name: [part[name][0] for part in parts] for name in models},

@@ -106,6 +106,10 @@ def deploy(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     from collections import namedtuple
 
     from mlstages.components.common.artifacts import load_estimator

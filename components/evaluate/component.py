@@ -70,6 +70,10 @@ def evaluate(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     import json
     from collections import namedtuple
 

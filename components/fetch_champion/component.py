@@ -34,6 +34,10 @@ def fetch_champion(model_registry: str, model_name: str, model: Output[Model]) -
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     from mlstages.components.common.registry import download_champion
 
     pointer = download_champion(model_registry, model_name, model.path)

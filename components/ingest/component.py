@@ -59,6 +59,10 @@ def ingest(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.ingest.ingest import IngestConfig, ingest_dataset, ingest_summary
 

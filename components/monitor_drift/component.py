@@ -92,6 +92,10 @@ def monitor_drift(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     import json
     from collections import namedtuple
 

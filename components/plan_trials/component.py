@@ -39,6 +39,10 @@ def plan_trials(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     from mlstages.components.plan_trials.plan_trials import plan_trials as plan
     from mlstages.components.train.config import TrainConfig
 

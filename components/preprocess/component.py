@@ -103,6 +103,10 @@ def preprocess(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     from collections import namedtuple
 
     from mlstages.components.common.artifact_metadata import within_budget

@@ -53,6 +53,10 @@ def training_data(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     import dataclasses
     import datetime as dt
     import tempfile

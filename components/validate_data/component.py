@@ -88,6 +88,10 @@ def validate_data(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     import json
     from collections import namedtuple
 

@@ -97,6 +97,10 @@ def validate_model(
 
     limit_threads()
 
+    from mlstages.components.common.progress import to_task_log
+
+    to_task_log()
+
     import json
     from collections import namedtuple
 

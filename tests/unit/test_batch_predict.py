@@ -316,3 +316,14 @@ def test_a_file_that_is_not_parquet_is_named(tmp_path):
         open_dataset(path)
     with pytest.raises(InputDataError, match="no such file"):
         open_dataset(tmp_path / "absent.parquet")
+
+
+def test_a_long_scoring_pass_says_how_far_it_is(
+    classifier, penguins_file, tmp_path, progress_lines, monkeypatch
+):
+    from mlstages.components.common import progress
+
+    monkeypatch.setattr(progress, "_STREAM_THROTTLE", progress.Throttle(0.0))
+    score(classifier, penguins_file, tmp_path / "out", batch_rows=100)
+    scoring = [line for line in progress_lines if line.startswith("scoring the dataset: ")]
+    assert scoring == [f"scoring the dataset: {n} of 344 rows ({n / 344:.0%})" for n in (100, 200, 300, 344)]

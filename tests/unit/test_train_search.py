@@ -248,28 +248,6 @@ def test_gradient_boosting_candidates_fit_the_trees_they_are_given_and_the_defau
     assert default.get_params()["early_stopping"] == "auto" and default.do_early_stopping_
 
 
-@pytest.fixture
-def progress_lines():
-    """The progress lines reported while the test runs (the logger a task turns into its log)."""
-    import logging
-
-    from mlstages.components.common.progress import LOGGER_NAME
-
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger(LOGGER_NAME)
-    handler, level = Collect(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
 def test_a_search_reports_its_plan_its_fits_and_its_outcome_with_the_scores_unchanged(
     cancer, progress_lines, monkeypatch
 ):
