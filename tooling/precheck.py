@@ -290,8 +290,13 @@ def preview_data(
     if not isinstance(uri, str) or not uri.strip() or source_scheme(uri) != "file":
         return None
     path = Path(uri.removeprefix("file://"))
+    if path.is_dir():
+        return _preview_folder(uri, path)
     if not path.is_file():
-        raise ParameterError(f"parameter {parameter}={uri!r}: no such file; give the path of your data file")
+        raise ParameterError(
+            f"parameter {parameter}={uri!r}: no such file or folder; give the path of your data file "
+            "or of a folder of Parquet parts"
+        )
     try:
         fmt = detect_format(uri, source_format)
     except ParameterError:
@@ -321,6 +326,26 @@ def preview_data(
         return DataPreview(uri, columns, labels)
     except (OSError, ValueError, InputDataError, ImportError):
         # An unreadable file: ingest reads it and names the problem precisely.
+        return None
+
+
+def _preview_folder(uri: str, path: Path) -> DataPreview | None:
+    """A folder ingest reads as one table (Parquet parts, a dataset folder, Spark's output): its
+    columns from the first part's schema, the labels unread (they are spread over every part).
+    None when its first data file is not Parquet: ingest checks it."""
+    from mlstages.components.ingest.ingest import _not_data
+
+    first = next(
+        (p for p in sorted(path.rglob("*")) if p.is_file() and not _not_data(str(p.relative_to(path)))),
+        None,
+    )
+    if first is None or first.suffix.lower() not in (".parquet", ".parq", ".pq"):
+        return None  # an empty folder or other formats: ingest names the problem
+    try:
+        import pyarrow.parquet as pq
+
+        return DataPreview(uri, [str(c) for c in pq.read_schema(first).names], None)
+    except (OSError, ValueError):
         return None
 
 

@@ -108,6 +108,26 @@ def test_a_label_that_is_not_a_column_is_refused_naming_the_columns(tmp_path, ca
     assert "column 'Species' is not in" in line and "species, island" in line
 
 
+def test_a_folder_of_parquet_parts_is_read_as_ingest_reads_it(tmp_path, capsys):
+    # Spark's output or a dataset folder: ingest reads every part; the check reads the first
+    # part's columns (a folder used to be refused as "no such file").
+    from mlstages.components.common.dataset_files import write_dataset
+
+    folder = tmp_path / "penguins"
+    write_dataset(palmerpenguins.load_penguins(), folder, part_rows=100)
+    assert len(list(folder.glob("*.parquet"))) == 4
+    preview = precheck.preview_data(str(folder), label_column="species")
+    assert preview is not None and "bill_length_mm" in preview.columns and preview.labels is None
+    workdir = tmp_path / "work"
+    code = cli.main(run(workdir, str(folder), "Species"))
+    line = assert_refused_before_any_task(code, capsys.readouterr().err, workdir, "label_column")
+    assert "column 'Species' is not in" in line
+    # A folder of other files is left to ingest, which names what it cannot read.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hello")
+    assert precheck.preview_data(str(tmp_path / "notes")) is None
+
+
 def test_families_and_metrics_follow_the_task_detected_from_a_parquet_label(tmp_path, capsys, data):
     # body_mass_g is a regression label: classification families and metrics are refused...
     workdir = tmp_path / "work"
@@ -154,7 +174,7 @@ def test_a_data_file_that_does_not_exist_is_refused(tmp_path, capsys):
     workdir = tmp_path / "work"
     code = cli.main(run(workdir, str(tmp_path / "nowhere.csv"), "y"))
     line = assert_refused_before_any_task(code, capsys.readouterr().err, workdir, "data_uri=")
-    assert "no such file" in line
+    assert "no such file or folder" in line
 
 
 def test_the_command_ends_with_the_one_line_and_exit_2_without_a_traceback(tmp_path, data):
