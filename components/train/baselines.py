@@ -13,6 +13,7 @@ evaluate reports their test metrics and the blessing gate can refuse a model wor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mlstages.components.common.baselines import BASELINES_FILE, DEFAULT_GRADIENT_BOOSTING, DUMMY
+from mlstages.components.common.progress import duration, report
 from mlstages.components.train.config import CLASSIFICATION, base_estimator
 from mlstages.components.train.holdout_fit import fit_on_matrix
 
@@ -55,22 +57,32 @@ def baseline_estimators(task: str, seed: int) -> dict[str, Any]:
 def score_baselines(
     features: pd.DataFrame, y: np.ndarray, folds: Any, scoring: str, task: str, seed: int, n_jobs: int = 1
 ) -> list[BaselineScore]:
-    """Each baseline's mean and standard deviation of ``scoring`` over ``folds``."""
+    """Each baseline's mean and standard deviation of ``scoring`` over ``folds`` (a splitter).
+
+    The default booster's folds on a few hundred thousand rows take minutes (4 min 55 s on 586,615
+    rows x 143 features): each baseline reports its fits as the search's families do, and its score."""
     from sklearn.model_selection import cross_validate
+
+    from mlstages.components.train.search import FitCountingScorer
 
     scores = []
     for name, estimator in baseline_estimators(task, seed).items():
+        started = time.monotonic()
+        counting = FitCountingScorer(scoring, name, folds.get_n_splits())
         result = cross_validate(
-            estimator, features, y, cv=folds, scoring=scoring, n_jobs=n_jobs, error_score="raise"
+            estimator, features, y, cv=folds, scoring=counting, n_jobs=n_jobs, error_score="raise"
         )
-        scores.append(
-            BaselineScore(
-                name=name,
-                mean_cv_score=float(np.mean(result["test_score"])),
-                std_cv_score=float(np.std(result["test_score"])),
-                fit_time_seconds=float(np.mean(result["fit_time"])),
-            )
+        score = BaselineScore(
+            name=name,
+            mean_cv_score=float(np.mean(result["test_score"])),
+            std_cv_score=float(np.std(result["test_score"])),
+            fit_time_seconds=float(np.mean(result["fit_time"])),
         )
+        report(
+            f"baseline {name} scored in {duration(time.monotonic() - started)}: "
+            f"{scoring} {score.mean_cv_score:.4f}"
+        )
+        scores.append(score)
     return scores
 
 

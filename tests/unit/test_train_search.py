@@ -64,13 +64,25 @@ def cancer():
     return df, scaled(df, "target")
 
 
-def test_baselines_are_scored_on_the_search_folds_and_match_a_plain_cross_validation(cancer):
+def test_baselines_are_scored_on_the_search_folds_and_match_a_plain_cross_validation(
+    cancer, progress_lines, monkeypatch
+):
     df, features = cancer
     families = ("logistic_regression", "gradient_boosting")
     config = TrainConfig(
         "target", "classification", model_families=families, search_space=spaces("c", families)
     )
+    # Every fit due a line: the baselines' folds report as a family's do (minutes on large tables).
+    monkeypatch.setattr(search_module.Throttle, "due", lambda self: True)
     result = train(df, features, config)
+    boosting = [line for line in progress_lines if line.startswith(f"{DEFAULT_GRADIENT_BOOSTING}: ")]
+    assert [line.split(" fits scored")[0] for line in boosting] == [
+        f"{DEFAULT_GRADIENT_BOOSTING}: {n}" for n in range(1, 6)
+    ]
+    done = next(
+        line for line in progress_lines if line.startswith(f"baseline {DEFAULT_GRADIENT_BOOSTING} scored")
+    )
+    assert done.endswith(f"f1_macro {result.baselines[1].mean_cv_score:.4f}")
 
     scores = {b.name: b.mean_cv_score for b in result.baselines}
     assert set(scores) == {DUMMY, DEFAULT_GRADIENT_BOOSTING}
