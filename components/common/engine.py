@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from mlstages.components.common.errors import ParameterError
+from mlstages.components.common.progress import streamed
 
 LOCAL, DASK = "local", "dask"
 DEFAULT_ENGINE = LOCAL
@@ -133,6 +134,7 @@ class Engine:
         pending = [self.located(item) for item in items]
         func = self.worker_function(func)
         running: collections.deque[Any] = collections.deque()
+        done = 0
         try:
             while pending or running:
                 while pending and len(running) < window:
@@ -140,6 +142,9 @@ class Engine:
                 future = running.popleft()
                 result = future.result()
                 future.release()
+                done += 1
+                # The workers' own lines go nowhere: the task says how many parts are back.
+                streamed("parts done on the cluster", done, len(items), unit="parts")
                 yield result
         finally:
             for future in running:

@@ -82,12 +82,13 @@ def duration(seconds: float) -> str:
 _STREAM_THROTTLE = Throttle()
 
 
-def streamed(action: str, rows: int, total: int | None = None) -> None:
+def streamed(action: str, rows: int, total: int | None = None, unit: str = "rows") -> None:
     """A line, at most once a minute, on how far a streamed pass has gone: ``reading the test
-    split: 3,145,728 of 10,000,000 rows (31%)``; without ``total``, the rows so far."""
+    split: 3,145,728 of 10,000,000 rows (31%)``; without ``total``, the rows so far. ``unit``
+    names what is counted (a cluster's pass counts parts)."""
     if not _STREAM_THROTTLE.due():
         return
     if total:
-        report(f"{action}: {rows:,} of {total:,} rows ({rows / total:.0%})")
+        report(f"{action}: {rows:,} of {total:,} {unit} ({rows / total:.0%})")
     else:
-        report(f"{action}: {rows:,} rows so far")
+        report(f"{action}: {rows:,} {unit} so far")

@@ -55,6 +55,19 @@ def _close(a, b, path="") -> None:
         assert a == b, path
 
 
+def _square(item: int) -> int:
+    return item * item
+
+
+def test_a_pass_on_the_cluster_says_how_many_parts_are_back(engine, progress_lines, monkeypatch):
+    # A worker's progress lines go nowhere; the task counts the parts that came back.
+    from mlstages.components.common import progress
+
+    monkeypatch.setattr(progress, "_STREAM_THROTTLE", progress.Throttle(0.0))
+    assert engine.map(_square, [1, 2, 3]) == [1, 4, 9]
+    assert progress_lines == [f"parts done on the cluster: {n} of 3 parts ({n / 3:.0%})" for n in (1, 2, 3)]
+
+
 def test_statistics_on_the_cluster_are_those_of_the_task(engine, tmp_path):
     df = mixed_table(3_000)
     write_dataset(df, tmp_path / "data", part_rows=700)
