@@ -484,7 +484,7 @@ def infer_in_fresh_interpreter(
     ended = time.monotonic()
     result = json.loads(result_file.read_text(encoding="utf-8"))
     clock.stages.update(result["stage_clock"])
-    return {**result["phase"], "start": started, "end": ended, "body_start": result["phase"]["start"]}
+    return {**result["phase"], "start": started, "end": ended}
 
 
 def infer_main(argv: list[str]) -> None:

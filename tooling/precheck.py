@@ -291,7 +291,7 @@ def preview_data(
         return None
     path = Path(uri.removeprefix("file://"))
     if path.is_dir():
-        return _preview_folder(uri, path)
+        return _preview_folder(uri, path, source_format)
     if not path.is_file():
         raise ParameterError(
             f"parameter {parameter}={uri!r}: no such file or folder; give the path of your data file "
@@ -329,23 +329,20 @@ def preview_data(
         return None
 
 
-def _preview_folder(uri: str, path: Path) -> DataPreview | None:
+def _preview_folder(uri: str, path: Path, source_format: str) -> DataPreview | None:
     """A folder ingest reads as one table (Parquet parts, a dataset folder, Spark's output): its
     columns from the first part's schema, the labels unread (they are spread over every part).
     None when its first data file is not Parquet: ingest checks it."""
-    from mlstages.components.ingest.ingest import _not_data
+    from mlstages.components.ingest.ingest import detect_format, folder_files
 
-    first = next(
-        (p for p in sorted(path.rglob("*")) if p.is_file() and not _not_data(str(p.relative_to(path)))),
-        None,
-    )
-    if first is None or first.suffix.lower() not in (".parquet", ".parq", ".pq"):
-        return None  # an empty folder or other formats: ingest names the problem
+    files = folder_files(path)
     try:
+        if not files or detect_format(str(files[0]), source_format) != "parquet":
+            return None  # an empty folder or other formats: ingest names the problem
         import pyarrow.parquet as pq
 
-        return DataPreview(uri, [str(c) for c in pq.read_schema(first).names], None)
-    except (OSError, ValueError):
+        return DataPreview(uri, [str(c) for c in pq.read_schema(files[0]).names], None)
+    except (OSError, ValueError, ParameterError):
         return None
 
 

@@ -297,11 +297,16 @@ def _read_local(config: IngestConfig, scratch: Path, batch_rows: int) -> list[Sh
         # Shards may sit in partition folders (date=2026-11-22/part-….parquet), as the model
         # server's prediction log writes them. Hidden files and folders are not data, nor are
         # those starting with "_": a dataset folder's manifest (_dataset.json), Spark's _SUCCESS.
-        shards = sorted(p for p in path.rglob("*") if p.is_file() and not _not_data(str(p.relative_to(path))))
+        shards = folder_files(path)
         if not shards:
             raise InputDataError(f"{uri} holds no files to read")
         return [file_shard(p, config, batch_rows) for p in shards]
     return [file_shard(path, config, batch_rows, display=uri)]
+
+
+def folder_files(path: Path) -> list[Path]:
+    """The data files under a local folder ingest reads as one table, in name order."""
+    return sorted(p for p in path.rglob("*") if p.is_file() and not _not_data(str(p.relative_to(path))))
 
 
 def _not_data(relative: str) -> bool:
