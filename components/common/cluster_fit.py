@@ -72,6 +72,7 @@ def fit_lightgbm(
     if not engine.distributed:
         raise ValueError("fit_lightgbm needs a Dask engine (engine='dask' or a scheduler address)")
     client = engine.client
+    engine.check_importable(load_part)
     started = time.monotonic()
     sent = {k: client.scatter([v], broadcast=True)[0] for k, v in shared.items()}
     # On a cluster's pods a part's file is its gs:// URI, downloaded by the worker (engine.located).

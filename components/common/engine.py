@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlstages.components.common.errors import ParameterError
+from mlstages.components.common.errors import MlstagesError, ParameterError
 from mlstages.components.common.progress import streamed
 
 LOCAL, DASK = "local", "dask"
@@ -61,6 +61,10 @@ CONNECT_TIMEOUT_SECONDS = 10
 WORKER_TIMEOUT_SECONDS = 300
 
 log = logging.getLogger(__name__)
+
+
+class WorkerError(MlstagesError):
+    """The Dask workers cannot run a stage's work: they lack its code, or they die running it."""
 
 
 def check_engine(engine: str) -> str:
@@ -86,6 +90,8 @@ class Engine:
     workers: tuple[str, ...] = ()
     # Local folders whose files the workers read at a gs:// URI instead (a cluster's pods), by folder.
     locations: dict[str, str] = field(default_factory=dict)
+    # The modules every worker was found to import (check_importable).
+    importable: set[str] = field(default_factory=set)
 
     @property
     def distributed(self) -> bool:
@@ -128,27 +134,64 @@ class Engine:
             return
         if not items:
             return
+        self.check_importable(func)
         # Scattered inside a list: scatter reads a bare dict or list as many values, not one.
         sent = {k: self.client.scatter([v], broadcast=True)[0] for k, v in shared.items()}
         window = 2 * max(1, len(self.workers))
-        pending = [self.located(item) for item in items]
-        func = self.worker_function(func)
-        running: collections.deque[Any] = collections.deque()
+        pending = list(items)
+        worker_func = self.worker_function(func)
+        running: collections.deque[tuple[Any, Any]] = collections.deque()
         done = 0
         try:
             while pending or running:
                 while pending and len(running) < window:
-                    running.append(self.client.submit(func, pending.pop(0), pure=False, **sent))
-                future = running.popleft()
-                result = future.result()
+                    item = pending.pop(0)
+                    future = self.client.submit(worker_func, self.located(item), pure=False, **sent)
+                    running.append((future, item))
+                future, item = running.popleft()
+                result = _result(future, self.name, func, item)
                 future.release()
                 done += 1
                 # The workers' own lines go nowhere: the task says how many parts are back.
                 streamed("parts done on the cluster", done, len(items), unit="parts")
                 yield result
         finally:
-            for future in running:
+            for future, _ in running:
                 future.cancel()
+
+    def check_importable(self, func: Callable[..., Any]) -> None:
+        """Every worker imports the module ``func`` lives in, or a WorkerError saying so.
+
+        A worker that cannot unpickle a task's function (a worker image without the task's code)
+        fails while reading the message, and the task would then wait for its result forever."""
+        module = getattr(func, "__module__", None)
+        if not module or module in ("__main__", "builtins") or module in self.importable:
+            return
+        try:
+            # exec, a builtin every worker has: a function of ours would need the very import
+            # being checked to reach the worker.
+            self.client.run(exec, f"import importlib; importlib.import_module({module!r})")
+        except ImportError as exc:
+            raise WorkerError(
+                f"engine {self.name}: the Dask workers cannot import {module} ({exc}): run them on the "
+                "task's image (the settings' dask section), with the same mlstages as the task"
+            ) from None
+        self.importable.add(module)
+
+
+def _result(future: Any, engine: str, func: Callable[..., Any], item: Any) -> Any:
+    """The future's result; a worker lost while running it, as a WorkerError naming the part."""
+    try:
+        return future.result()
+    except Exception as exc:
+        if type(exc).__name__ != "KilledWorker":  # distributed's, not imported before a cluster is
+            raise
+        part = _file_of(item) or f"item {item!r}"[:200]
+        raise WorkerError(
+            f"engine {engine}: every Dask worker that ran {getattr(func, '__name__', func)} on {part} "
+            "died doing so (most often out of memory): give the workers more memory (the settings' dask "
+            "section), or use engine='local'"
+        ) from None
 
 
 def _on_local_copy(func: Callable[..., Any], item: Any, *args: Any, **shared: Any) -> Any:

@@ -65,6 +65,37 @@ def test_a_pass_on_the_cluster_says_how_many_parts_are_back(engine, progress_lin
     assert progress_lines == [f"parts done on the cluster: {n} of 3 parts ({n / 3:.0%})" for n in (1, 2, 3)]
 
 
+def test_workers_dying_on_a_part_fail_the_pass_in_one_line_naming_the_part():
+    # The kernel ends a worker that runs out of memory; the scheduler gives up after a few, and the
+    # stage says which part and what to do rather than Dask's task key.
+    from dask_helpers import end_the_worker
+
+    from mlstages.components.common.engine import WorkerError
+
+    with open_engine("dask", workers=1, say=lambda line: None) as running:
+        with pytest.raises(WorkerError, match=r"ran end_the_worker on /data/part-00003\.parquet died"):
+            running.map(end_the_worker, ["/data/part-00003.parquet"])
+
+
+def test_workers_that_cannot_import_the_work_are_refused_rather_than_waited_for(engine):
+    # A worker that cannot unpickle a task's function fails reading the message, and the task
+    # would wait for its result forever (a worker image without the task's code).
+    import sys
+    import types
+
+    from mlstages.components.common.engine import WorkerError
+
+    module = types.ModuleType("only_in_the_task")
+    exec("def double(x):\n    return 2 * x\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        with pytest.raises(WorkerError, match="the Dask workers cannot import only_in_the_task"):
+            engine.map(module.double, [1, 2])
+    finally:
+        del sys.modules[module.__name__]
+    assert engine.map(abs, [-4]) == [4]  # the cluster still works
+
+
 def test_statistics_on_the_cluster_are_those_of_the_task(engine, tmp_path):
     df = mixed_table(3_000)
     write_dataset(df, tmp_path / "data", part_rows=700)
