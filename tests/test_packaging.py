@@ -60,21 +60,26 @@ def test_compiled_yaml_and_readmes_are_fresh():
 
 
 def test_every_component_caps_its_threads_first_then_logs_its_progress():
-    """BLAS, OpenMP and joblib pools are sized when a library loads: the cap comes first."""
+    """BLAS, OpenMP and joblib pools are sized when a library loads: the cap comes first, then the
+    progress lines (a library call reports into nothing until the task says where its lines go)."""
     import ast
+    from pathlib import Path
+
+    from mlstages.components.common import task_start
 
     for stage in catalog.COMPONENTS:
         tree = ast.parse((catalog.COMPONENTS_DIR / stage / "component.py").read_text())
         [function] = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
         statements = function.body[1:3]  # after the docstring: the import, then the call
         assert isinstance(statements[0], ast.ImportFrom), stage
-        assert statements[0].module == "mlstages.components.common.threads", stage
+        assert statements[0].module == "mlstages.components.common.task_start", stage
         call = statements[1]
-        assert isinstance(call, ast.Expr) and ast.unparse(call) == "limit_threads()", stage
-        # Then the progress lines (progress.to_task_log): a library call reports into nothing
-        # until the task says where its lines go.
-        progress, call = function.body[3:5]
-        assert isinstance(progress, ast.ImportFrom), stage
-        assert progress.module == "mlstages.components.common.progress", stage
-        assert "to_task_log" in {alias.name for alias in progress.names}, stage
-        assert isinstance(call, ast.Expr) and ast.unparse(call) == "to_task_log()", stage
+        assert isinstance(call, ast.Expr) and ast.unparse(call) == "start_task()", stage
+    # start_task itself: the cap, then the log.
+    [function] = [
+        node
+        for node in ast.parse(Path(task_start.__file__).read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    ]
+    calls = [ast.unparse(node.value) for node in function.body if isinstance(node, ast.Assign | ast.Expr)]
+    assert calls[1:3] == ["limit_threads()", "to_task_log()"], calls

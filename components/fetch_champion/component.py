@@ -28,15 +28,10 @@ def fetch_champion(model_registry: str, model_name: str, model: Output[Model]) -
         model: The champion's model directory (model.joblib, metadata.json, reference.json).
         Output: The champion's registry URI.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import to_task_log
-
-    to_task_log()
+    start_task()
 
     from mlstages.components.common.registry import download_champion
 

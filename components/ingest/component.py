@@ -53,15 +53,10 @@ def ingest(
         summary: What was read: rows, parts and bytes, columns and their types, source and
             content hash.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import to_task_log
-
-    to_task_log()
+    start_task()
 
     from mlstages.components.common.artifact_metadata import within_budget
     from mlstages.components.ingest.ingest import IngestConfig, ingest_dataset, ingest_summary

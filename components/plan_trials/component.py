@@ -33,15 +33,10 @@ def plan_trials(
         Output: [{"family": name, "learning_task": task, "trials_started": UNIX time or 0}],
             one per branch.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import to_task_log
-
-    to_task_log()
+    start_task()
 
     from mlstages.components.plan_trials.plan_trials import plan_trials as plan
     from mlstages.components.train.config import TrainConfig

@@ -97,15 +97,10 @@ def preprocess(
         summary: Rows per split, class balance, and what happened to each column.
         task: The task in use, classification or regression.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import to_task_log
-
-    to_task_log()
+    start_task()
 
     from collections import namedtuple
 

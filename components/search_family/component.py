@@ -62,15 +62,10 @@ def search_family(
             seconds, or why it was skipped) and candidates.parquet (every candidate's score).
         summary: The family, its candidates and its best one.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import to_task_log
-
-    to_task_log()
+    start_task()
 
     from mlstages.components.search_family.search_family import outcome_markdown, run_trial
     from mlstages.components.train.config import TrainConfig

@@ -113,15 +113,10 @@ def train(
         model_uri: Where the model directory is: its registry version when model_registry is set,
             else the model artifact's URI.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import report, to_task_log
-
-    to_task_log()
+    start_task()
 
     import shutil
     from collections import namedtuple
@@ -130,6 +125,7 @@ def train(
     from mlstages.components.common.datasets import column_types
     from mlstages.components.common.memory import release_unused
     from mlstages.components.common.model_card_report import render_card_html
+    from mlstages.components.common.progress import report
     from mlstages.components.common.reference import build_reference_from_dataset, save_reference
     from mlstages.components.common.registry import check_model_name, publish_model, read_champion
     from mlstages.components.common.reports import markdown_text

@@ -47,15 +47,10 @@ def training_data(
         data_uri: The assembled training data's URI.
         rows: Its row count.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import to_task_log
-
-    to_task_log()
+    start_task()
 
     import dataclasses
     import datetime as dt

@@ -91,15 +91,10 @@ def validate_model(
         reason: The decision and its reasons on one line.
         baseline_uri: The champion the candidate was compared with; empty on a first run.
     """
-    # BLAS, OpenMP and joblib threads within the task's CPU allowance (the pod's limit), set
-    # before anything heavy is imported.
-    from mlstages.components.common.threads import limit_threads
+    # Threads capped before anything heavy is imported, then the progress lines (task_start.py).
+    from mlstages.components.common.task_start import start_task
 
-    limit_threads()
-
-    from mlstages.components.common.progress import to_task_log
-
-    to_task_log()
+    start_task()
 
     import json
     from collections import namedtuple
