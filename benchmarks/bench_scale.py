@@ -47,7 +47,7 @@ from typing import Any
 from bench_pipeline import code_version
 from pipeline_paths import RESULTS_DIR, SAMPLE_INTERVAL_SECONDS
 from process_tree import measure
-from scale_paths import INFERENCE_PARAMS, PATH_DESCRIPTIONS, PATHS, TRAINING_PARAMS
+from scale_paths import INFERENCE_PARAMS, MAX_TRAIN_ROWS_ENV, PATH_DESCRIPTIONS, PATHS, scale_training_params
 from scale_report import analyze_run, same_outcome, summarize, windows_of
 from synthetic_data import dataset_folder, free_bytes, write_chunked
 
@@ -72,6 +72,7 @@ def run_size(
     *,
     blas_threads: int,
     memory_mb: int,
+    max_train_rows: int = 0,
     keep_runs: bool,
     ignore_disk: bool,
     paths: tuple[str, ...] = PATHS,
@@ -94,7 +95,7 @@ def run_size(
         + ("" if dataset["cached"] else f", generated in {dataset['generate_seconds']:.0f} s"),
         flush=True,
     )
-    environment = {"MLSTAGES_MEMORY_MB": str(memory_mb)}
+    environment = {"MLSTAGES_MEMORY_MB": str(memory_mb), MAX_TRAIN_ROWS_ENV: str(max_train_rows or "")}
     runs: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
     for repeat in range(repeats):
         # Alternate the order so that neither path always runs on a machine the other just warmed.
@@ -146,7 +147,7 @@ def run_size(
         },
         "code": code_version(),
         "dataset": {k: v for k, v in dataset.items() if k != "cached"},
-        "training_parameters": TRAINING_PARAMS,
+        "training_parameters": scale_training_params(max_train_rows),
         "inference_parameters": INFERENCE_PARAMS,
         "paths": {path: PATH_DESCRIPTIONS[path] for path in paths},
         "repeats": repeats,
@@ -187,10 +188,13 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
-def results_name(quick: bool, memory_mb: int) -> str:
-    """scale (the default 4 GiB allowance), scale-<N>mib for another allowance, -quick for smoke runs:
-    a size run under another allowance does not replace the default's."""
+def results_name(quick: bool, memory_mb: int, max_train_rows: int = 0) -> str:
+    """scale (the default 4 GiB allowance), scale-<N>mib for another allowance, -train<N> when train's
+    rows are given, -quick for smoke runs: a size run under other settings does not replace the
+    default's."""
     name = "scale" if memory_mb == DEFAULT_MEMORY_MB else f"scale-{memory_mb}mib"
+    if max_train_rows:
+        name += f"-train{max_train_rows}"
     return f"{name}-quick" if quick else name
 
 
@@ -198,7 +202,9 @@ def save(report: dict[str, Any], results_dir: Path, quick: bool) -> Path:
     """Put this size's report into the results (replacing an earlier one of the same size)."""
     from scale_markdown import markdown
 
-    name = results_name(quick, report["memory_allowance_mb"])
+    name = results_name(
+        quick, report["memory_allowance_mb"], report["training_parameters"].get("max_train_rows", 0)
+    )
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path = results_dir / f"{name}.json"
     document: dict[str, Any] = {"mode": "quick" if quick else "full", "sizes": {}}
@@ -212,12 +218,12 @@ def save(report: dict[str, Any], results_dir: Path, quick: bool) -> Path:
     return markdown_path
 
 
-def rerender(results_dir: Path, quick: bool, memory_mb: int) -> Path:
+def rerender(results_dir: Path, quick: bool, memory_mb: int, max_train_rows: int = 0) -> Path:
     """The results summarized again from their runs (after a change to the summary or the
     Markdown), nothing measured."""
     from scale_markdown import markdown
 
-    name = results_name(quick, memory_mb)
+    name = results_name(quick, memory_mb, max_train_rows)
     json_path = results_dir / f"{name}.json"
     document = json.loads(json_path.read_text(encoding="utf-8"))
     for report in document["sizes"].values():
@@ -259,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MEMORY_MB,
         help=f"MLSTAGES_MEMORY_MB for every task (default {DEFAULT_MEMORY_MB})",
     )
+    parser.add_argument(
+        "--max-train-rows",
+        type=int,
+        default=0,
+        help="train's max_train_rows (default 0: left to the memory allowance); results go to scale-...-train<N>",
+    )
     parser.add_argument("--keep-runs", action="store_true", help="keep each run's folder")
     parser.add_argument(
         "--rerender",
@@ -283,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_main(args.measure, args.data, args.workdir, args.result_file)
         return 0
     if args.rerender:
-        print(f"Results: {rerender(args.results_dir, args.quick, args.memory_mb)}")
+        print(f"Results: {rerender(args.results_dir, args.quick, args.memory_mb, args.max_train_rows)}")
         return 0
     sizes = args.rows or [QUICK_ROWS if args.quick else FULL_ROWS]
     if any(rows < 10_000 for rows in sizes):
@@ -300,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             args.workdir.resolve(),
             blas_threads=args.blas_threads,
             memory_mb=args.memory_mb,
+            max_train_rows=args.max_train_rows,
             keep_runs=args.keep_runs,
             ignore_disk=args.ignore_disk,
             paths=("pipelines",) if args.pipelines_only else PATHS,

@@ -112,7 +112,12 @@ def section(report: dict[str, Any]) -> list[str]:
         f"{params['outliers']}, scaling {params['scaling']}, encoding {params['encoding']}; slices by "
         f"{', '.join(params['slice_columns'])}; gate {json.dumps(params['thresholds'])} with quality floor "
         f"{params['quality_floor']}, so that deploy (local model server) makes the model the champion; "
-        "max_fit_rows and max_train_rows left to the memory allowance. Inference: the champion, "
+        + (
+            f"max_fit_rows left to the memory allowance, max_train_rows {params['max_train_rows']:,}. "
+            if params.get("max_train_rows")
+            else "max_fit_rows and max_train_rows left to the memory allowance. "
+        )
+        + "Inference: the champion, "
         "`batch_rows` 65,536, shards to the embedded object store.",
         "",
         (

@@ -60,6 +60,18 @@ TRAINING_PARAMS: dict[str, Any] = {
 }
 
 
+# Set by bench_scale.py --max-train-rows in the measured interpreters: train's held rows given
+# rather than left to the memory allowance.
+MAX_TRAIN_ROWS_ENV = "BENCH_SCALE_MAX_TRAIN_ROWS"
+
+
+def scale_training_params(max_train_rows: int | None = None) -> dict[str, Any]:
+    """TRAINING_PARAMS, with ``max_train_rows`` (by default from MAX_TRAIN_ROWS_ENV) when one is set."""
+    if max_train_rows is None:
+        max_train_rows = int(os.environ.get(MAX_TRAIN_ROWS_ENV) or 0)
+    return dict(TRAINING_PARAMS, max_train_rows=max_train_rows) if max_train_rows else dict(TRAINING_PARAMS)
+
+
 # The inference pipeline scores the champion (model_uri empty: fetch_champion) with its defaults.
 INFERENCE_PARAMS: dict[str, Any] = {"model_name": MODEL_NAME}
 
@@ -98,7 +110,7 @@ def run_pipelines(data_path: Path, workdir: Path, started: float) -> dict[str, A
     phases: dict[str, Any] = {}
     with object_store(workdir, print) as bucket:
         for phase, name, params in (
-            ("training", "training", TRAINING_PARAMS),
+            ("training", "training", scale_training_params()),
             ("inference", "inference", INFERENCE_PARAMS),
         ):
             print(PHASE_MARKER + phase, flush=True)
@@ -246,7 +258,7 @@ def run_in_process(
     clock: StageClock | None = None,
 ) -> dict[str, Any]:
     """Every stage's component body, in order, in this process (module docstring): the training
-    pipeline's with ``training_params`` (default TRAINING_PARAMS), then, with ``inference``, the
+    pipeline's with ``training_params`` (default ``scale_training_params()``), then, with ``inference``, the
     inference pipeline's champion branch, in a fresh interpreter with ``fresh_inference``;
     ``clock`` times the stages."""
     from mlstages.tooling.local import local_run_environment, object_store
@@ -256,7 +268,7 @@ def run_in_process(
     out = workdir / "in_process"
     with object_store(workdir, print) as bucket, local_run_environment():
         phases["training"] = train_in_process(
-            data_path, bucket, out / "training", clock, training_params or TRAINING_PARAMS
+            data_path, bucket, out / "training", clock, training_params or scale_training_params()
         )
         if inference and fresh_inference:
             phases["inference"] = infer_in_fresh_interpreter(data_path, bucket, out / "inference", clock)
