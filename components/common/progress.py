@@ -57,8 +57,8 @@ class Throttle:
         self.every_seconds = every_seconds
         self._last = time.monotonic()
 
-    def due(self) -> bool:
-        now = time.monotonic()
+    def due(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
         if now - self._last < self.every_seconds:
             return False
         self._last = now
@@ -80,13 +80,22 @@ def duration(seconds: float) -> str:
 # runs for minutes (evaluate read its 10M-row test split for 8.5, batch_predict scored for 3) and
 # said nothing until its end. Passes of under a minute, every pass of a small table, say nothing.
 _STREAM_THROTTLE = Throttle()
+# Per action: when its current pass started (monotonic seconds) and the rows it had reached.
+_PASSES: dict[str, tuple[float, int]] = {}
 
 
 def streamed(action: str, rows: int, total: int | None = None, unit: str = "rows") -> None:
     """A line, at most once a minute, on how far a streamed pass has gone: ``reading the test
     split: 3,145,728 of 10,000,000 rows (31%)``; without ``total``, the rows so far. ``unit``
-    names what is counted (a cluster's pass counts parts)."""
-    if not _STREAM_THROTTLE.due():
+    names what is counted (a cluster's pass counts parts). A pass says nothing in its first
+    ``every_seconds``, however long ago the process's last line was: a pass of under a minute is
+    silent. A call with no more rows than the action's previous call starts another pass of it."""
+    now = time.monotonic()
+    started, seen = _PASSES.get(action, (now, rows))
+    if rows <= seen:  # the first call, or the start of another pass of the same action
+        started = now
+    _PASSES[action] = (started, rows)
+    if now - started < _STREAM_THROTTLE.every_seconds or not _STREAM_THROTTLE.due(now):
         return
     if total:
         report(f"{action}: {rows:,} of {total:,} {unit} ({rows / total:.0%})")

@@ -24,16 +24,43 @@ def frame(rows: int) -> pd.DataFrame:
     return pd.DataFrame({"x": np.arange(rows, dtype="float64"), "c": ["a", "b"] * (rows // 2)})
 
 
-def test_a_line_is_written_once_a_minute_at_most(progress_lines, monkeypatch):
-    clock = iter([0.0, 30.0, 61.0, 90.0, 122.0])
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+@pytest.fixture
+def clock(monkeypatch):
+    """The monotonic clock at the seconds given, one call at a time; no pass under way."""
+    times: list[float] = []
+    monkeypatch.setattr(progress.time, "monotonic", lambda: times.pop(0))
+    monkeypatch.setattr(progress, "_PASSES", {})
+    return times
+
+
+def test_a_line_is_written_once_a_minute_at_most(progress_lines, monkeypatch, clock):
+    clock.extend([0.0, 0.0, 30.0, 61.0, 90.0, 122.0])
     monkeypatch.setattr(progress, "_STREAM_THROTTLE", progress.Throttle())  # starts at 0.0
-    for rows in (100, 200, 300, 400):  # at 30, 61, 90 and 122 s
+    for rows in (100, 200, 300, 400, 500):  # at 0, 30, 61, 90 and 122 s
         progress.streamed("reading the test split", rows, 1_000)
     assert progress_lines == [
-        "reading the test split: 200 of 1,000 rows (20%)",
-        "reading the test split: 400 of 1,000 rows (40%)",
+        "reading the test split: 300 of 1,000 rows (30%)",
+        "reading the test split: 500 of 1,000 rows (50%)",
     ]
+
+
+def test_a_pass_says_nothing_in_its_first_minute_however_long_the_log_was_quiet(
+    progress_lines, monkeypatch, clock
+):
+    # The process's last line was 10 minutes ago (the search ran); a pass that then takes 50 s
+    # is as silent as any pass of under a minute.
+    clock.extend([0.0, 600.0, 625.0, 650.0, 660.0, 700.0, 725.0])
+    monkeypatch.setattr(progress, "_STREAM_THROTTLE", progress.Throttle())  # starts at 0.0
+    for rows in (100, 200, 300):  # at 600, 625 and 650 s
+        progress.streamed("reading the training split", rows, 300)
+    assert progress_lines == []
+    # Another pass of the same action starts its own minute.
+    progress.streamed("reading the training split", 100, 300)  # at 660 s
+    assert progress_lines == []
+    progress.streamed("reading the training split", 200, 300)  # at 700 s: 40 s into it
+    assert progress_lines == []
+    progress.streamed("reading the training split", 250, 300)  # at 725 s: a minute into it
+    assert progress_lines == ["reading the training split: 250 of 300 rows (83%)"]
 
 
 def test_without_a_total_the_line_counts_the_rows_so_far(progress_lines, every_batch_due):
