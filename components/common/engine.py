@@ -181,11 +181,11 @@ class Engine:
 
 def _result(future: Any, engine: str, func: Callable[..., Any], item: Any) -> Any:
     """The future's result; a worker lost while running it, as a WorkerError naming the part."""
+    from distributed import KilledWorker  # loaded already: there is a cluster
+
     try:
         return future.result()
-    except Exception as exc:
-        if type(exc).__name__ != "KilledWorker":  # distributed's, not imported before a cluster is
-            raise
+    except KilledWorker:
         part = _file_of(item) or f"item {item!r}"[:200]
         raise WorkerError(
             f"engine {engine}: every Dask worker that ran {getattr(func, '__name__', func)} on {part} "
